@@ -1,0 +1,91 @@
+import type { CachedValue, NoValue, Serializer } from '../cached-value.js'
+import type { KeyMangler } from '../keys.js'
+
+/**
+ * A distributed creation lock for one key, supplied by backends that can lock across processes (Redis,
+ * memcached). The region coalesces callers inside one process itself, so a mutex is asked for at most once per
+ * key per process at a time.
+ */
+export interface CacheMutex {
+  /**
+   * Takes the lock. With `wait: false`, one attempt: `true` when taken. With `wait: true`, waits until it is taken
+   * or the backend's lock timeout passes (`false`). Waiting strategy (notification, polling, backoff) is the
+   * backend's business.
+   */
+  acquire(wait: boolean): Promise<boolean>
+  /** Releases the lock if this mutex still holds it (never someone else's). Never throws. */
+  release(): Promise<void>
+  /** Whether anyone holds the lock for this key. */
+  locked(): Promise<boolean>
+}
+
+/** A region-wide invalidation, as a backend's invalidator remembers it. Times are milliseconds since the epoch. */
+export interface InvalidationState {
+  readonly hardAt: number
+  readonly softAt: number
+}
+
+/**
+ * Where a region keeps its "invalidated before T" marks. The default keeps them in memory (one process). A
+ * backend shared by several processes supplies one that propagates them, so `invalidate()` in one process
+ * reaches every process using the same region on the same server. Reads are synchronous: the hit path consults
+ * them on every get, so implementations keep the marks locally and refresh them in the background.
+ */
+export interface RegionInvalidator {
+  /** Records an invalidation at `at`, locally at once and for other processes as the backend allows. */
+  invalidate(hard: boolean, at: number): Promise<void>
+  /** The marks currently in force. */
+  current(): InvalidationState
+  /** Stops background work (subscriptions, timers). */
+  close?(): Promise<void>
+}
+
+/** What a region tells its backend when it is configured. */
+export interface BackendContext {
+  readonly regionName: string
+  /** the region's expiration time in seconds, if any: backends derive their server-side expiry from it */
+  readonly expirationTime: number | undefined
+  readonly serializer: Serializer
+  /** reports a failure the backend recovered from by itself (a dropped connection, a failed release) */
+  readonly reportError: (operation: string, error: unknown) => void
+}
+
+/**
+ * The contract every backend implements. Values are `CachedValue`s; backends that store bytes encode them with
+ * `encodeCachedValue` and the region's serializer (see `BackendContext`). Backends stay thin, as in dogpile.cache:
+ * expiry, invalidation and locking decisions live in the region.
+ */
+export interface CacheBackend {
+  /** Short name for telemetry labels: `memory`, `redis`, ... */
+  readonly name: string
+  /**
+   * `false` turns off the region's in-process coalescing too, so every caller runs its creator (the `null`
+   * backend). Default true.
+   */
+  readonly coalesce?: boolean
+  /** The mangler the region applies unless it has its own (or `keyMangler: false`). */
+  readonly keyMangler?: KeyMangler | undefined
+
+  get(key: string): Promise<CachedValue | NoValue>
+  getMulti(keys: readonly string[]): Promise<Array<CachedValue | NoValue>>
+  set(key: string, value: CachedValue): Promise<void>
+  setMulti(entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void>
+  delete(key: string): Promise<void>
+  deleteMulti(keys: readonly string[]): Promise<void>
+
+  /** A synchronous read, for in-process backends: lets the hit path skip a promise. */
+  getSync?(key: string): CachedValue | NoValue
+  /** A distributed lock for `key`, or `undefined` to rely on the region's in-process lock alone. */
+  getMutex?(key: string): CacheMutex | undefined
+  /** Invalidation marks shared with other processes; `undefined` keeps them in this process. */
+  createInvalidator?(regionName: string): RegionInvalidator | undefined
+  /** Called once when a region is configured with this backend. */
+  attach?(context: BackendContext): void
+  /** How many entries the backend holds, for the `corral_entries` gauge (backends that can count cheaply). */
+  count?(): number
+  /** Releases connections this backend opened (never a client the user passed in). */
+  close?(): Promise<void>
+}
+
+/** Builds a backend from `configure()`'s `arguments`. Throws `ValidationError` for bad arguments. */
+export type BackendFactory = (args: Record<string, unknown>) => CacheBackend

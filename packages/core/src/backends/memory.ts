@@ -1,0 +1,88 @@
+import { LRUCache } from 'lru-cache'
+import {
+  NO_VALUE,
+  decodeCachedValue,
+  encodeCachedValue,
+  jsonSerializer,
+  type CachedValue,
+  type NoValue,
+  type Serializer,
+} from '../cached-value.js'
+import type { BackendContext, CacheBackend } from './api.js'
+import { readArguments } from './arguments.js'
+
+export interface MemoryBackendOptions {
+  /** LRU bound: the least recently used entries are evicted beyond it. Default 100000. */
+  maxEntries?: number
+  /**
+   * Store values serialized (like dogpile's `memory_pickle`): callers get copies, and values that cannot be
+   * serialized fail at `set` with `SerializationError`, as they would on Redis. Default false: values are stored
+   * by reference, which is the fastest hit path.
+   */
+  serialize?: boolean
+}
+
+/** An in-process LRU store. Coalescing uses the region's in-process lock; there is nothing to lock across. */
+export class MemoryBackend implements CacheBackend {
+  readonly name = 'memory'
+  readonly maxEntries: number
+  private readonly store: LRUCache<string, CachedValue | Buffer>
+  private readonly serialized: boolean
+  private serializer: Serializer = jsonSerializer
+
+  constructor(options: MemoryBackendOptions = {}) {
+    const args = readArguments('memory', options as Record<string, unknown>, {
+      maxEntries: 'positiveInteger',
+      serialize: 'boolean',
+    })
+    this.maxEntries = (args.maxEntries as number | undefined) ?? 100_000
+    this.serialized = (args.serialize as boolean | undefined) ?? false
+    this.store = new LRUCache({ max: this.maxEntries })
+  }
+
+  attach(context: BackendContext): void {
+    this.serializer = context.serializer
+  }
+
+  getSync(key: string): CachedValue | NoValue {
+    const stored = this.store.get(key)
+    if (stored === undefined) return NO_VALUE
+    return this.serialized ? decodeCachedValue(stored as Buffer, this.serializer) : (stored as CachedValue)
+  }
+
+  async get(key: string): Promise<CachedValue | NoValue> {
+    return this.getSync(key)
+  }
+
+  async getMulti(keys: readonly string[]): Promise<Array<CachedValue | NoValue>> {
+    return keys.map((key) => this.getSync(key))
+  }
+
+  async set(key: string, value: CachedValue): Promise<void> {
+    this.store.set(key, this.serialized ? encodeCachedValue(value, this.serializer) : value)
+  }
+
+  async setMulti(entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {
+    // Encode everything first, so that one bad value stores nothing.
+    const encoded = entries.map(
+      ([key, value]) => [key, this.serialized ? encodeCachedValue(value, this.serializer) : value] as const,
+    )
+    for (const [key, value] of encoded) this.store.set(key, value)
+  }
+
+  async delete(key: string): Promise<void> {
+    this.store.delete(key)
+  }
+
+  async deleteMulti(keys: readonly string[]): Promise<void> {
+    for (const key of keys) this.store.delete(key)
+  }
+
+  count(): number {
+    return this.store.size
+  }
+
+  async close(): Promise<void> {
+    this.store.clear()
+  }
+}

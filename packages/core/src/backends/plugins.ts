@@ -1,0 +1,36 @@
+import { PluginNotFoundError, ValidationError } from '../errors.js'
+import type { BackendFactory, CacheBackend } from './api.js'
+import { MemoryBackend } from './memory.js'
+import { NullBackend } from './null.js'
+
+/**
+ * Backends by name, as dogpile.cache's plugin registry. Factories are synchronous so that `configure()` can stay
+ * synchronous; backends whose client libraries are optional (ioredis, memjs) load them only when created.
+ */
+const factories = new Map<string, BackendFactory>([
+  ['memory', (args) => new MemoryBackend(args)],
+  ['null', (args) => new NullBackend(args)],
+])
+
+/** Makes `name` usable in `region.configure(name, ...)`. Registering a name again replaces its factory. */
+export function registerBackend(name: string, factory: BackendFactory): void {
+  if (typeof name !== 'string' || name.trim() === '')
+    throw new ValidationError('registerBackend: the name must be a non-empty string')
+  if (typeof factory !== 'function')
+    throw new ValidationError(`registerBackend("${name}"): the factory must be a function (arguments) => CacheBackend`)
+  factories.set(name, factory)
+}
+
+export function registeredBackends(): string[] {
+  return [...factories.keys()]
+}
+
+export function createBackend(name: string, args: Record<string, unknown>): CacheBackend {
+  const factory = factories.get(name)
+  if (!factory) {
+    throw new PluginNotFoundError(
+      `no backend named "${name}"; registered backends: ${registeredBackends().join(', ')} (add one with registerBackend(name, factory))`,
+    )
+  }
+  return factory(args)
+}

@@ -1,0 +1,226 @@
+import { NO_VALUE, type NoValue } from './cached-value.js'
+import { describe, parseExpiration, type Duration } from './durations.js'
+import { ValidationError } from './errors.js'
+import type { ArgToString, KeyGenerator, MultiKeyGenerator } from './keys.js'
+import type { CacheRegion, ShouldCache } from './region.js'
+
+export interface CacheOnArgumentsOptions<R> {
+  /** Told apart from other functions of the same name: the key becomes `name|namespace|args`. */
+  namespace?: string
+  /** A duration, or a function returning one, evaluated on every call (dogpile's callable expiration_time). */
+  expirationTime?: Duration | (() => Duration)
+  shouldCache?: ShouldCache<R>
+  /** Renders each argument for the default key generator. */
+  toStr?: ArgToString
+  /** Overrides the region's key generator for this function. */
+  keyGenerator?: KeyGenerator
+}
+
+export interface CacheMultiOnArgumentsOptions<R> {
+  namespace?: string
+  expirationTime?: Duration | (() => Duration)
+  shouldCache?: ShouldCache<R>
+  toStr?: ArgToString
+  keyGenerator?: MultiKeyGenerator
+  /**
+   * The function returns a Map (or object) of argument → value instead of an array; arguments it leaves out are
+   * not cached and are left out of the result, which has the same kind (Map or object) as the function's.
+   */
+  asDict?: boolean
+}
+
+/** A function cached by its arguments, with dogpile.cache's helpers attached. */
+export interface CachedFunction<Args extends unknown[], R, This = unknown> {
+  (this: This, ...args: Args): Promise<Awaited<R>>
+  /** Deletes the cached value for these arguments. */
+  invalidate(...args: Args): Promise<void>
+  /** Stores `value` as the result for these arguments, without calling the function. */
+  set(value: Awaited<R>, ...args: Args): Promise<void>
+  /** The cached value for these arguments, or `NO_VALUE`; never calls the function. */
+  get(...args: Args): Promise<Awaited<R> | NoValue>
+  /** Calls the function, stores and returns its value, whatever is cached. */
+  refresh(this: This, ...args: Args): Promise<Awaited<R>>
+  /** The cache key these arguments map to. */
+  key(...args: Args): string
+  /** The undecorated function. */
+  readonly original: (this: This, ...args: Args) => R
+}
+
+type DictLike<A, R> = Map<A, R> | Record<string, R>
+
+export interface CachedMultiFunction<A, R, Out = R[]> {
+  (...args: A[]): Promise<Out>
+  invalidate(...args: A[]): Promise<void>
+  /** Stores values by argument: a Map, or an object whose keys are the arguments. */
+  set(values: DictLike<A, R>): Promise<void>
+  get(...args: A[]): Promise<Array<R | NoValue>>
+  refresh(...args: A[]): Promise<Out>
+  keys(...args: A[]): string[]
+  readonly original: (...args: A[]) => unknown
+}
+
+/** Validates a decorator's expiration once, and returns the per-call resolver. */
+function expirationResolver(expirationTime: Duration | (() => Duration) | undefined): () => Duration | undefined {
+  if (expirationTime === undefined) return () => undefined
+  if (typeof expirationTime === 'function') return expirationTime
+  parseExpiration(expirationTime, 'expirationTime')
+  return () => expirationTime
+}
+
+function assertFunction(fn: unknown, method: string): void {
+  if (typeof fn !== 'function')
+    throw new ValidationError(`${method}(): expected a function to cache; got ${describe(fn)}`)
+}
+
+export function cacheOnArguments<Args extends unknown[], R, This>(
+  region: CacheRegion,
+  fn: (this: This, ...args: Args) => R,
+  options: CacheOnArgumentsOptions<Awaited<R>> = {},
+): CachedFunction<Args, R, This> {
+  assertFunction(fn, 'cacheOnArguments')
+  const generate = (options.keyGenerator ?? region.keyGenerator)(options.namespace, fn as never, {
+    toStr: options.toStr,
+  })
+  const keyFor = (args: Args) => generate(...args)
+  const expiration = expirationResolver(options.expirationTime)
+  const shouldCache = options.shouldCache
+
+  const cached = function (this: This, ...args: Args): Promise<Awaited<R>> {
+    const expirationTime = expiration()
+    return region.getOrCreate(keyFor(args), () => fn.apply(this, args) as Awaited<R>, {
+      ...(expirationTime !== undefined ? { expirationTime } : {}),
+      ...(shouldCache ? { shouldCache } : {}),
+    })
+  } as CachedFunction<Args, R, This>
+
+  Object.defineProperty(cached, 'name', { value: fn.name })
+  cached.invalidate = (...args) => region.delete(keyFor(args))
+  cached.set = (value, ...args) => region.set(keyFor(args), value)
+  cached.get = (...args) => {
+    const expirationTime = expiration()
+    return region.get<Awaited<R>>(keyFor(args), expirationTime !== undefined ? { expirationTime } : undefined)
+  }
+  cached.refresh = async function (this: This, ...args: Args): Promise<Awaited<R>> {
+    const value = (await fn.apply(this, args)) as Awaited<R>
+    await region.set(keyFor(args), value)
+    return value
+  }
+  cached.key = (...args) => keyFor(args)
+  Object.defineProperty(cached, 'original', { value: fn })
+  return cached
+}
+
+export function cacheMultiOnArguments<A, R>(
+  region: CacheRegion,
+  fn: (...args: A[]) => unknown,
+  options: CacheMultiOnArgumentsOptions<R> = {},
+): CachedMultiFunction<A, R, never> {
+  assertFunction(fn, 'cacheMultiOnArguments')
+  const generate = (options.keyGenerator ?? region.multiKeyGenerator)(options.namespace, fn as never, {
+    toStr: options.toStr,
+  })
+  const expiration = expirationResolver(options.expirationTime)
+  const shouldCache = options.shouldCache
+  const asDict = options.asDict === true
+
+  const keysFor = (args: A[]): string[] => {
+    const keys = generate(...args)
+    if (!Array.isArray(keys) || keys.length !== args.length) {
+      throw new ValidationError('the multi key generator must return one key per argument')
+    }
+    return keys
+  }
+
+  /** Reads a dict-like result for one argument; NO_VALUE when the function left it out. */
+  const pick = (result: unknown, arg: A): unknown => {
+    if (result instanceof Map) return result.has(arg) ? result.get(arg) : NO_VALUE
+    if (result !== null && typeof result === 'object') {
+      const dict = result as Record<string, unknown>
+      const name = String(arg)
+      return Object.prototype.hasOwnProperty.call(dict, name) ? dict[name] : NO_VALUE
+    }
+    throw new ValidationError(
+      `cacheMultiOnArguments({ asDict: true }): the function must return a Map or an object; got ${describe(result)}`,
+    )
+  }
+
+  let lastResultWasMap = false
+  const run = async (args: A[]): Promise<unknown> => {
+    const keys = keysFor(args)
+    const argByKey = new Map(keys.map((key, i) => [key, args[i] as A]))
+    const expirationTime = expiration()
+    const creatorArgs = (toCreate: string[]) => toCreate.map((key) => argByKey.get(key) as A)
+    if (!asDict) {
+      return region.getOrCreateMulti<R>(keys, async (...toCreate) => (await fn(...creatorArgs(toCreate))) as R[], {
+        ...(expirationTime !== undefined ? { expirationTime } : {}),
+        ...(shouldCache ? { shouldCache } : {}),
+      })
+    }
+    let resultIsMap = lastResultWasMap
+    const values = await region.getOrCreateMulti<unknown>(
+      keys,
+      async (...toCreate) => {
+        const result = await fn(...creatorArgs(toCreate))
+        resultIsMap = lastResultWasMap = result instanceof Map
+        return toCreate.map((key) => pick(result, argByKey.get(key) as A))
+      },
+      {
+        ...(expirationTime !== undefined ? { expirationTime } : {}),
+        // Arguments the function left out are not cached.
+        shouldCache: (value) => value !== NO_VALUE && (shouldCache === undefined || shouldCache(value as R)),
+      },
+    )
+    const found = args.map((arg, i) => [arg, values[i]] as const).filter(([, value]) => value !== NO_VALUE)
+    return resultIsMap ? new Map(found) : Object.fromEntries(found.map(([arg, value]) => [String(arg), value]))
+  }
+
+  const cached = ((...args: A[]) => run(args)) as CachedMultiFunction<A, R, never>
+  Object.defineProperty(cached, 'name', { value: fn.name })
+  cached.invalidate = (...args) => region.deleteMulti(keysFor(args))
+  cached.set = (values) => {
+    const pairs: Array<[A, R]> =
+      values instanceof Map ? [...values] : (Object.entries(values) as unknown as Array<[A, R]>)
+    const keys = keysFor(pairs.map(([arg]) => arg))
+    return region.setMulti(new Map(keys.map((key, i) => [key, pairs[i]![1]])))
+  }
+  cached.get = (...args) => {
+    const expirationTime = expiration()
+    return region.getMulti<R>(keysFor(args), expirationTime !== undefined ? { expirationTime } : undefined)
+  }
+  cached.refresh = async (...args) => {
+    const keys = keysFor(args)
+    const result = await fn(...args)
+    if (asDict) {
+      const entries = args
+        .map((arg, i) => [keys[i]!, pick(result, arg)] as const)
+        .filter(([, value]) => value !== NO_VALUE)
+      await region.setMulti(new Map(entries))
+      return result as never
+    }
+    if (!Array.isArray(result) || result.length !== args.length) {
+      throw new ValidationError(
+        `cacheMultiOnArguments(): the function must return one value per argument (${args.length})`,
+      )
+    }
+    await region.setMulti(new Map(keys.map((key, i) => [key, result[i]])))
+    return result as never
+  }
+  cached.keys = (...args) => keysFor(args)
+  Object.defineProperty(cached, 'original', { value: fn })
+  return cached
+}
+
+/** The TC39 method decorator behind `region.cached()`. */
+export function cachedMethod<R>(region: CacheRegion, options?: CacheOnArgumentsOptions<Awaited<R>>) {
+  return function cachedDecorator<This, Args extends unknown[]>(
+    target: (this: This, ...args: Args) => R,
+    context: ClassMethodDecoratorContext<This, (this: This, ...args: Args) => R>,
+  ): CachedFunction<Args, R, This> {
+    if (context?.kind !== 'method') {
+      throw new ValidationError(
+        '@region.cached() decorates class methods (TC39 decorators); use region.cacheOnArguments(fn) for plain functions',
+      )
+    }
+    return cacheOnArguments(region, target, options)
+  }
+}

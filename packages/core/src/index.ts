@@ -1,0 +1,78 @@
+export { createRegion, regions, RegionRegistry } from './registry.js'
+export {
+  CacheRegion,
+  backgroundRunner,
+  type AsyncCreationRunner,
+  type ConfigureOptions,
+  type Creator,
+  type GetOptions,
+  type GetOrCreateOptions,
+  type RegionDescription,
+  type RegionOptions,
+  type ShouldCache,
+  type TelemetryOptions,
+  type ValueMetadata,
+  type WrapEntry,
+} from './region.js'
+export {
+  NO_VALUE,
+  CachedValue,
+  FORMAT_VERSION,
+  jsonSerializer,
+  encodeCachedValue,
+  decodeCachedValue,
+} from './cached-value.js'
+export type { NoValue, Serializer, CachedValueMetadata } from './cached-value.js'
+export type {
+  CacheBackend,
+  CacheMutex,
+  BackendFactory,
+  BackendContext,
+  RegionInvalidator,
+  InvalidationState,
+} from './backends/api.js'
+export { registerBackend, registeredBackends } from './backends/plugins.js'
+export { ProxyBackend } from './backends/proxy.js'
+export { MemoryBackend, type MemoryBackendOptions } from './backends/memory.js'
+export { NullBackend } from './backends/null.js'
+export { readArguments } from './backends/arguments.js'
+export { LocalInvalidator } from './invalidation.js'
+export {
+  sha1KeyMangler,
+  functionKeyGenerator,
+  functionMultiKeyGenerator,
+  defaultArgToString,
+  stableStringify,
+  type KeyGenerator,
+  type MultiKeyGenerator,
+  type KeyMangler,
+  type ArgToString,
+} from './keys.js'
+export { parseDuration, type Duration } from './durations.js'
+export type {
+  CachedFunction,
+  CachedMultiFunction,
+  CacheOnArgumentsOptions,
+  CacheMultiOnArgumentsOptions,
+} from './decorators.js'
+export {
+  CorralError,
+  ValidationError,
+  RegionNotConfiguredError,
+  RegionAlreadyConfiguredError,
+  PluginNotFoundError,
+  BackendError,
+  LockTimeoutError,
+  SerializationError,
+} from './errors.js'
+export {
+  REGION_EVENT_NAMES,
+  type RegionEventMap,
+  type RegionEventName,
+  type RegionEventListener,
+  type MissReason,
+} from './telemetry/events.js'
+export type { RegionStatsSnapshot, StampedeRecord } from './telemetry/stats.js'
+export type { HotKey, HotKeyTrackerOptions } from './telemetry/hot-keys.js'
+export type { Logger } from './telemetry/instrumentation.js'
+export { CorralMetrics, REGENERATION_BUCKETS, LOCK_WAIT_BUCKETS } from './telemetry/metrics.js'

@@ -1,0 +1,127 @@
+import type { EventHub, MissReason, RegionEventMap, RegionEventName } from './events.js'
+import { regionEvents } from './events.js'
+import type { HotKeyTracker } from './hot-keys.js'
+import type { RegionObservers } from './metrics.js'
+import type { RegionStats, StampedeLog } from './stats.js'
+
+/** pino-compatible: `logger.debug({ region, key }, 'message')`. */
+export interface Logger {
+  debug(obj: Record<string, unknown>, msg: string): void
+}
+
+/**
+ * The one place a region reports what happened. Each method is a step of the dogpile lock; it updates the plain
+ * counters, the hot-key tracker and the histograms, writes dogpile.cache's debug lines, and builds an event
+ * payload only when someone listens to that event (on the region or its registry).
+ */
+export class Instrumentation {
+  observers: RegionObservers | undefined
+
+  constructor(
+    private readonly region: string,
+    readonly stats: RegionStats,
+    private readonly hub: EventHub,
+    private readonly registryHub: EventHub | undefined,
+    readonly hotKeys: HotKeyTracker | undefined,
+    private readonly stampedes: StampedeLog | undefined,
+    private readonly logger: Logger | undefined,
+  ) {}
+
+  private listening(name: RegionEventName): boolean {
+    return this.hub.listening[name] || (this.registryHub !== undefined && this.registryHub.listening[name])
+  }
+
+  private emit<Name extends RegionEventName>(name: Name, payload: RegionEventMap[Name]): void {
+    this.hub.emit(name, payload)
+    this.registryHub?.emit(name, payload)
+  }
+
+  hit(key: string): void {
+    this.stats.hits++
+    this.hotKeys?.record(key, 'hit')
+    if (this.listening('hit')) this.emit('hit', regionEvents.hit(this.region, key))
+  }
+
+  /** A read that found no usable value. `counted` is false when the caller will be counted as stale instead. */
+  miss(key: string, reason: MissReason): void {
+    this.stats.misses++
+    this.hotKeys?.record(key, 'miss')
+    if (this.logger) {
+      this.logger.debug(
+        { region: this.region, key, reason },
+        reason === 'invalidated' ? `Hard invalidation detected for key: ${key}` : `No value present for key: ${key}`,
+      )
+    }
+    if (this.listening('miss')) this.emit('miss', regionEvents.miss(this.region, key, reason))
+  }
+
+  /** A stale value served: by a caller that lost the race for the lock, or handed to an async runner. */
+  stale(key: string, ageSeconds: number): void {
+    this.stats.stale++
+    this.hotKeys?.record(key, 'hit')
+    if (this.listening('stale')) this.emit('stale', regionEvents.stale(this.region, key, ageSeconds))
+  }
+
+  coalesced(key: string, mode: 'waited' | 'stale'): void {
+    if (mode === 'waited') this.stats.coalescedWaited++
+    else this.stats.coalescedStale++
+    if (this.listening('coalesced')) this.emit('coalesced', regionEvents.coalesced(this.region, key, mode))
+  }
+
+  lockWait(key: string, seconds: number, distributed: boolean): void {
+    this.stats.lockWaits++
+    this.observers?.lockWait(seconds)
+    if (this.logger)
+      this.logger.debug(
+        { region: this.region, key, seconds, distributed },
+        `Waited ${seconds.toFixed(3)} seconds for the creation lock of key: ${key}`,
+      )
+    if (this.listening('lockWait')) this.emit('lockWait', regionEvents.lockWait(this.region, key, seconds, distributed))
+  }
+
+  regenerate(keys: string[], seconds: number, error: unknown, coalesced: number, finishedAt: number): void {
+    const ok = error === undefined
+    this.stats.recordRegeneration(seconds, ok)
+    this.observers?.regeneration(seconds)
+    if (this.hotKeys) for (const key of keys) this.hotKeys.recordRegeneration(key)
+    if (ok && coalesced > 0 && this.stampedes) {
+      for (const key of keys)
+        this.stampedes.add({ region: this.region, key, at: finishedAt, coalesced, duration: seconds })
+    }
+    if (this.logger) {
+      this.logger.debug(
+        { region: this.region, keys, seconds, outcome: ok ? 'success' : 'error' },
+        ok
+          ? `Cache value generated in ${seconds.toFixed(3)} seconds for key(s): ${keys.join(', ')}`
+          : `Cache value creation failed after ${seconds.toFixed(3)} seconds for key(s): ${keys.join(', ')}`,
+      )
+    }
+    if (this.listening('regenerate')) {
+      this.emit('regenerate', regionEvents.regenerate(this.region, keys, seconds, ok ? 'success' : 'error', error))
+    }
+  }
+
+  invalidate(hard: boolean, scope: 'region' | 'key', at: number, key?: string): void {
+    if (scope === 'key') this.stats.invalidations.key++
+    else if (hard) this.stats.invalidations.hardRegion++
+    else this.stats.invalidations.softRegion++
+    this.stats.lastInvalidation = { at, hard, scope }
+    if (this.logger)
+      this.logger.debug(
+        { region: this.region, hard, scope, key },
+        `${hard ? 'Hard' : 'Soft'} invalidation of ${scope === 'key' ? `key: ${key}` : 'the region'}`,
+      )
+    if (this.listening('invalidate')) this.emit('invalidate', regionEvents.invalidate(this.region, hard, scope, key))
+  }
+
+  backendError(operation: string, error: unknown): void {
+    this.stats.recordBackendError(operation)
+    if (this.logger)
+      this.logger.debug(
+        { region: this.region, operation, err: error },
+        `Backend ${operation} failed: ${(error as Error)?.message ?? error}`,
+      )
+    if (this.listening('backendError'))
+      this.emit('backendError', regionEvents.backendError(this.region, operation, error))
+  }
+}

@@ -1,0 +1,178 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import type { RegionStats } from './stats.js'
+
+/** What the metrics read from a region at scrape time. */
+export interface MetricsSource {
+  readonly name: string
+  readonly stats: RegionStats
+  backendName(): string | undefined
+  entryCount(): number | undefined
+}
+
+/** Buckets from 0.5 ms to 60 s: a cache regeneration is a query (ms) up to a report (tens of seconds). */
+export const REGENERATION_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+]
+/** Lock waits are a regeneration seen from the waiting side, plus the sub-millisecond handoff. */
+export const LOCK_WAIT_BUCKETS = [
+  0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+]
+
+export interface RegionObservers {
+  regeneration(seconds: number): void
+  lockWait(seconds: number): void
+  /** forgets the region's series (the region closed) */
+  remove(): void
+}
+
+/**
+ * Corral's Prometheus metrics on one prom-client Registry, shared by every region that reports to it.
+ * Counters and gauges are computed in `collect()` from the regions' plain-number stats, so the hit path does no
+ * label hashing; only the histograms are observed as events happen (on the miss path). No cache key is ever a
+ * label.
+ */
+export class CorralMetrics {
+  private static readonly byRegistry = new WeakMap<Registry, CorralMetrics>()
+  private readonly sources = new Set<MetricsSource>()
+  private readonly regenerationSeconds: Histogram<'region'>
+  private readonly lockWaitSeconds: Histogram<'region'>
+
+  /** The metrics object for `registry`, created (and its metrics registered) on first use. */
+  static for(registry: Registry): CorralMetrics {
+    let metrics = CorralMetrics.byRegistry.get(registry)
+    if (!metrics) {
+      metrics = new CorralMetrics(registry)
+      CorralMetrics.byRegistry.set(registry, metrics)
+    }
+    return metrics
+  }
+
+  private constructor(registry: Registry) {
+    const sources = this.sources
+    const registers = [registry]
+    new Counter({
+      name: 'corral_gets_total',
+      help: 'Cache reads by result: hit (fresh value), stale (old value served while another caller regenerates), miss.',
+      labelNames: ['region', 'result'] as const,
+      registers,
+      collect() {
+        this.reset()
+        for (const { name: region, stats } of sources) {
+          this.inc({ region, result: 'hit' }, stats.hits)
+          this.inc({ region, result: 'stale' }, stats.stale)
+          this.inc({ region, result: 'miss' }, stats.misses)
+        }
+      },
+    })
+    new Counter({
+      name: 'corral_regenerations_total',
+      help: 'Creator runs by outcome.',
+      labelNames: ['region', 'outcome'] as const,
+      registers,
+      collect() {
+        this.reset()
+        for (const { name: region, stats } of sources) {
+          this.inc({ region, outcome: 'success' }, stats.regenerations)
+          this.inc({ region, outcome: 'error' }, stats.regenerationErrors)
+        }
+      },
+    })
+    new Counter({
+      name: 'corral_coalesced_total',
+      help: 'Callers that needed a new value but did not run the creator because another caller held the lock: stampedes prevented.',
+      labelNames: ['region', 'mode'] as const,
+      registers,
+      collect() {
+        this.reset()
+        for (const { name: region, stats } of sources) {
+          this.inc({ region, mode: 'waited' }, stats.coalescedWaited)
+          this.inc({ region, mode: 'stale' }, stats.coalescedStale)
+        }
+      },
+    })
+    new Counter({
+      name: 'corral_invalidations_total',
+      help: 'Invalidations by kind (hard: values become misses; soft: values become stale) and scope.',
+      labelNames: ['region', 'kind', 'scope'] as const,
+      registers,
+      collect() {
+        this.reset()
+        for (const { name: region, stats } of sources) {
+          const counts = stats.invalidations
+          this.inc({ region, kind: 'hard', scope: 'region' }, counts.hardRegion)
+          this.inc({ region, kind: 'soft', scope: 'region' }, counts.softRegion)
+          this.inc({ region, kind: 'hard', scope: 'key' }, counts.key)
+        }
+      },
+    })
+    new Counter({
+      name: 'corral_backend_errors_total',
+      help: 'Backend operations that failed (the cache answered anyway where it could).',
+      labelNames: ['region', 'operation'] as const,
+      registers,
+      collect() {
+        this.reset()
+        for (const { name: region, stats } of sources) {
+          for (const [operation, count] of stats.backendErrors) this.inc({ region, operation }, count)
+        }
+      },
+    })
+    new Gauge({
+      name: 'corral_entries',
+      help: 'Entries held by the region backend (backends that can count them).',
+      labelNames: ['region'] as const,
+      registers,
+      collect() {
+        this.reset()
+        for (const source of sources) {
+          const count = source.entryCount()
+          if (count !== undefined && Number.isFinite(count)) this.set({ region: source.name }, count)
+        }
+      },
+    })
+    new Gauge({
+      name: 'corral_region_info',
+      help: 'One series per configured region, with its backend.',
+      labelNames: ['region', 'backend'] as const,
+      registers,
+      collect() {
+        this.reset()
+        for (const source of sources) {
+          const backend = source.backendName()
+          if (backend !== undefined) this.set({ region: source.name, backend }, 1)
+        }
+      },
+    })
+    this.regenerationSeconds = new Histogram({
+      name: 'corral_regeneration_duration_seconds',
+      help: 'How long the creator took.',
+      labelNames: ['region'] as const,
+      buckets: REGENERATION_BUCKETS,
+      registers,
+    })
+    this.lockWaitSeconds = new Histogram({
+      name: 'corral_lock_wait_duration_seconds',
+      help: "How long callers waited for another caller's regeneration (in-process or distributed lock).",
+      labelNames: ['region'] as const,
+      buckets: LOCK_WAIT_BUCKETS,
+      registers,
+    })
+  }
+
+  /** Starts reporting `source`; returns its histogram observers, bound to its region label. */
+  add(source: MetricsSource): RegionObservers {
+    this.sources.add(source)
+    const labels = { region: source.name }
+    const regeneration = this.regenerationSeconds.labels(labels)
+    const lockWait = this.lockWaitSeconds.labels(labels)
+    return {
+      regeneration: (seconds) => regeneration.observe(seconds),
+      lockWait: (seconds) => lockWait.observe(seconds),
+      remove: () => {
+        this.sources.delete(source)
+        this.regenerationSeconds.remove(labels)
+        this.lockWaitSeconds.remove(labels)
+      },
+    }
+  }
+}

@@ -1,0 +1,102 @@
+import {
+  ProxyTracerProvider,
+  SpanStatusCode,
+  context,
+  trace,
+  type Attributes,
+  type Link,
+  type Span,
+  type SpanContext,
+  type Tracer,
+} from '@opentelemetry/api'
+
+/** The no-op provider the API falls back to while no SDK is registered. */
+const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate()
+
+export const TRACER_NAME = '@corral/core'
+
+export type GetResult = 'hit' | 'stale' | 'miss'
+
+/**
+ * OpenTelemetry spans for one region, through `@opentelemetry/api` only. While no SDK is registered, `enabled`
+ * is false and the region skips span work entirely, so the API costs nothing on the hit path; registering an SDK
+ * later is picked up on the next call.
+ */
+export class RegionTracing {
+  private readonly tracer: Tracer
+
+  constructor(
+    private readonly region: string,
+    private readonly backendName: () => string,
+    private readonly recordKeys: boolean,
+  ) {
+    this.tracer = trace.getTracer(TRACER_NAME)
+  }
+
+  get enabled(): boolean {
+    const provider = trace.getTracerProvider()
+    return (provider instanceof ProxyTracerProvider ? provider.getDelegate() : provider) !== NOOP_PROVIDER
+  }
+
+  private attributes(key: string, result?: GetResult): Attributes {
+    const attributes: Attributes = { 'corral.region': this.region, 'corral.backend': this.backendName() }
+    if (this.recordKeys) attributes['corral.key'] = key
+    if (result) attributes['corral.result'] = result
+    return attributes
+  }
+
+  /** A `corral.get_or_create` span for a call already answered (a hit, or a coalesced caller). */
+  recordFinished(key: string, result: GetResult, startTime: number, links?: Link[], lockWaitSeconds?: number): void {
+    const span = this.tracer.startSpan('corral.get_or_create', {
+      startTime,
+      attributes: this.attributes(key, result),
+      ...(links ? { links } : {}),
+    })
+    if (lockWaitSeconds !== undefined) span.addEvent('cache.lock_wait', { duration_s: lockWaitSeconds })
+    span.end()
+  }
+
+  /** Starts the `corral.get_or_create` span of a call that has to do more than read. */
+  start(key: string, startTime: number): Span {
+    return this.tracer.startSpan('corral.get_or_create', { startTime, attributes: this.attributes(key) })
+  }
+
+  /**
+   * Runs the creator inside a `corral.regenerate` span that is a child of `parent` and the active span while the
+   * creator runs, so the creator's own spans (a database query) nest under it.
+   */
+  async regenerate<T>(
+    parent: Span | undefined,
+    keys: readonly string[],
+    onStart: (span: SpanContext) => void,
+    run: () => Promise<T>,
+  ): Promise<T> {
+    const parentContext = parent ? trace.setSpan(context.active(), parent) : context.active()
+    const attributes: Attributes = { 'corral.region': this.region, 'corral.backend': this.backendName() }
+    if (this.recordKeys) attributes['corral.keys'] = [...keys]
+    const span = this.tracer.startSpan('corral.regenerate', { attributes }, parentContext)
+    onStart(span.spanContext())
+    try {
+      const value = await context.with(trace.setSpan(parentContext, span), run)
+      span.end()
+      return value
+    } catch (error) {
+      endWithError(span, error)
+      throw error
+    }
+  }
+}
+
+/** Ends a span for a call that ended. The one place that records exceptions and sets the status. */
+export function endSpan(span: Span, result: GetResult | undefined, error?: unknown): void {
+  if (result) span.setAttribute('corral.result', result)
+  if (error === undefined) span.end()
+  else endWithError(span, error)
+}
+
+function endWithError(span: Span, error: unknown): void {
+  const exception = error instanceof Error ? error : new Error(String(error))
+  span.recordException(exception)
+  span.setStatus({ code: SpanStatusCode.ERROR, message: exception.message })
+  span.end()
+}
