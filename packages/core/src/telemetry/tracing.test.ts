@@ -1,0 +1,176 @@
+/**
+ * Spans, checked with the real OpenTelemetry SDK and an in-memory exporter.
+ */
+import { SpanStatusCode, context, trace } from '@opentelemetry/api'
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+  type ReadableSpan,
+} from '@opentelemetry/sdk-trace-base'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { RegionRegistry, createRegion } from '../index.js'
+
+const exporter = new InMemorySpanExporter()
+const contextManager = new AsyncLocalStorageContextManager()
+
+beforeAll(() => {
+  context.setGlobalContextManager(contextManager.enable())
+  trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }))
+})
+afterAll(() => {
+  trace.disable()
+  context.disable()
+})
+beforeEach(() => exporter.reset())
+
+function setup(options: { recordKeys?: boolean } = {}) {
+  let now = 5_000_000
+  const registry = new RegionRegistry()
+  const region = createRegion({
+    name: 'users',
+    registry,
+    clock: () => now,
+    telemetry: options.recordKeys === undefined ? {} : { recordKeys: options.recordKeys },
+  }).configure('memory', { expirationTime: 10 })
+  return { region, advance: (ms: number) => (now += ms) }
+}
+
+const spans = () => exporter.getFinishedSpans()
+const named = (name: string) => spans().filter((s) => s.name === name)
+const parentOf = (span: ReadableSpan) => span.parentSpanContext?.spanId
+
+function deferred() {
+  let resolve!: () => void
+  const promise = new Promise<void>((r) => (resolve = r))
+  return { promise, resolve }
+}
+
+describe('corral.get_or_create', () => {
+  it('records a hit with the region, backend, result and key', async () => {
+    const { region } = setup()
+    await region.set('user:1', { id: 1 })
+    await region.getOrCreate('user:1', () => ({ id: 0 }))
+    expect(spans()).toHaveLength(1)
+    const [span] = spans()
+    expect(span!.name).toBe('corral.get_or_create')
+    expect(span!.attributes).toEqual({
+      'corral.region': 'users',
+      'corral.backend': 'memory',
+      'corral.key': 'user:1',
+      'corral.result': 'hit',
+    })
+    expect(span!.status.code).toBe(SpanStatusCode.UNSET)
+  })
+
+  it('wraps the creator in corral.regenerate, under which the creator own spans nest', async () => {
+    const { region } = setup()
+    const tracer = trace.getTracer('app')
+    await region.getOrCreate('user:2', async () => {
+      await tracer.startActiveSpan('SELECT users', async (span) => {
+        await new Promise((r) => setTimeout(r, 1))
+        span.end()
+      })
+      return { id: 2 }
+    })
+    const [outer] = named('corral.get_or_create')
+    const [regenerate] = named('corral.regenerate')
+    const [query] = named('SELECT users')
+    expect(outer!.attributes['corral.result']).toBe('miss')
+    expect(outer!.events.map((e) => [e.name, e.attributes])).toEqual([['cache.miss', { reason: 'absent' }]])
+    expect(parentOf(regenerate!)).toBe(outer!.spanContext().spanId)
+    expect(parentOf(query!)).toBe(regenerate!.spanContext().spanId)
+    expect(regenerate!.attributes).toEqual({
+      'corral.region': 'users',
+      'corral.backend': 'memory',
+      'corral.keys': ['user:2'],
+    })
+  })
+
+  it('nests under the caller active span', async () => {
+    const { region } = setup()
+    const tracer = trace.getTracer('app')
+    await tracer.startActiveSpan('GET /users/3', async (request) => {
+      await region.getOrCreate('user:3', () => 3)
+      request.end()
+    })
+    const [request] = named('GET /users/3')
+    expect(parentOf(named('corral.get_or_create')[0]!)).toBe(request!.spanContext().spanId)
+  })
+
+  it('records a creator error with status ERROR and the exception, on both spans', async () => {
+    const { region } = setup()
+    await expect(
+      region.getOrCreate('user:4', () => {
+        throw new Error('connection refused')
+      }),
+    ).rejects.toThrow('connection refused')
+    for (const span of [...named('corral.regenerate'), ...named('corral.get_or_create')]) {
+      expect(span.status).toEqual({ code: SpanStatusCode.ERROR, message: 'connection refused' })
+      expect(span.events.find((e) => e.name === 'exception')?.attributes?.['exception.message']).toBe(
+        'connection refused',
+      )
+    }
+    expect(named('corral.regenerate')).toHaveLength(1)
+  })
+
+  it('links coalesced callers to the regeneration they waited for, with their lock wait', async () => {
+    const { region } = setup()
+    const gate = deferred()
+    const calls = [0, 1, 2].map(() =>
+      region.getOrCreate('user:5', async () => {
+        await gate.promise
+        return 5
+      }),
+    )
+    await new Promise((r) => setImmediate(r))
+    gate.resolve()
+    await Promise.all(calls)
+    const [regenerate] = named('corral.regenerate')
+    const outers = named('corral.get_or_create')
+    expect(outers).toHaveLength(3)
+    const waiters = outers.filter((s) => s.links.length > 0)
+    expect(waiters).toHaveLength(2)
+    for (const waiter of waiters) {
+      expect(waiter.links[0]!.context.spanId).toBe(regenerate!.spanContext().spanId)
+      expect(waiter.attributes['corral.result']).toBe('miss')
+      expect(waiter.events.map((e) => e.name)).toEqual(['cache.lock_wait'])
+      expect(waiter.events[0]!.attributes!['duration_s']).toBeGreaterThanOrEqual(0)
+    }
+  })
+
+  it('marks stale results and soft / hard invalidations', async () => {
+    const { region, advance } = setup()
+    await region.getOrCreate('k', () => 1)
+    advance(1)
+    await region.invalidate({ hard: false })
+    advance(1)
+    exporter.reset()
+    await region.getOrCreate('k', () => 2)
+    expect(named('corral.get_or_create')[0]!.events.map((e) => e.name)).toEqual([
+      'cache.miss',
+      'cache.soft_invalidation',
+    ])
+    await region.invalidate({ hard: true })
+    advance(1)
+    exporter.reset()
+    await region.getOrCreate('k', () => 3)
+    const [span] = named('corral.get_or_create')
+    expect(span!.events.map((e) => [e.name, e.attributes])).toEqual([
+      ['cache.miss', { reason: 'invalidated' }],
+      ['cache.hard_invalidation', {}],
+    ])
+  })
+
+  it('leaves keys out of spans when recordKeys is false', async () => {
+    const { region } = setup({ recordKeys: false })
+    await region.getOrCreate('secret:token', () => 1)
+    await region.getOrCreate('secret:token', () => 1)
+    expect(spans().length).toBeGreaterThan(0)
+    for (const span of spans()) {
+      expect(JSON.stringify(span.attributes)).not.toContain('secret:token')
+      expect(span.attributes['corral.region']).toBe('users')
+    }
+  })
+})
