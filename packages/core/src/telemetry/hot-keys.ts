@@ -226,21 +226,22 @@ export class HotKeyTracker {
 
   /**
    * One cache read of `key`: a hit (fresh or stale value served) or a miss. Pass the key as it should be
-   * displayed; it is stored as given while the key is tracked.
+   * displayed; it is stored as given while the key is tracked. `weight` > 1 records a sampled read that stands
+   * for that many reads.
    */
-  record(key: string, result: 'hit' | 'miss'): void {
+  record(key: string, result: 'hit' | 'miss', weight = 1): void {
     const now = this.clock()
     if (now >= this.nextRotation) this.rotate(now)
     const window = this.current
     const tracked = window.index.get(key)
     if (tracked !== undefined) {
-      tracked.count++
-      if (result === 'hit') tracked.hits++
-      else tracked.misses++
+      tracked.count += weight
+      if (result === 'hit') tracked.hits += weight
+      else tracked.misses += weight
       window.siftDown(tracked.pos)
       return
     }
-    this.offer(window, key, result === 'hit')
+    this.offer(window, key, result === 'hit', weight)
   }
 
   /** The creator ran for `key` (does not count as a request). Counted only while `key` is tracked. */
@@ -329,9 +330,9 @@ export class HotKeyTracker {
   }
 
   /** A key that is not a candidate of `window`: update the sketch, and admit the key if it now beats the minimum. */
-  private offer(window: SubWindow, key: string, hit: boolean): void {
+  private offer(window: SubWindow, key: string, hit: boolean, weight: number): void {
     const hash = hashKey(key)
-    const estimate = this.add(window, hash)
+    const estimate = this.add(window, hash, weight)
     const heap = window.heap
     let candidate: Candidate
     let evicted = false
@@ -356,17 +357,20 @@ export class HotKeyTracker {
     }
     candidate.key = key
     candidate.hash = hash
-    candidate.count = Math.max(estimate, 1)
-    candidate.hits = hit ? 1 : 0
-    candidate.misses = hit ? 0 : 1
+    candidate.count = Math.max(estimate, weight)
+    candidate.hits = hit ? weight : 0
+    candidate.misses = hit ? 0 : weight
     candidate.regenerations = 0
     window.index.set(key, candidate)
     if (evicted) window.siftDown(0)
     else window.siftUp(candidate.pos)
   }
 
-  /** HeavyKeeper insertion of one occurrence; returns the key's estimate (max count among its buckets). */
-  private add(window: SubWindow, hash: number): number {
+  /**
+   * HeavyKeeper insertion of `weight` occurrences; returns the key's estimate (max count among its buckets). A
+   * weighted occurrence decays a foreign bucket with one coin flip, by up to `weight`.
+   */
+  private add(window: SubWindow, hash: number, weight: number): number {
     const buckets = window.buckets
     const width = this.width
     const shift = this.indexShift
@@ -376,19 +380,19 @@ export class HotKeyTracker {
       const count = buckets[at + 1] as number
       if (count === 0) {
         buckets[at] = hash
-        buckets[at + 1] = 1
-        if (estimate < 1) estimate = 1
+        buckets[at + 1] = weight
+        if (estimate < weight) estimate = weight
       } else if (buckets[at] === hash) {
-        const next = count + 1
+        const next = count + weight
         if (next <= 0xffff_ffff) buckets[at + 1] = next
         if (estimate < next) estimate = next
       } else if (count < DECAY_THRESHOLD.length && this.nextRandom() < (DECAY_THRESHOLD[count] as number)) {
-        if (count === 1) {
+        if (count <= weight) {
           buckets[at] = hash
-          buckets[at + 1] = 1
-          if (estimate < 1) estimate = 1
+          buckets[at + 1] = weight
+          if (estimate < weight) estimate = weight
         } else {
-          buckets[at + 1] = count - 1
+          buckets[at + 1] = count - weight
         }
       }
     }

@@ -1,3 +1,4 @@
+import { currentTick } from './tick.js'
 import {
   ProxyTracerProvider,
   SpanStatusCode,
@@ -24,6 +25,8 @@ export type GetResult = 'hit' | 'stale' | 'miss'
  */
 export class RegionTracing {
   private readonly tracer: Tracer
+  private checkedAt = -1
+  private sdkRegistered = false
 
   constructor(
     private readonly region: string,
@@ -33,9 +36,19 @@ export class RegionTracing {
     this.tracer = trace.getTracer(TRACER_NAME)
   }
 
+  /**
+   * Whether an SDK is registered. Re-checked once a second (a provider registered later is picked up within a
+   * second), so the hit path pays a comparison, not a global lookup.
+   */
   get enabled(): boolean {
-    const provider = trace.getTracerProvider()
-    return (provider instanceof ProxyTracerProvider ? provider.getDelegate() : provider) !== NOOP_PROVIDER
+    const tick = currentTick()
+    if (tick !== this.checkedAt) {
+      this.checkedAt = tick
+      const provider = trace.getTracerProvider()
+      this.sdkRegistered =
+        (provider instanceof ProxyTracerProvider ? provider.getDelegate() : provider) !== NOOP_PROVIDER
+    }
+    return this.sdkRegistered
   }
 
   private attributes(key: string, result?: GetResult): Attributes {
