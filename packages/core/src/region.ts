@@ -249,6 +249,8 @@ export class CacheRegion {
       )
     }
     const expirationTime = parseExpiration(options.expirationTime, `region "${this.name}": expirationTime`)
+    const previous = this.#backend
+    const previousOwned = this.#ownsBackend
     let instance: CacheBackend
     if (typeof backend === 'string') {
       instance = createBackend(backend, options.arguments ?? {})
@@ -263,7 +265,6 @@ export class CacheRegion {
     }
     for (const entry of [...(options.wrap ?? [])].reverse()) instance = toProxy(entry).wrap(instance)
 
-    const previous = this.#backend
     this.#backend = instance
     this.#expirationTime = expirationTime === Number.POSITIVE_INFINITY ? undefined : expirationTime
     this.#expirationMs = toMs(this.#expirationTime)
@@ -275,7 +276,19 @@ export class CacheRegion {
       serializer: this.serializer,
       reportError: (operation, error) => this.#instrumentation.backendError(operation, error),
     })
-    this.#invalidator = options.regionInvalidator ?? instance.createInvalidator?.(this.name) ?? this.#invalidator
+    const invalidator =
+      options.regionInvalidator ??
+      instance.createInvalidator?.(this.name) ??
+      (this.#invalidator instanceof LocalInvalidator ? this.#invalidator : new LocalInvalidator())
+    if (invalidator !== this.#invalidator) {
+      const replaced = this.#invalidator
+      this.#invalidator = invalidator
+      this.#closeQuietly(replaced)
+    }
+    if (previous && previousOwned && previous !== instance) {
+      // A replaced backend that the region created itself would otherwise keep its connections open.
+      this.#closeQuietly(previous)
+    }
     if (!previous && this.#metricsRegistry) {
       this.#instrumentation.observers = CorralMetrics.for(this.#metricsRegistry).add({
         name: this.name,
@@ -921,6 +934,11 @@ export class CacheRegion {
   }
 
   // ---------------------------------------------------------------- internals
+
+  /** Closes something the region no longer uses, in the background; a failure is reported, never thrown. */
+  #closeQuietly(resource: { close?(): Promise<void> }): void {
+    void (async () => resource.close?.())().catch((error: unknown) => this.#instrumentation.backendError('close', error))
+  }
 
   #requireBackend(): CacheBackend {
     return this.#backend ?? this.#notConfigured()
