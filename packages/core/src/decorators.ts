@@ -144,7 +144,8 @@ export function cacheMultiOnArguments<A, R>(
     )
   }
 
-  let lastResultWasMap = false
+  // Whether the function returns a Map (true) or an object, as last seen; set by `.set()` until the function ran.
+  let lastResultWasMap: boolean | undefined
   const run = async (args: A[]): Promise<unknown> => {
     const keys = keysFor(args)
     const argByKey = new Map(keys.map((key, i) => [key, args[i] as A]))
@@ -156,7 +157,7 @@ export function cacheMultiOnArguments<A, R>(
         ...(shouldCache ? { shouldCache } : {}),
       })
     }
-    let resultIsMap = lastResultWasMap
+    let resultIsMap = lastResultWasMap === true
     const values = await region.getOrCreateMulti<unknown>(
       keys,
       async (...toCreate) => {
@@ -178,6 +179,7 @@ export function cacheMultiOnArguments<A, R>(
   Object.defineProperty(cached, 'name', { value: fn.name })
   cached.invalidate = (...args) => region.deleteMulti(keysFor(args))
   cached.set = (values) => {
+    if (asDict && lastResultWasMap === undefined) lastResultWasMap = values instanceof Map
     const pairs: Array<[A, R]> =
       values instanceof Map ? [...values] : (Object.entries(values) as unknown as Array<[A, R]>)
     const keys = keysFor(pairs.map(([arg]) => arg))
@@ -191,6 +193,7 @@ export function cacheMultiOnArguments<A, R>(
     const keys = keysFor(args)
     const result = await fn(...args)
     if (asDict) {
+      if (result !== null && typeof result === 'object') lastResultWasMap = result instanceof Map
       const entries = args
         .map((arg, i) => [keys[i]!, pick(result, arg)] as const)
         .filter(([, value]) => value !== NO_VALUE)
@@ -221,6 +224,36 @@ export function cachedMethod<R>(region: CacheRegion, options?: CacheOnArgumentsO
         '@region.cached() decorates class methods (TC39 decorators); use region.cacheOnArguments(fn) for plain functions',
       )
     }
-    return cacheOnArguments(region, target, options)
+    const cached = cacheOnArguments(region, target, options)
+    if (!context.private) {
+      // `instance.method.refresh(...)` must run the method on `instance`, not on the function it is read from: each
+      // instance gets a view of the cached method bound to it (unless a subclass overrides the method).
+      context.addInitializer(function (this: This) {
+        const holder = this as Record<PropertyKey, unknown>
+        if (holder[context.name] !== cached) return
+        Object.defineProperty(holder, context.name, {
+          value: bindCached(cached, this),
+          writable: true,
+          configurable: true,
+          enumerable: false,
+        })
+      })
+    }
+    return cached
   }
+}
+
+function bindCached<Args extends unknown[], R, This>(
+  cached: CachedFunction<Args, R, This>,
+  instance: This,
+): CachedFunction<Args, R, This> {
+  const bound = ((...args: Args) => cached.apply(instance, args)) as CachedFunction<Args, R, This>
+  Object.defineProperty(bound, 'name', { value: cached.name })
+  bound.invalidate = cached.invalidate
+  bound.set = cached.set
+  bound.get = cached.get
+  bound.key = cached.key
+  bound.refresh = (...args: Args) => cached.refresh.apply(instance, args)
+  Object.defineProperty(bound, 'original', { value: cached.original })
+  return bound
 }

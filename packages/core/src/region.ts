@@ -251,19 +251,25 @@ export class CacheRegion {
     const expirationTime = parseExpiration(options.expirationTime, `region "${this.name}": expirationTime`)
     const previous = this.#backend
     const previousOwned = this.#ownsBackend
+    // Build the whole chain before changing any state, so a configure() that fails changes nothing.
+    const owned = typeof backend === 'string'
     let instance: CacheBackend
-    if (typeof backend === 'string') {
+    if (owned) {
       instance = createBackend(backend, options.arguments ?? {})
-      this.#ownsBackend = true
     } else if (isBackend(backend)) {
       instance = backend
-      this.#ownsBackend = false
     } else {
       throw new ValidationError(
         `configure(): the backend must be a registered name or a CacheBackend instance; got ${describe(backend)}`,
       )
     }
-    for (const entry of [...(options.wrap ?? [])].reverse()) instance = toProxy(entry).wrap(instance)
+    try {
+      for (const entry of [...(options.wrap ?? [])].reverse()) instance = toProxy(entry).wrap(instance)
+    } catch (error) {
+      if (owned) this.#closeQuietly(instance)
+      throw error
+    }
+    this.#ownsBackend = owned
 
     this.#backend = instance
     this.#expirationTime = expirationTime === Number.POSITIVE_INFINITY ? undefined : expirationTime
@@ -927,17 +933,21 @@ export class CacheRegion {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    const backend = this.#backend
+    this.#backend = undefined
     this.registry.remove(this)
     this.#instrumentation.observers?.remove()
     await this.#invalidator.close?.()
-    if (this.#ownsBackend) await this.#backend?.close?.()
+    if (this.#ownsBackend) await backend?.close?.()
   }
 
   // ---------------------------------------------------------------- internals
 
   /** Closes something the region no longer uses, in the background; a failure is reported, never thrown. */
   #closeQuietly(resource: { close?(): Promise<void> }): void {
-    void (async () => resource.close?.())().catch((error: unknown) => this.#instrumentation.backendError('close', error))
+    void (async () => resource.close?.())().catch((error: unknown) =>
+      this.#instrumentation.backendError('close', error),
+    )
   }
 
   #requireBackend(): CacheBackend {
@@ -1061,7 +1071,8 @@ function isBackend(value: unknown): value is CacheBackend {
 
 function toProxy(entry: WrapEntry): ProxyBackend {
   if (entry instanceof ProxyBackend) return entry
-  if (typeof entry === 'function' && entry.prototype instanceof ProxyBackend) return new entry()
+  if (typeof entry === 'function' && (entry === ProxyBackend || entry.prototype instanceof ProxyBackend))
+    return new entry()
   throw new ValidationError(
     `configure(): every wrap entry must be a ProxyBackend subclass or instance; got ${describe(entry)}`,
   )
