@@ -1,0 +1,25 @@
+import { Charts } from './components/charts'
+import { Header } from './components/header'
+import { HotKeys } from './components/hot-keys'
+import { InvalidateDialog } from './components/invalidate-dialog'
+import { OverviewCards } from './components/overview-cards'
+import { RegionsTable } from './components/regions-table'
+import { Stampedes } from './components/stampedes'
+import { TokenPrompt } from './components/token-prompt'
+
+export function App() {
+  return (
+    <div class="app">
+      <Header />
+      <main class="main">
+        <TokenPrompt />
+        <OverviewCards />
+        <Charts />
+        <RegionsTable />
+        <HotKeys />
+        <Stampedes />
+      </main>
+      <InvalidateDialog />
+    </div>
+  )
+}

@@ -1,0 +1,10 @@
+import { render } from 'preact'
+import { App } from './app'
+import { boot } from './live'
+import './styles.css'
+
+const root = document.getElementById('app')
+if (root) {
+  render(<App />, root)
+  boot()
+}
