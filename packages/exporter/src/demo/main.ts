@@ -1,0 +1,157 @@
+#!/usr/bin/env node
+/**
+ * `npm start`: a small application with a few cache regions under synthetic, skewed traffic, published by the
+ * exporter (metrics, admin API, live events, dashboard) on http://127.0.0.1:9464.
+ *
+ * Environment: PORT, HOST (a non-loopback HOST needs CORRAL_ADMIN_TOKEN), CORRAL_ADMIN_TOKEN, REDIS_URL (adds an
+ * `inventory` region on Redis), CORRAL_DEMO_RATE (steady gets per second, default 800).
+ */
+import { createRegion, regions, type CacheRegion } from '@corral/core'
+import type { ExporterLogger } from '../options.js'
+import { startExporter, type RunningExporter } from '../server.js'
+import { Workload, type RegionTraffic } from './workload.js'
+
+const words = ['red', 'shoes', 'café', 'wool', 'organic', 'bike', 'lamp', 'desk', 'tea', 'ünïcode']
+
+function range(n: number, name: (i: number) => string): string[] {
+  return Array.from({ length: n }, (_, i) => name(i))
+}
+
+/** A few keys with spaces, slashes, unicode and `%`, among the hot ones, as real applications have. */
+function productKeys(): string[] {
+  const keys = range(500, (i) => `product:sku-${String(i + 1).padStart(5, '0')}`)
+  keys[3] = 'catalog/électroménager/page 1'
+  keys[7] = 'search?q=100% cotton&lang=fr'
+  keys[12] = 'product:ünïcode 🐄/limited'
+  return keys
+}
+
+function buildRegions(): { traffic: RegionTraffic[]; extra: CacheRegion[] } {
+  const users = createRegion({ name: 'users' }).configure('memory', { expirationTime: 5 })
+  const products = createRegion({ name: 'products' }).configure('memory', { expirationTime: 10 })
+  // a longer expiration: a soft invalidation from the dashboard is served stale while one caller regenerates
+  const sessions = createRegion({ name: 'sessions' }).configure('memory', {
+    expirationTime: 30,
+    arguments: { maxEntries: 10_000 },
+  })
+  const traffic: RegionTraffic[] = [
+    {
+      region: users,
+      keys: range(2000, (i) => `user:${1000 + i}`),
+      skew: 1.1,
+      weight: 45,
+      create: (key) => ({ id: key.slice(5), name: `User ${key.slice(5)}`, plan: key.length % 2 ? 'pro' : 'free' }),
+    },
+    {
+      region: products,
+      keys: productKeys(),
+      skew: 1.25,
+      weight: 35,
+      latencyMs: [30, 200],
+      errorRate: 0.01,
+      create: (key) => ({ key, price: (key.length * 7.3) % 100, stock: key.length % 17 }),
+    },
+    {
+      region: sessions,
+      keys: range(300, (i) => `session:${(i * 2654435761) % 4294967296}`),
+      skew: 0.9,
+      weight: 20,
+      latencyMs: [20, 80],
+      create: (key) => ({ key, user: `user:${1000 + (key.length % 50)}`, at: Date.now() }),
+    },
+  ]
+  const extra: CacheRegion[] = []
+  const redisUrl = process.env.REDIS_URL
+  if (redisUrl) {
+    const inventory = createRegion({ name: 'inventory' })
+    try {
+      inventory.configure('redis', { expirationTime: 15, arguments: { url: redisUrl } })
+      traffic.push({
+        region: inventory,
+        keys: range(200, (i) => `stock:${words[i % words.length]}-${i}`),
+        skew: 1.0,
+        weight: 15,
+        create: (key) => ({ key, units: key.length * 3 }),
+      })
+      extra.push(inventory)
+    } catch (error) {
+      console.warn(`REDIS_URL is set but the redis backend is not available (${(error as Error).message}); skipping it`)
+      void inventory.close()
+    }
+  }
+  return { traffic, extra }
+}
+
+/** Admin actions as one readable line each. */
+const logger: ExporterLogger = {
+  info(obj, msg) {
+    if (obj.audit !== 'corral.admin') return console.log(msg)
+    const client = obj.client as { address: string; token: string }
+    const detail =
+      obj.key !== undefined ? ` key=${JSON.stringify(obj.key)}` : obj.hard !== undefined ? ` hard=${obj.hard}` : ''
+    console.log(
+      `${obj.at} admin ${obj.action} ${obj.region ?? '?'}${detail}: ${obj.outcome} (${obj.status}) from ${client.address} token=${client.token}`,
+    )
+  },
+  warn: (obj, msg) => console.warn(msg, obj),
+  error: (obj, msg) => console.error(msg, obj),
+}
+
+async function main(): Promise<void> {
+  const port = process.env.PORT === undefined ? 9464 : Number(process.env.PORT)
+  const hostname = process.env.HOST || '127.0.0.1'
+  const rate = process.env.CORRAL_DEMO_RATE === undefined ? 800 : Number(process.env.CORRAL_DEMO_RATE)
+  if (!Number.isFinite(rate) || rate <= 0) throw new Error(`CORRAL_DEMO_RATE must be a positive number`)
+
+  const { traffic } = buildRegions()
+  const workload = new Workload(traffic, {
+    getsPerSecond: rate,
+    onError: (error) => console.error('demo workload:', error),
+  })
+  workload.start()
+
+  let exporter: RunningExporter
+  try {
+    exporter = await startExporter({ port, hostname, logger })
+  } catch (error) {
+    await workload.stop()
+    await regions.close()
+    throw error
+  }
+
+  console.log(`Corral demo: ${traffic.map((t) => t.region.name).join(', ')} under ~${rate} gets/s`)
+  console.log(`  dashboard  ${exporter.url}/`)
+  console.log(`  metrics    ${exporter.url}/metrics`)
+  console.log(
+    `  admin API  ${exporter.url}/api/regions${process.env.CORRAL_ADMIN_TOKEN ? ' (Bearer token required)' : ''}`,
+  )
+  console.log('Press Ctrl-C to stop.')
+
+  let stopping = false
+  const stop = async (signal: NodeJS.Signals) => {
+    if (stopping) {
+      console.log(`${signal} again: exiting now`)
+      process.exit(130)
+    }
+    stopping = true
+    console.log(`\n${signal}: stopping the workload and the exporter...`)
+    const force = setTimeout(() => {
+      console.error('shutdown took longer than 5 s; exiting')
+      process.exit(1)
+    }, 5000)
+    force.unref()
+    await workload.stop()
+    await exporter.close()
+    await regions.close()
+    clearTimeout(force)
+    console.log(`stopped after ${workload.issued.gets} gets and ${workload.issued.bursts} bursts`)
+    process.exitCode = 0
+  }
+  process.on('SIGINT', (signal) => void stop(signal))
+  process.on('SIGTERM', (signal) => void stop(signal))
+}
+
+main().catch((error: unknown) => {
+  console.error(`corral demo: ${error instanceof Error ? error.message : String(error)}`)
+  process.exit(1)
+})

@@ -1,0 +1,43 @@
+/** Small HTTP helpers shared by the routes. */
+import { HTTPException } from 'hono/http-exception'
+import type { ContentfulStatusCode } from 'hono/utils/http-status'
+import type { AuditEnv } from './audit.js'
+
+/** The Hono environment of the exporter's app. */
+export type ExporterEnv = AuditEnv
+
+/** A client mistake: answered as `status` with `{ error: message }` by the app's error handler. */
+export function httpError(status: ContentfulStatusCode, message: string): HTTPException {
+  return new HTTPException(status, { message })
+}
+
+/**
+ * An integer query parameter within [min, max], `fallback` when absent; anything else (`abc`, `1.5`, `0`, `-3`,
+ * `1e3`, a repeated parameter) is a 400.
+ */
+export function intParam(
+  values: string[] | undefined,
+  name: string,
+  { min, max, fallback }: { min: number; max: number; fallback: number },
+): number {
+  if (values === undefined || values.length === 0) return fallback
+  const text = values[0] ?? ''
+  if (values.length > 1 || !/^\d{1,9}$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw httpError(400, `${name} must be an integer from ${min} to ${max}; got "${values.join(',').slice(0, 50)}"`)
+  }
+  return Number(text)
+}
+
+/** The raw (still percent-encoded) path of a request URL. */
+export function rawPath(url: string): string {
+  const start = url.indexOf('/', url.indexOf('://') + 3)
+  if (start < 0) return '/'
+  const end = url.slice(start).search(/[?#]/)
+  return end < 0 ? url.slice(start) : url.slice(start, start + end)
+}
+
+/** The string `code` of a Corral error (any copy of core), else undefined. */
+export function corralCode(error: unknown): string | undefined {
+  const code = error instanceof Error ? (error as { code?: unknown }).code : undefined
+  return typeof code === 'string' && code.startsWith('E_') ? code : undefined
+}

@@ -1,0 +1,17 @@
+export { createExporter, CONTENT_SECURITY_POLICY, DEFAULT_BODY_LIMIT } from './app.js'
+export { startExporter, DEFAULT_PORT, DEFAULT_HOSTNAME } from './server.js'
+export type { StartExporterOptions, RunningExporter } from './server.js'
+export type { ExporterOptions, ExporterLogger, EventStreamOptions } from './options.js'
+export type { ExporterEnv } from './http.js'
+export type { AdminAction, AdminOutcome } from './audit.js'
+export type { RegionJson } from './routes/regions.js'
+export { tokenFingerprint } from './auth.js'
+export {
+  OPENMETRICS_CONTENT_TYPE,
+  PROMETHEUS_CONTENT_TYPE,
+  collectFamilies,
+  renderOpenMetrics,
+  renderPrometheus,
+  type MetricsSource,
+  type MetricFamily,
+} from './exposition.js'
