@@ -1,0 +1,103 @@
+import { expect, test } from './fixtures.js'
+
+test.describe('the Corral dashboard', () => {
+  test('lists every region, live', async ({ page, app }) => {
+    await page.goto(app.url)
+    await expect(page.getByTestId('connection-state')).toHaveText('live')
+    await expect(page.getByTestId('region-row-users')).toBeVisible()
+    await expect(page.getByTestId('region-row-products')).toBeVisible()
+    await expect(page.getByTestId('region-row-users')).toContainText('memory')
+  })
+
+  test('shows the keys the test made hot', async ({ page, app }) => {
+    await page.goto(app.url)
+    for (let i = 0; i < 40; i++) await app.users.getOrCreate('user:hot-1', app.creator('user:hot-1'))
+    for (let i = 0; i < 25; i++) await app.users.getOrCreate('user:hot-2', app.creator('user:hot-2'))
+    await app.users.getOrCreate('user:cold', app.creator('user:cold'))
+
+    const hotKeys = page.getByTestId('hot-keys-users').getByTestId('hot-key')
+    await expect(hotKeys.first()).toContainText('user:hot-1')
+    await expect(hotKeys.nth(1)).toContainText('user:hot-2')
+    await expect(hotKeys.first()).toContainText('40')
+  })
+
+  test('counts the stampede the test caused as stampedes prevented', async ({ page, app }) => {
+    await page.goto(app.url)
+    const prevented = page.getByTestId('stampedes-prevented-products')
+    await expect(prevented).toHaveText('0')
+
+    // 30 callers on one cold key with a slow creator: one runs it, 29 are coalesced onto it.
+    const callers = Array.from({ length: 30 }, () => app.products.getOrCreate('product:42', app.creator('product:42', 300)))
+    const values = await Promise.all(callers)
+    expect(new Set(values)).toEqual(new Set(['value of product:42']))
+    expect(app.creatorRuns.get('product:42')).toBe(1)
+
+    await expect(prevented).toHaveText('29')
+    await expect(page.getByTestId('stampedes')).toContainText('product:42')
+  })
+
+  test('invalidates a region hard after confirmation: the next getOrCreate regenerates', async ({ page, app, request }) => {
+    await app.users.getOrCreate('user:7', app.creator('user:7'))
+    await app.users.getOrCreate('user:7', app.creator('user:7'))
+    expect(app.creatorRuns.get('user:7')).toBe(1)
+
+    await page.goto(app.url)
+    await page.getByTestId('invalidate-hard-users').click()
+    await expect(page.getByRole('dialog')).toContainText('users')
+    await page.getByTestId('confirm-invalidate').click()
+    await expect(page.getByTestId('invalidate-feedback')).toHaveAttribute('data-kind', 'success')
+
+    await app.users.getOrCreate('user:7', app.creator('user:7'))
+    expect(app.creatorRuns.get('user:7')).toBe(2)
+    const region = await (await request.get(`${app.url}/api/regions/users`)).json()
+    expect(region.stats.invalidations.hard).toBe(1)
+    expect(region.lastInvalidation).toMatchObject({ hard: true, scope: 'region' })
+  })
+
+  test('does not invalidate when the confirmation is cancelled', async ({ page, app }) => {
+    await app.users.getOrCreate('user:8', app.creator('user:8'))
+    await page.goto(app.url)
+    await page.getByTestId('invalidate-hard-users').click()
+    await page.keyboard.press('Escape')
+    await expect(page.getByRole('dialog')).toBeHidden()
+    await app.users.getOrCreate('user:8', app.creator('user:8'))
+    expect(app.creatorRuns.get('user:8')).toBe(1)
+    expect(app.users.statsSnapshot().invalidations.hard).toBe(0)
+  })
+
+  test('soft invalidation serves stale values while one caller regenerates', async ({ page, app }) => {
+    await app.users.getOrCreate('user:9', app.creator('user:9'))
+    await page.goto(app.url)
+    await page.getByTestId('invalidate-soft-users').click()
+    await page.getByTestId('confirm-invalidate').click()
+    await expect(page.getByTestId('invalidate-feedback')).toHaveAttribute('data-kind', 'success')
+
+    const slow = app.users.getOrCreate('user:9', app.creator('user:9', 200))
+    expect(await app.users.getOrCreate('user:9', app.creator('user:9'))).toBe('value of user:9')
+    await slow
+    expect(app.creatorRuns.get('user:9')).toBe(2)
+    expect(app.users.statsSnapshot().stale).toBe(1)
+  })
+
+  test('asks for the token, shows the error for a wrong one, and works with the right one', async ({ page, securedApp }) => {
+    await page.goto(securedApp.url)
+    await expect(page.getByTestId('connection-state')).toHaveText('unauthorized')
+    await page.getByTestId('token-input').fill('not-the-token')
+    await page.getByTestId('token-submit').click()
+    await expect(page.getByTestId('auth-error')).toBeVisible()
+    await expect(page.getByTestId('auth-error')).toContainText(/reject/i)
+
+    await page.getByTestId('token-input').fill(securedApp.token)
+    await page.getByTestId('token-submit').click()
+    await expect(page.getByTestId('connection-state')).toHaveText('live')
+    await expect(page.getByTestId('region-row-users')).toBeVisible()
+  })
+
+  test('renders keys as text, never as HTML', async ({ page, app }) => {
+    const hostile = '<img src=x onerror="window.__pwned=1">'
+    for (let i = 0; i < 5; i++) await app.users.getOrCreate(hostile, app.creator('hostile'))
+    await page.goto(app.url)
+    await expect(page.getByTestId('hot-keys-users').getByTestId('hot-key').first()).toContainText('<img src=x')
+    expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined()
+  })
+})
