@@ -27,7 +27,9 @@ test.describe('the Corral dashboard', () => {
     await expect(prevented).toHaveText('0')
 
     // 30 callers on one cold key with a slow creator: one runs it, 29 are coalesced onto it.
-    const callers = Array.from({ length: 30 }, () => app.products.getOrCreate('product:42', app.creator('product:42', 300)))
+    const callers = Array.from({ length: 30 }, () =>
+      app.products.getOrCreate('product:42', app.creator('product:42', 300)),
+    )
     const values = await Promise.all(callers)
     expect(new Set(values)).toEqual(new Set(['value of product:42']))
     expect(app.creatorRuns.get('product:42')).toBe(1)
@@ -36,7 +38,11 @@ test.describe('the Corral dashboard', () => {
     await expect(page.getByTestId('stampedes')).toContainText('product:42')
   })
 
-  test('invalidates a region hard after confirmation: the next getOrCreate regenerates', async ({ page, app, request }) => {
+  test('invalidates a region hard after confirmation: the next getOrCreate regenerates', async ({
+    page,
+    app,
+    request,
+  }) => {
     await app.users.getOrCreate('user:7', app.creator('user:7'))
     await app.users.getOrCreate('user:7', app.creator('user:7'))
     expect(app.creatorRuns.get('user:7')).toBe(1)
@@ -79,7 +85,10 @@ test.describe('the Corral dashboard', () => {
     expect(app.users.statsSnapshot().stale).toBe(1)
   })
 
-  test('asks for the token, shows the error for a wrong one, and works with the right one', async ({ page, securedApp }) => {
+  test('asks for the token, shows the error for a wrong one, and works with the right one', async ({
+    page,
+    securedApp,
+  }) => {
     await page.goto(securedApp.url)
     await expect(page.getByTestId('connection-state')).toHaveText('unauthorized')
     await page.getByTestId('token-input').fill('not-the-token')
