@@ -36,6 +36,16 @@ export interface RegionInvalidator {
   invalidate(hard: boolean, at: number): Promise<void>
   /** The marks currently in force. */
   current(): InvalidationState
+
+  /** Records tag invalidations at `at` (see `region.invalidateTags`). Invalidators without it do not support tags. */
+  invalidateTags?(tags: readonly string[], hard: boolean, at: number): Promise<void>
+  /**
+   * The marks of one tag, synchronously (the hit path asks for every tagged value), or `undefined` when this
+   * process does not know the tag's marks yet (or no longer trusts them): the region then calls `loadTags` first.
+   */
+  tagMarks?(tag: string): InvalidationState | undefined
+  /** Fetches the marks of tags `tagMarks` did not know, in one batch. */
+  loadTags?(tags: readonly string[]): Promise<void>
   /** Stops background work (subscriptions, timers). */
   close?(): Promise<void>
 }
@@ -73,6 +83,13 @@ export interface CacheBackend {
   delete(key: string): Promise<void>
   deleteMulti(keys: readonly string[]): Promise<void>
 
+  /**
+   * Atomically adds `by` to the counter at `key` (a missing counter starts at 0) and returns the new value;
+   * `by = 0` reads it without creating it. `ttlSeconds` bounds the counter's life. Needed by `region.dependency()`.
+   */
+  increment?(key: string, by: number, ttlSeconds?: number): Promise<number>
+  /** Like `setMulti`, but the entries expire after `ttlSeconds` (bookkeeping that must not outlive its use). */
+  setMultiWithTtl?(entries: ReadonlyArray<readonly [string, CachedValue]>, ttlSeconds: number): Promise<void>
   /** A synchronous read, for in-process backends: lets the hit path skip a promise. */
   getSync?(key: string): CachedValue | NoValue
   /** A distributed lock for `key`, or `undefined` to rely on the region's in-process lock alone. */

@@ -1,10 +1,10 @@
 import { LRUCache } from 'lru-cache'
 import {
   NO_VALUE,
+  CachedValue,
   decodeCachedValue,
   encodeCachedValue,
   jsonSerializer,
-  type CachedValue,
   type NoValue,
   type Serializer,
 } from '../cached-value.js'
@@ -68,6 +68,20 @@ export class MemoryBackend implements CacheBackend {
       ([key, value]) => [key, this.serialized ? encodeCachedValue(value, this.serializer) : value] as const,
     )
     for (const [key, value] of encoded) this.store.set(key, value)
+  }
+
+  async increment(key: string, by: number): Promise<number> {
+    const current = this.getSync(key)
+    const next = (current !== NO_VALUE && typeof current.payload === 'number' ? current.payload : 0) + by
+    if (by === 0) return next
+    const value = CachedValue.create(next, Date.now())
+    this.store.set(key, this.serialized ? encodeCachedValue(value, this.serializer) : value)
+    return next
+  }
+
+  /** The memory backend bounds bookkeeping by its LRU, not by time. */
+  async setMultiWithTtl(entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {
+    await this.setMulti(entries)
   }
 
   async delete(key: string): Promise<void> {

@@ -1,7 +1,9 @@
 import { PluginNotFoundError, ValidationError } from '../errors.js'
 import type { BackendFactory, CacheBackend } from './api.js'
+import { MemcachedBackend } from './memcached.js'
 import { MemoryBackend } from './memory.js'
 import { NullBackend } from './null.js'
+import { RedisBackend } from './redis.js'
 
 /**
  * Backends by name, as dogpile.cache's plugin registry. Factories are synchronous so that `configure()` can stay
@@ -10,6 +12,8 @@ import { NullBackend } from './null.js'
 const factories = new Map<string, BackendFactory>([
   ['memory', (args) => new MemoryBackend(args)],
   ['null', (args) => new NullBackend(args)],
+  ['redis', (args) => new RedisBackend(args)],
+  ['memcached', (args) => new MemcachedBackend(args)],
 ])
 
 /** Makes `name` usable in `region.configure(name, ...)`. Registering a name again replaces its factory. */
@@ -25,6 +29,9 @@ export function registeredBackends(): string[] {
   return [...factories.keys()]
 }
 
+/** What `createBackend` checks a factory's result for, so a broken plugin fails at configure time. */
+const BACKEND_METHODS = ['get', 'getMulti', 'set', 'setMulti', 'delete', 'deleteMulti'] as const
+
 export function createBackend(name: string, args: Record<string, unknown>): CacheBackend {
   const factory = factories.get(name)
   if (!factory) {
@@ -32,5 +39,14 @@ export function createBackend(name: string, args: Record<string, unknown>): Cach
       `no backend named "${name}"; registered backends: ${registeredBackends().join(', ')} (add one with registerBackend(name, factory))`,
     )
   }
-  return factory(args)
+  const backend = factory(args)
+  const missing = BACKEND_METHODS.filter(
+    (method) => typeof (backend as unknown as Record<string, unknown> | null)?.[method] !== 'function',
+  )
+  if (missing.length > 0) {
+    throw new ValidationError(
+      `the factory registered for backend "${name}" did not return a CacheBackend (missing ${missing.join(', ')})`,
+    )
+  }
+  return backend
 }

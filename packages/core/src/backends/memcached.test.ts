@@ -1,0 +1,252 @@
+import { createHash, randomUUID } from 'node:crypto'
+import memjs from 'memjs'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startMemcached, type MemcachedServer } from '../../../../test-support/servers.js'
+import { NO_VALUE } from '../cached-value.js'
+import { LockTimeoutError, ValidationError } from '../errors.js'
+import { RegionRegistry } from '../registry.js'
+import { MemcachedBackend, expiryField } from './memcached.js'
+import { describeBackendConformance, eventually } from './test-support/conformance.js'
+import { measureWaiterLatency } from './test-support/measure.js'
+import { describeMultiProcess, reportFigure } from './test-support/multiprocess.js'
+
+let server: MemcachedServer
+let raw: memjs.Client
+
+beforeAll(async () => {
+  server = await startMemcached()
+  raw = memjs.Client.create(server.servers, { logger: { log: () => {} } })
+})
+
+afterAll(async () => {
+  raw?.close()
+  await server?.stop()
+})
+
+/** Where a backend with `keyPrefix` stores `key` (mangled or not). */
+const storedKey = (key: string, keyPrefix = '') =>
+  new MemcachedBackend({ servers: server.servers, keyPrefix }).keyFor(key)
+
+describeBackendConformance('memcached', {
+  create: async (args) => ({
+    backend: new MemcachedBackend({
+      servers: server.servers,
+      keyPrefix: 'conf:',
+      invalidationPollInterval: 0.2,
+      ...args,
+    }),
+  }),
+  capabilities: { stores: true, distributedLock: true, bytes: true, sharedInvalidation: true },
+  writeRaw: async (key, bytes) => {
+    await raw.set(storedKey(key, 'conf:'), bytes, {})
+  },
+})
+
+describeMultiProcess('memcached', {
+  backend: 'memcached',
+  arguments: () => ({ servers: server.servers, keyPrefix: 'mp:' }),
+  // polled every invalidationPollInterval (default 1 s), plus slack for a loaded machine
+  invalidationBudgetMs: 1500,
+})
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+function newRegion(options: { keyMangler?: false } = {}) {
+  const region = new RegionRegistry().createRegion({ name: `memcached-${randomUUID().slice(0, 8)}`, ...options })
+  const backendErrors: Array<{ operation: string; error: unknown }> = []
+  region.on('backendError', ({ operation, error }) => backendErrors.push({ operation, error }))
+  return { region, backendErrors }
+}
+
+describe('memcached backend', () => {
+  it('validates its arguments at configure time', () => {
+    const { region } = newRegion()
+    expect(() => region.configure('memcached', { arguments: { server: 'x' } })).toThrow(/unknown argument "server"/)
+    expect(() => new MemcachedBackend({ lockTimeout: 'long' as never })).toThrow(ValidationError)
+    expect(() => new MemcachedBackend({ keyPrefix: 'has space' })).toThrow(/keyPrefix/)
+    expect(() => new MemcachedBackend({ client: {} as never })).toThrow(/memjs Client/)
+    expect(() => new MemcachedBackend({ client: raw, servers: server.servers })).toThrow(/do not combine/)
+    expect(() => new MemcachedBackend({ memcachedExpireTime: 'x' as never })).toThrow(/memcachedExpireTime/)
+  })
+
+  it('long and odd keys are SHA-1 mangled inside the backend, even with keyMangler: false', async () => {
+    const { region } = newRegion({ keyMangler: false })
+    region.configure('memcached', { expirationTime: 60, arguments: { servers: server.servers, keyPrefix: 'odd:' } })
+    const backend = region.backend as MemcachedBackend
+    const keys = {
+      long: `long-${'x'.repeat(300)}`,
+      spaces: 'a key with spaces',
+      newline: 'line\nbreak',
+      tab: 'tab\there',
+      control: 'bell\u0007',
+      unicode: 'ключ-鍵-🔑',
+      nbsp: 'no\u00a0break',
+      plain: 'user:42',
+      lookalike: `sha1:${'a'.repeat(40)}`,
+    }
+    for (const [label, key] of Object.entries(keys)) expect(await region.getOrCreate(key, () => label)).toBe(label)
+    for (const [label, key] of Object.entries(keys)) expect(await region.get(key)).toBe(label)
+    const sha1 = (key: string) => createHash('sha1').update(key).digest('hex')
+    // Keys memcached can hold are stored as they are; the others under their SHA-1.
+    expect(backend.keyFor(keys.plain)).toBe('odd:user:42')
+    expect(backend.keyFor(keys.unicode)).toBe(`odd:${keys.unicode}`)
+    for (const label of ['long', 'spaces', 'newline', 'tab', 'control', 'nbsp', 'lookalike'] as const) {
+      expect(backend.keyFor(keys[label])).toBe(`odd:sha1:${sha1(keys[label])}`)
+      expect((await raw.get(`odd:sha1:${sha1(keys[label])}`)).value?.toString()).toContain(`"${label}"`)
+    }
+    expect((await raw.get('odd:user:42')).value?.toString()).toContain('"plain"')
+    // A 250-byte key is still fine; 251 bytes is not.
+    expect(backend.keyFor('k'.repeat(250 - 'odd:'.length))).toBe(`odd:${'k'.repeat(246)}`)
+    expect(backend.keyFor('k'.repeat(251 - 'odd:'.length))).toMatch(/^odd:sha1:/)
+    expect(
+      await region.getOrCreateMulti([keys.long, keys.spaces, 'fresh one'], (...ks) => ks.map((k) => k.length)),
+    ).toEqual(['long', 'spaces', 9])
+    await region.close()
+  })
+
+  it('expiry: derived from the region, 0 without one, unix time beyond 30 days', () => {
+    expect(expiryField(undefined)).toBe(0)
+    expect(expiryField(80)).toBe(80)
+    expect(expiryField(0.2)).toBe(1)
+    expect(expiryField(30 * 86_400)).toBe(30 * 86_400)
+    const now = Math.floor(Date.now() / 1000)
+    expect(expiryField(31 * 86_400)).toBeGreaterThanOrEqual(now + 31 * 86_400)
+    expect(expiryField(31 * 86_400)).toBeLessThanOrEqual(now + 31 * 86_400 + 2)
+  })
+
+  it('values get the server-side expiry (a long expiry is stored as a unix time)', async () => {
+    const short = newRegion().region.configure('memcached', {
+      expirationTime: 60,
+      arguments: { servers: server.servers, memcachedExpireTime: 1 },
+    })
+    await short.set('short-lived', 'v')
+    expect(await short.get('short-lived')).toBe('v')
+    await eventually(async () => (await short.get('short-lived')) === NO_VALUE, 3500, 100)
+    await short.close()
+
+    const long = newRegion().region.configure('memcached', {
+      expirationTime: 60,
+      arguments: { servers: server.servers, memcachedExpireTime: '40d' },
+    })
+    await long.set('long-lived', 'v') // would be "already expired" if 40 days were sent as a relative time
+    expect(await long.get('long-lived')).toBe('v')
+    await long.close()
+  })
+
+  it('uses a client it is given and never closes it', async () => {
+    const client = memjs.Client.create(server.servers, { logger: { log: () => {} } })
+    const region = newRegion().region.configure('memcached', { expirationTime: 60, arguments: { client } })
+    expect(await region.getOrCreate('owned', () => 'v')).toBe('v')
+    await region.close()
+    expect((await client.get('owned')).value?.toString()).toContain('"v"')
+    client.close()
+  })
+
+  it('waiters back off and see the value soon after the creator finishes', async () => {
+    const name = `latency-${randomUUID().slice(0, 8)}`
+    const make = () =>
+      new RegionRegistry()
+        .createRegion({ name })
+        .configure('memcached', { expirationTime: 60, arguments: { servers: server.servers, keyPrefix: 'lat:' } })
+    const [a, b] = [make(), make()]
+    const result = await measureWaiterLatency(a, b, 40)
+    reportFigure('memcached waiter latency after the creator finished (ms, backoff polling)', {
+      p50: result.p50,
+      p99: result.p99,
+    })
+    expect(result.waiterRuns).toBe(0)
+    expect(result.p99).toBeLessThan(150)
+    await Promise.all([a.close(), b.close()])
+  })
+
+  describe('a waiter whose wait reaches lockTimeout', () => {
+    const lockTimeout = 0.6
+    const configure = () =>
+      newRegion().region.configure('memcached', {
+        expirationTime: 60,
+        arguments: { servers: server.servers, keyPrefix: 'lt:', lockTimeout },
+      })
+    const lockValue = (ms: number) => Buffer.from(`someone-else:${Date.now() + ms}`)
+
+    it('gets LockTimeoutError when the lock is still held because someone re-took it', async () => {
+      const region = configure()
+      const key = `retaken-${randomUUID()}`
+      const lockKey = storedKey(`corral:lock:${key}`, 'lt:')
+      await raw.set(lockKey, lockValue(300), { expires: 2 })
+      const hog = setInterval(() => void raw.set(lockKey, lockValue(300), { expires: 2 }), 100)
+      try {
+        const started = performance.now()
+        const error = await region.getOrCreate(key, () => 'never').catch((e: unknown) => e)
+        const waited = performance.now() - started
+        expect(error).toBeInstanceOf(LockTimeoutError)
+        expect(waited).toBeGreaterThanOrEqual(lockTimeout * 1000 - 5)
+        expect(waited).toBeLessThan(lockTimeout * 1000 + 400)
+      } finally {
+        clearInterval(hog)
+        await region.close()
+      }
+    })
+
+    it('takes over the expired lock of a holder that died, to the millisecond, and regenerates', async () => {
+      const region = configure()
+      for (const ttl of [300, lockTimeout * 1000]) {
+        const key = `dead-${ttl}-${randomUUID()}`
+        // memcached itself would keep this lock for up to 2 s; its recorded expiry says ttl.
+        await raw.set(storedKey(`corral:lock:${key}`, 'lt:'), lockValue(ttl), { expires: 2 })
+        const started = performance.now()
+        expect(await region.getOrCreate(key, () => 'regenerated')).toBe('regenerated')
+        const waited = performance.now() - started
+        expect(waited).toBeGreaterThanOrEqual(ttl - 20)
+        expect(waited).toBeLessThan(ttl + 300)
+      }
+      await region.close()
+    })
+  })
+
+  describe('outages', () => {
+    let own: MemcachedServer
+
+    beforeAll(async () => {
+      own = await startMemcached()
+    })
+
+    afterAll(async () => {
+      await own?.stop()
+    })
+
+    it('answers from the creator while memcached is down, reports backendError, and recovers by itself', async () => {
+      const unhandled: unknown[] = []
+      const onUnhandled = (reason: unknown) => unhandled.push(reason)
+      process.on('unhandledRejection', onUnhandled)
+      const { region, backendErrors } = newRegion()
+      region.configure('memcached', { expirationTime: 60, arguments: { servers: own.servers, keyPrefix: 'out:' } })
+      try {
+        expect(await region.getOrCreate('a', () => 'A1')).toBe('A1')
+        expect(await region.getOrCreate('a', () => 'A2')).toBe('A1')
+        await own.kill()
+        const started = performance.now()
+        for (let i = 0; i < 20; i++) expect(await region.getOrCreate(`b${i}`, () => `B${i}`)).toBe(`B${i}`)
+        expect(performance.now() - started).toBeLessThan(20 * 200)
+        expect(backendErrors.length).toBeGreaterThan(0)
+        expect(new Set(backendErrors.map((e) => e.operation))).toContain('get')
+        await expect(region.invalidate()).rejects.toMatchObject({ code: 'E_BACKEND' })
+
+        await own.restart()
+        await eventually(
+          async () => {
+            await region.getOrCreate('after', () => 'stored')
+            return (await region.get('after')) === 'stored'
+          },
+          5000,
+          50,
+        )
+        expect(await region.getOrCreate('after', () => 'again')).toBe('stored')
+        await sleep(10)
+        expect(unhandled).toEqual([])
+      } finally {
+        process.off('unhandledRejection', onUnhandled)
+        await region.close()
+      }
+    })
+  })
+})

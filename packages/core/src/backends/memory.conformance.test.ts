@@ -1,0 +1,12 @@
+import { MemoryBackend } from './memory.js'
+import { describeBackendConformance } from './test-support/conformance.js'
+
+describeBackendConformance('memory', {
+  create: async () => ({ backend: new MemoryBackend() }),
+  capabilities: { stores: true, distributedLock: false },
+})
+
+describeBackendConformance('memory (serialize: true)', {
+  create: async () => ({ backend: new MemoryBackend({ serialize: true }) }),
+  capabilities: { stores: true, distributedLock: false, bytes: true },
+})

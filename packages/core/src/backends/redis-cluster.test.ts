@@ -1,0 +1,85 @@
+import { randomUUID } from 'node:crypto'
+import { Cluster } from 'ioredis'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startRedisCluster, type RedisCluster } from '../../../../test-support/servers.js'
+import { CachedValue } from '../cached-value.js'
+import { RegionRegistry } from '../registry.js'
+import { RedisBackend } from './redis.js'
+import { describeBackendConformance } from './test-support/conformance.js'
+import { measureWaiterLatency } from './test-support/measure.js'
+import { describeMultiProcess, reportFigure } from './test-support/multiprocess.js'
+
+let cluster: RedisCluster
+let raw: Cluster
+
+beforeAll(async () => {
+  cluster = await startRedisCluster({ masters: 3 })
+  raw = new Cluster(cluster.nodes)
+})
+
+afterAll(async () => {
+  raw?.disconnect()
+  await cluster?.stop()
+})
+
+describeBackendConformance('redis cluster', {
+  create: async (args) => ({ backend: new RedisBackend({ cluster: cluster.nodes, keyPrefix: 'conf:', ...args }) }),
+  capabilities: { stores: true, distributedLock: true, bytes: true, sharedInvalidation: true },
+  writeRaw: async (key, bytes) => {
+    await raw.set(`conf:${key}`, bytes)
+  },
+})
+
+describeMultiProcess('redis cluster', {
+  backend: 'redis',
+  arguments: () => ({ cluster: cluster.nodes, keyPrefix: 'mp:' }),
+  invalidationBudgetMs: 250,
+})
+
+describe('redis backend on a cluster', () => {
+  it('spreads keys over several hash slots and still reads and deletes them in one call', async () => {
+    const backend = new RedisBackend({ cluster: cluster.nodes.map(({ host, port }) => `${host}:${port}`).join(',') })
+    try {
+      expect(backend.isCluster).toBe(true)
+      const keys = Array.from({ length: 60 }, (_, i) => `spread:${randomUUID()}:${i}`)
+      await backend.setMulti(keys.map((key, i) => [key, CachedValue.create(i, 1)] as const))
+      // The keys live on every master.
+      const perNode = await Promise.all(raw.nodes('master').map((node) => node.dbsize()))
+      expect(perNode.filter((n) => n > 0)).toHaveLength(3)
+      expect((await backend.getMulti(keys)).map((v) => (v as CachedValue).payload)).toEqual(keys.map((_, i) => i))
+      await backend.deleteMulti(keys)
+      expect(await raw.exists(keys[0]!)).toBe(0)
+    } finally {
+      await backend.close()
+    }
+  })
+
+  it('accepts a Cluster the application owns', async () => {
+    const client = new Cluster(cluster.nodes)
+    const region = new RegionRegistry()
+      .createRegion({ name: 'owned-cluster' })
+      .configure('redis', { expirationTime: 60, arguments: { client } })
+    expect(await region.getOrCreate('k', () => 'v')).toBe('v')
+    await region.close()
+    expect(client.status).toBe('ready')
+    client.disconnect()
+  })
+
+  it('a waiter sees the value soon after the creator finishes', async () => {
+    const name = `latency-${randomUUID().slice(0, 8)}`
+    const make = () =>
+      new RegionRegistry().createRegion({ name }).configure('redis', {
+        expirationTime: 60,
+        arguments: { cluster: cluster.nodes, keyPrefix: 'lat:', lockPollInterval: '1s' },
+      })
+    const [a, b] = [make(), make()]
+    const result = await measureWaiterLatency(a, b, 50)
+    reportFigure('redis cluster waiter latency after the creator finished (ms)', {
+      p50: result.p50,
+      p99: result.p99,
+    })
+    expect(result.waiterRuns).toBe(0)
+    expect(result.p99).toBeLessThan(100)
+    await Promise.all([a.close(), b.close()])
+  })
+})

@@ -1,0 +1,439 @@
+/**
+ * The backend conformance suite: what every `CacheBackend` must do, registered as Vitest tests by
+ * `describeBackendConformance(name, options)`. memory, null, redis (standalone, Sentinel, Cluster) and memcached
+ * all run it; a third-party backend can too.
+ *
+ * It lives under test-support/ (excluded from the build) because it imports vitest.
+ */
+import { randomUUID } from 'node:crypto'
+import { afterEach, describe, expect, it } from 'vitest'
+import { CachedValue, NO_VALUE, jsonSerializer, type NoValue } from '../../cached-value.js'
+import { SerializationError } from '../../errors.js'
+import { RegionRegistry } from '../../registry.js'
+import type { BackendContext, CacheBackend, CacheMutex } from '../api.js'
+
+export interface ConformanceInstance {
+  backend: CacheBackend
+  /** closes the backend and anything else `create` opened */
+  cleanup?: () => Promise<void>
+}
+
+export interface ConformanceOptions {
+  /** A new backend instance; `args` are extra backend arguments (e.g. `{ lockTimeout: 0.3 }`). */
+  create: (args?: Record<string, unknown>) => Promise<ConformanceInstance>
+  capabilities: {
+    /** reads return what was written (false for `null`) */
+    stores: boolean
+    /** `getMutex` returns a lock that is exclusive across instances */
+    distributedLock: boolean
+    /** values are serialized: a value the serializer rejects fails with SerializationError */
+    bytes?: boolean
+    /** invalidation marks of one instance reach another instance on the same server */
+    sharedInvalidation?: boolean
+  }
+  /** Writes raw bytes under a backend key, as a foreign program would (byte backends). */
+  writeRaw?: (storeKey: string, bytes: Buffer) => Promise<void>
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** Polls `check` until it holds (or fails after `timeoutMs`). */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 3000, stepMs = 5): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
+    await sleep(stepMs)
+  }
+}
+
+const PAYLOADS: Array<[string, unknown]> = [
+  ['nested object', { user: { id: 42, tags: ['a', 'b'], address: { city: 'Zürich', zip: null } }, score: 1.5 }],
+  ['unicode string', 'unicode: 日本語 ✓ 🎉 ç — "quotes" \\ backslash \n newline'],
+  ['empty string', ''],
+  ['zero', 0],
+  ['false', false],
+  ['true', true],
+  ['null', null],
+  ['undefined', undefined],
+  ['array', [1, 'two', null, { three: 3 }, []]],
+  ['empty object', {}],
+  ['large string', 'x'.repeat(200_000)],
+]
+
+export function describeBackendConformance(name: string, options: ConformanceOptions): void {
+  const { create, capabilities } = options
+  const open: ConformanceInstance[] = []
+  const errors: Array<{ operation: string; error: unknown }> = []
+
+  const context = (overrides: Partial<BackendContext> = {}): BackendContext => ({
+    regionName: `conformance-${randomUUID().slice(0, 8)}`,
+    expirationTime: undefined,
+    serializer: jsonSerializer,
+    reportError: (operation, error) => errors.push({ operation, error }),
+    ...overrides,
+  })
+
+  /** A backend attached to a throwaway context, closed after the test. */
+  const backendFor = async (args?: Record<string, unknown>): Promise<CacheBackend> => {
+    const instance = await create(args)
+    open.push(instance)
+    instance.backend.attach?.(context())
+    return instance.backend
+  }
+
+  /** A region over a fresh backend, with an injectable clock. */
+  const regionFor = async (expirationTime: number | undefined, args?: Record<string, unknown>) => {
+    const instance = await create(args)
+    open.push(instance)
+    let now = Date.now()
+    const clock = { advance: (ms: number) => (now += ms), now: () => now }
+    const registry = new RegionRegistry()
+    const region = registry.createRegion({ name: `conformance-${randomUUID().slice(0, 8)}`, clock: clock.now })
+    region.configure(instance.backend, expirationTime === undefined ? {} : { expirationTime })
+    instance.cleanup = chain(
+      () => region.close(),
+      instance.cleanup ?? (() => instance.backend.close?.() ?? Promise.resolve()),
+    )
+    return { region, clock, backend: instance.backend }
+  }
+
+  const key = (label: string) => `conformance:${randomUUID()}:${label}`
+
+  describe(`${name} backend conformance`, () => {
+    afterEach(async () => {
+      const instances = open.splice(0)
+      await Promise.all(instances.map((i) => (i.cleanup ? i.cleanup() : (i.backend.close?.() ?? Promise.resolve()))))
+    })
+
+    if (capabilities.stores) {
+      it('round-trips values through set/get: nested objects, unicode, null, undefined, large values', async () => {
+        const backend = await backendFor()
+        const ct = Date.now() - 1234.5
+        const keys = PAYLOADS.map(([label]) => key(label))
+        await Promise.all(PAYLOADS.map(([, payload], i) => backend.set(keys[i]!, CachedValue.create(payload, ct))))
+        for (const [i, [label, payload]] of PAYLOADS.entries()) {
+          const read = await backend.get(keys[i]!)
+          expect(read, label).not.toBe(NO_VALUE)
+          const value = read as CachedValue
+          expect(value.payload, label).toEqual(payload)
+          expect(value.metadata.ct, label).toBe(ct)
+        }
+      })
+
+      it('reads a missing key as NO_VALUE', async () => {
+        const backend = await backendFor()
+        expect(await backend.get(key('missing'))).toBe(NO_VALUE)
+      })
+
+      it('getMulti answers in key order, NO_VALUE for missing keys, duplicates included', async () => {
+        const backend = await backendFor()
+        const [a, b, c] = [key('a'), key('b'), key('c')]
+        await backend.set(a, CachedValue.create('A', 1))
+        await backend.set(c, CachedValue.create({ c: true }, 3))
+        const read = await backend.getMulti([c, b, a, c])
+        expect(read.map(payloadOf)).toEqual([{ c: true }, NO_VALUE, 'A', { c: true }])
+        expect(await backend.getMulti([])).toEqual([])
+      })
+
+      it('setMulti stores every entry; deleteMulti removes them and is idempotent', async () => {
+        const backend = await backendFor()
+        const keys = Array.from({ length: 25 }, (_, i) => key(`multi-${i}`))
+        await backend.setMulti(keys.map((k, i) => [k, CachedValue.create({ i }, 10 + i)] as const))
+        expect((await backend.getMulti(keys)).map(payloadOf)).toEqual(keys.map((_, i) => ({ i })))
+        await backend.deleteMulti(keys.slice(0, 20))
+        await backend.deleteMulti(keys.slice(0, 20))
+        await backend.deleteMulti([])
+        const read = await backend.getMulti(keys)
+        expect(read.slice(0, 20).every((v) => v === NO_VALUE)).toBe(true)
+        expect(read.slice(20).map(payloadOf)).toEqual([20, 21, 22, 23, 24].map((i) => ({ i })))
+      })
+
+      it('delete is idempotent and overwriting replaces the value', async () => {
+        const backend = await backendFor()
+        const k = key('delete')
+        await backend.delete(k)
+        await backend.set(k, CachedValue.create('first', 1))
+        await backend.set(k, CachedValue.create('second', 2))
+        expect(payloadOf(await backend.get(k))).toBe('second')
+        await backend.delete(k)
+        await backend.delete(k)
+        expect(await backend.get(k)).toBe(NO_VALUE)
+      })
+
+      it('holds any string key: spaces, newlines, control characters, unicode, 300 characters', async () => {
+        const backend = await backendFor()
+        const long = key('long-') + 'k'.repeat(300)
+        const odd = [
+          key('with spaces and\ttabs'),
+          key('line\nbreak\r\n'),
+          key('control\u0000\u0007\u001f'),
+          key('ключ-鍵-🔑'),
+          long,
+          `${long}-other`,
+          key('non breaking\u00a0space'),
+        ]
+        await backend.setMulti(odd.map((k, i) => [k, CachedValue.create(`value ${i}`, i)] as const))
+        expect((await backend.getMulti(odd)).map(payloadOf)).toEqual(odd.map((_, i) => `value ${i}`))
+        for (const [i, k] of odd.entries()) expect(payloadOf(await backend.get(k))).toBe(`value ${i}`)
+        await backend.delete(odd[0]!)
+        expect(await backend.get(odd[0]!)).toBe(NO_VALUE)
+      })
+    } else {
+      it('reads always miss, whatever was written', async () => {
+        const backend = await backendFor()
+        const k = key('null')
+        await backend.set(k, CachedValue.create('x', 1))
+        await backend.setMulti([[k, CachedValue.create('y', 2)]])
+        expect(await backend.get(k)).toBe(NO_VALUE)
+        expect(await backend.getMulti([k, k])).toEqual([NO_VALUE, NO_VALUE])
+        await backend.delete(k)
+        await backend.deleteMulti([k])
+      })
+    }
+
+    if (capabilities.bytes) {
+      it('a value the serializer rejects fails with SerializationError and stores nothing', async () => {
+        const backend = await backendFor()
+        const [good, bad] = [key('good'), key('bad')]
+        await expect(backend.set(bad, CachedValue.create({ n: 10n }, 1))).rejects.toBeInstanceOf(SerializationError)
+        await expect(
+          backend.setMulti([
+            [good, CachedValue.create('fine', 1)],
+            [bad, CachedValue.create(() => 1, 1)],
+          ]),
+        ).rejects.toBeInstanceOf(SerializationError)
+        expect(await backend.getMulti([good, bad])).toEqual([NO_VALUE, NO_VALUE])
+      })
+    }
+
+    if (options.writeRaw) {
+      const writeRaw = options.writeRaw
+      it('garbage bytes written by someone else read as a miss, and getOrCreate replaces them', async () => {
+        const { region, backend } = await regionFor(60)
+        const garbage: Buffer[] = [
+          Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x0a, 0x80]),
+          Buffer.from('c1:notanumber:v\n"x"'),
+          Buffer.from('c1:1700000000000:v\n{"truncated": '),
+          Buffer.from('c2:1700000000000:v\n"a future format"'),
+          Buffer.from('plain text someone SET by hand'),
+          Buffer.alloc(0),
+        ]
+        const keys = garbage.map((_, i) => key(`garbage-${i}`))
+        await Promise.all(garbage.map((bytes, i) => writeRaw(keys[i]!, bytes)))
+        for (const k of keys) expect(await backend.get(k)).toBe(NO_VALUE)
+        expect(await backend.getMulti(keys)).toEqual(keys.map(() => NO_VALUE))
+        for (const k of keys) expect(await region.getOrCreate(k, () => `fresh ${k}`)).toBe(`fresh ${k}`)
+        for (const k of keys) expect(await region.get(k)).toBe(`fresh ${k}`)
+      })
+    }
+
+    if (capabilities.stores) {
+      describe('through a region', () => {
+        it('getOrCreate runs the creator once for concurrent callers', async () => {
+          const { region } = await regionFor(60)
+          const k = key('once')
+          let runs = 0
+          const creator = async () => {
+            runs++
+            await sleep(30)
+            return { made: runs }
+          }
+          const values = await Promise.all(Array.from({ length: 20 }, () => region.getOrCreate(k, creator)))
+          expect(runs).toBe(1)
+          expect(values.every((v) => v.made === 1)).toBe(true)
+          expect(await region.get(k)).toEqual({ made: 1 })
+          expect(await region.getOrCreate(k, creator)).toEqual({ made: 1 })
+          expect(runs).toBe(1)
+        })
+
+        it('an expired value is a miss for get, served with ignoreExpiration, and regenerated by getOrCreate', async () => {
+          const { region, clock } = await regionFor(10)
+          const k = key('expiry')
+          expect(await region.getOrCreate(k, () => 'old')).toBe('old')
+          clock.advance(5_000)
+          expect(await region.get(k)).toBe('old')
+          clock.advance(6_000)
+          expect(await region.get(k)).toBe(NO_VALUE)
+          expect(await region.get(k, { ignoreExpiration: true })).toBe('old')
+          expect(await region.getOrCreate(k, () => 'new')).toBe('new')
+          expect(await region.get(k)).toBe('new')
+        })
+
+        it('hard invalidation makes every older value a miss', async () => {
+          const { region, clock } = await regionFor(60)
+          const [a, b] = [key('hard-a'), key('hard-b')]
+          await region.set(a, 'A')
+          await region.set(b, 'B')
+          clock.advance(1)
+          await region.invalidate()
+          expect(await region.get(a)).toBe(NO_VALUE)
+          expect(await region.get(b, { ignoreExpiration: true })).toBe(NO_VALUE)
+          expect(await region.getOrCreate(a, () => 'A2')).toBe('A2')
+          expect(await region.get(a)).toBe('A2')
+        })
+
+        it('soft invalidation serves the stale value while one caller regenerates', async () => {
+          const { region, clock } = await regionFor(60)
+          const k = key('soft')
+          await region.set(k, 'old')
+          clock.advance(1)
+          await region.invalidate({ hard: false })
+          expect(await region.get(k)).toBe(NO_VALUE)
+          expect(await region.get(k, { ignoreExpiration: true })).toBe('old')
+          let runs = 0
+          const creator = async () => {
+            runs++
+            await sleep(50)
+            return 'new'
+          }
+          const results = await Promise.all([region.getOrCreate(k, creator), region.getOrCreate(k, creator)])
+          expect(runs).toBe(1)
+          expect([...results].sort()).toEqual(['new', 'old'])
+          expect(await region.get(k)).toBe('new')
+        })
+      })
+    }
+
+    if (capabilities.distributedLock) {
+      describe('distributed lock', () => {
+        const mutex = (backend: CacheBackend, k: string): CacheMutex => {
+          const m = backend.getMutex?.(k)
+          if (!m) throw new Error('getMutex returned no mutex')
+          return m
+        }
+
+        it('is exclusive across instances, reported by locked(), and per key', async () => {
+          const [one, two] = [await backendFor(), await backendFor()]
+          const [k, other] = [key('lock'), key('lock-other')]
+          const m1 = mutex(one, k)
+          expect(await m1.locked()).toBe(false)
+          expect(await m1.acquire(false)).toBe(true)
+          expect(await m1.locked()).toBe(true)
+          expect(await mutex(two, k).locked()).toBe(true)
+          expect(await mutex(two, k).acquire(false)).toBe(false)
+          expect(await mutex(one, k).acquire(false)).toBe(false)
+          const m3 = mutex(two, other)
+          expect(await m3.acquire(false)).toBe(true)
+          await m3.release()
+          await m1.release()
+          expect(await m1.locked()).toBe(false)
+          const m2 = mutex(two, k)
+          expect(await m2.acquire(false)).toBe(true)
+          await m2.release()
+          await m2.release()
+        })
+
+        it('release never frees a lock someone else holds', async () => {
+          const [one, two] = [await backendFor({ lockTimeout: 0.3 }), await backendFor({ lockTimeout: 0.3 })]
+          const k = key('not-mine')
+          const holder = mutex(one, k)
+          const stranger = mutex(two, k)
+          expect(await holder.acquire(false)).toBe(true)
+          await stranger.release() // never acquired: a no-op
+          expect(await stranger.locked()).toBe(true)
+          // The holder's lock runs out and someone else takes it: the late release must not free it.
+          await sleep(450)
+          const next = mutex(two, k)
+          expect(await next.acquire(false)).toBe(true)
+          await holder.release()
+          expect(await next.locked()).toBe(true)
+          expect(await mutex(one, k).acquire(false)).toBe(false)
+          await next.release()
+          expect(await next.locked()).toBe(false)
+        })
+
+        it('acquire(true) waits for the holder to release', async () => {
+          const [one, two] = [await backendFor(), await backendFor()]
+          const k = key('wait')
+          const holder = mutex(one, k)
+          expect(await holder.acquire(false)).toBe(true)
+          const started = performance.now()
+          const waiting = mutex(two, k).acquire(true)
+          await sleep(100)
+          await holder.release()
+          expect(await waiting).toBe(true)
+          const waited = performance.now() - started
+          expect(waited).toBeGreaterThanOrEqual(95)
+          expect(waited).toBeLessThan(400)
+        })
+
+        it('acquire(true) takes the lock of a holder that never releases once its lockTimeout has passed', async () => {
+          const [one, two] = [await backendFor({ lockTimeout: 0.5 }), await backendFor({ lockTimeout: 0.5 })]
+          const k = key('dead-holder')
+          expect(await mutex(one, k).acquire(false)).toBe(true)
+          const started = performance.now()
+          const waiter = mutex(two, k)
+          expect(await waiter.acquire(true)).toBe(true)
+          const waited = performance.now() - started
+          expect(waited).toBeGreaterThanOrEqual(400)
+          expect(waited).toBeLessThan(900)
+          expect(await waiter.locked()).toBe(true)
+          await waiter.release()
+        })
+      })
+    } else {
+      it('has no exclusive lock: getMutex is absent, or its lock is always granted', async () => {
+        const backend = await backendFor()
+        const m = backend.getMutex?.(key('free'))
+        if (m !== undefined) {
+          expect(await m.acquire(false)).toBe(true)
+          expect(await backend.getMutex!(key('free'))!.acquire(true)).toBe(true)
+          expect(await m.locked()).toBe(false)
+          await m.release()
+        }
+      })
+    }
+
+    if (capabilities.sharedInvalidation) {
+      it('invalidation marks reach another instance and are max-merged', async () => {
+        const [one, two] = [await backendFor(), await backendFor()]
+        const regionName = `conformance-inv-${randomUUID().slice(0, 8)}`
+        const a = one.createInvalidator!(regionName)!
+        const b = two.createInvalidator!(regionName)!
+        try {
+          const at = Date.now() + 0.001
+          await a.invalidate(true, at)
+          expect(a.current().hardAt).toBe(at)
+          await eventually(() => b.current().hardAt === at, 3000)
+          await b.invalidate(false, at + 5)
+          await eventually(() => a.current().softAt === at + 5, 3000)
+          // An older mark never lowers a newer one.
+          await b.invalidate(true, at - 10_000)
+          expect(b.current().hardAt).toBe(at)
+          await sleep(50)
+          expect(a.current()).toEqual({ hardAt: at, softAt: at + 5 })
+          // A third instance loads the marks when it starts.
+          const three = await backendFor()
+          const c = three.createInvalidator!(regionName)!
+          await eventually(() => c.current().hardAt === at && c.current().softAt === at + 5, 3000)
+          await c.close?.()
+        } finally {
+          await a.close?.()
+          await b.close?.()
+        }
+      })
+    }
+
+    it('close() can be called twice', async () => {
+      const instance = await create()
+      instance.backend.attach?.(context())
+      await instance.backend.close?.()
+      await instance.backend.close?.()
+      await instance.cleanup?.()
+    })
+  })
+}
+
+function payloadOf(value: CachedValue | NoValue): unknown {
+  return value === NO_VALUE ? NO_VALUE : value.payload
+}
+
+function chain(first: () => Promise<void>, second: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    try {
+      await first()
+    } finally {
+      await second()
+    }
+  }
+}

@@ -1,0 +1,195 @@
+/**
+ * A child process for the multi-process tests, driven over the IPC channel by `workers.ts`:
+ *
+ *   node --conditions=@corral/source --import tsx stampede-worker.ts
+ *
+ * It creates regions on a real backend (redis / memcached) and runs what the parent asks: a stampede of
+ * concurrent getOrCreate calls on one key, a creator that never finishes (to be SIGKILLed while holding the
+ * lock), invalidations, and waits for invalidation marks to arrive. Each creator run is counted in this process
+ * and reported, so the parent can add up the runs of every process.
+ */
+import { CacheRegion } from '../../region.js'
+import { RegionRegistry } from '../../registry.js'
+import { NO_VALUE } from '../../cached-value.js'
+
+interface Request {
+  id: number
+  op: string
+  [field: string]: unknown
+}
+
+export interface CreatedValue {
+  label: string
+  pid: number
+  /** which creator run of this process made it */
+  run: number
+  /** epoch ms (fractional) when the creator finished */
+  madeAt: number
+}
+
+export interface CallerResult {
+  /** ms from the start of the stampede to this caller's answer */
+  latencyMs: number
+  /** epoch ms (fractional) when it got its answer */
+  resolvedAt: number
+  value?: CreatedValue | string
+  error?: { name: string; code?: string; message: string }
+}
+
+const registry = new RegionRegistry()
+const regions = new Map<string, CacheRegion>()
+const backendErrors: Array<{ region: string; operation: string; message: string }> = []
+let creatorRuns = 0
+
+const now = () => performance.timeOrigin + performance.now()
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+function send(message: unknown): void {
+  process.send?.(message)
+}
+
+function describeError(error: unknown): { name: string; code?: string; message: string } {
+  const e = error as { name?: string; code?: string; message?: string }
+  return { name: e?.name ?? 'Error', code: e?.code, message: e?.message ?? String(error) }
+}
+
+process.on('unhandledRejection', (error) => send({ event: 'unhandled', error: describeError(error) }))
+process.on('uncaughtException', (error) => send({ event: 'unhandled', error: describeError(error) }))
+
+function region(name: unknown): CacheRegion {
+  const found = regions.get(String(name))
+  if (!found) throw new Error(`no region ${String(name)} in worker ${process.pid}`)
+  return found
+}
+
+function creator(label: string, creatorMs: number, onStart?: () => void) {
+  return async (): Promise<CreatedValue> => {
+    const run = ++creatorRuns
+    onStart?.()
+    await sleep(creatorMs)
+    return { label, pid: process.pid, run, madeAt: now() }
+  }
+}
+
+const handlers: Record<string, (request: Request) => Promise<unknown>> = {
+  async configure(request) {
+    const name = String(request.region)
+    const created = registry.createRegion({ name, telemetry: false })
+    created.configure(String(request.backend), {
+      arguments: request.arguments as Record<string, unknown>,
+      ...(request.expirationTime === undefined ? {} : { expirationTime: request.expirationTime as number }),
+    })
+    created.on('backendError', ({ operation, error }) =>
+      backendErrors.push({ region: name, operation, message: (error as Error)?.message ?? String(error) }),
+    )
+    regions.set(name, created)
+    // Warm the connection up, so the stampede measures the cache and not the connect.
+    await created.get(`warmup:${process.pid}`)
+    return { pid: process.pid }
+  },
+
+  async stampede(request) {
+    const target = region(request.region)
+    const callers = Number(request.callers)
+    const wait = Number(request.startAt) - Date.now()
+    if (wait > 0) await sleep(wait)
+    const runsBefore = creatorRuns
+    const make = creator(String(request.label), Number(request.creatorMs))
+    const started = performance.now()
+    const results = await Promise.all(
+      Array.from({ length: callers }, async (): Promise<CallerResult> => {
+        try {
+          const value = await target.getOrCreate(String(request.key), make)
+          return { latencyMs: performance.now() - started, resolvedAt: now(), value }
+        } catch (error) {
+          return { latencyMs: performance.now() - started, resolvedAt: now(), error: describeError(error) }
+        }
+      }),
+    )
+    return { pid: process.pid, runs: creatorRuns - runsBefore, results }
+  },
+
+  async getOrCreate(request) {
+    const target = region(request.region)
+    const started = performance.now()
+    const runsBefore = creatorRuns
+    try {
+      const value = await target.getOrCreate(
+        String(request.key),
+        creator(String(request.label), Number(request.creatorMs)),
+      )
+      return { value, latencyMs: performance.now() - started, runs: creatorRuns - runsBefore }
+    } catch (error) {
+      return { error: describeError(error), latencyMs: performance.now() - started, runs: creatorRuns - runsBefore }
+    }
+  },
+
+  /** Takes the lock and runs a creator that never finishes; tells the parent once it runs (then gets killed). */
+  async hold(request) {
+    const target = region(request.region)
+    void target.getOrCreate(
+      String(request.key),
+      creator('never', 3_600_000, () => send({ event: 'holding', key: request.key })),
+    )
+    return { pid: process.pid }
+  },
+
+  async get(request) {
+    const value = await region(request.region).get(String(request.key))
+    return { value: value === NO_VALUE ? null : value }
+  },
+
+  async invalidate(request) {
+    const target = region(request.region)
+    const startedAt = now()
+    await target.invalidate({ hard: request.hard !== false })
+    const state = target.invalidationState()
+    return { startedAt, doneAt: now(), at: request.hard !== false ? state.hardAt : state.softAt }
+  },
+
+  /** Resolves when the region's mark (hard or soft) rises above `above`: when this process saw an invalidation. */
+  async waitForMarks(request) {
+    const target = region(request.region)
+    const field = request.hard !== false ? 'hardAt' : 'softAt'
+    const above = Number(request.above)
+    const timeoutMs = Number(request.timeoutMs ?? 5000)
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const value = target.invalidationState()[field]
+      if (value > above) return { seenAt: now(), value }
+      if (Date.now() > deadline) throw new Error(`the ${field} mark did not rise above ${above} within ${timeoutMs} ms`)
+      await sleep(1)
+    }
+  },
+
+  async marks(request) {
+    return region(request.region).invalidationState()
+  },
+
+  async errors() {
+    return { backendErrors: backendErrors.splice(0) }
+  },
+
+  async close() {
+    await Promise.all([...regions.values()].map((r) => r.close()))
+    regions.clear()
+    setTimeout(() => process.exit(0), 10)
+    return {}
+  },
+}
+
+process.on('message', (message: Request) => {
+  const handler = handlers[message.op]
+  if (!handler) {
+    send({ id: message.id, ok: false, error: { name: 'Error', message: `unknown op ${message.op}` } })
+    return
+  }
+  handler(message).then(
+    (result) => send({ id: message.id, ok: true, result }),
+    (error: unknown) => send({ id: message.id, ok: false, error: describeError(error) }),
+  )
+})
+
+// The parent going away (test timeout, crash) must not leave this process behind.
+process.on('disconnect', () => process.exit(0))
+send({ event: 'started', pid: process.pid })
