@@ -12,6 +12,8 @@ export interface CachedValueMetadata {
   readonly ct: number
   /** storage format version */
   readonly v: number
+  /** the value's tags, for `region.invalidateTags()` */
+  readonly tags?: readonly string[]
 }
 
 /**
@@ -25,8 +27,11 @@ export class CachedValue<T = unknown> {
     readonly metadata: CachedValueMetadata,
   ) {}
 
-  static create<T>(payload: T, createdAt: number): CachedValue<T> {
-    return new CachedValue(payload, { ct: createdAt, v: FORMAT_VERSION })
+  static create<T>(payload: T, createdAt: number, tags?: readonly string[]): CachedValue<T> {
+    return new CachedValue(
+      payload,
+      tags === undefined || tags.length === 0 ? { ct: createdAt, v: FORMAT_VERSION } : { ct: createdAt, v: FORMAT_VERSION, tags },
+    )
   }
 }
 
@@ -43,12 +48,15 @@ export const jsonSerializer: Serializer = {
 }
 
 /*
- * The byte envelope: `c<version>:<ct>:<u|v>\n<payload bytes>`. A short text header keeps values readable with
- * `redis-cli GET`, costs a dozen bytes, and lets a reader reject foreign or old data before deserializing.
- * `u` marks an `undefined` payload, which JSON cannot carry.
+ * The byte envelope: `c<version>:<ct>:<u|v>[:<tags as JSON>]\n<payload bytes>`. A short text header keeps values
+ * readable with `redis-cli GET`, costs a dozen bytes, and lets a reader reject foreign or old data before
+ * deserializing. `u` marks an `undefined` payload, which JSON cannot carry. Tags are a JSON array of strings
+ * (JSON never holds a raw newline, so the first newline ends the header).
  */
 const HEADER_PREFIX = `c${FORMAT_VERSION}:`
 const NEWLINE = 0x0a
+/** Far above any valid header (64 tags of 256 characters), so garbage is rejected without scanning it all. */
+const MAX_HEADER_BYTES = 64 * 1024
 
 /** Encodes a value with its metadata. Throws `SerializationError` when the serializer cannot encode the payload. */
 export function encodeCachedValue(value: CachedValue, serializer: Serializer): Buffer {
@@ -69,9 +77,10 @@ export function encodeCachedValue(value: CachedValue, serializer: Serializer): B
       )
     }
   }
-  const header = `${HEADER_PREFIX}${value.metadata.ct}:${kind}\n`
+  const tags = value.metadata.tags
+  const header = `${HEADER_PREFIX}${value.metadata.ct}:${kind}${tags === undefined ? '' : `:${JSON.stringify(tags)}`}\n`
   if (typeof body === 'string') return Buffer.from(header + body, 'utf8')
-  return Buffer.concat([Buffer.from(header, 'latin1'), body])
+  return Buffer.concat([Buffer.from(header, 'utf8'), body])
 }
 
 /**
@@ -79,19 +88,30 @@ export function encodeCachedValue(value: CachedValue, serializer: Serializer): B
  * other program, a payload the serializer rejects) is `NO_VALUE`: the caller regenerates instead of crashing.
  */
 export function decodeCachedValue(data: Uint8Array, serializer: Serializer): CachedValue | NoValue {
-  const end = data.indexOf(NEWLINE)
-  if (end < 0 || end > 40) return NO_VALUE
-  const header = Buffer.from(data.buffer, data.byteOffset, end).toString('latin1')
+  const end = data.subarray(0, MAX_HEADER_BYTES).indexOf(NEWLINE)
+  if (end < 0) return NO_VALUE
+  const header = Buffer.from(data.buffer, data.byteOffset, end).toString('utf8')
   if (!header.startsWith(HEADER_PREFIX)) return NO_VALUE
-  const kindAt = header.length - 2
-  if (header.charCodeAt(kindAt) !== 0x3a /* ':' */) return NO_VALUE
-  const ct = Number(header.slice(HEADER_PREFIX.length, kindAt))
+  const ctEnd = header.indexOf(':', HEADER_PREFIX.length)
+  if (ctEnd <= HEADER_PREFIX.length) return NO_VALUE
+  const ct = Number(header.slice(HEADER_PREFIX.length, ctEnd))
   if (!Number.isFinite(ct)) return NO_VALUE
-  const kind = header[kindAt + 1]
-  if (kind === 'u') return CachedValue.create(undefined, ct)
+  const kind = header[ctEnd + 1]
+  let tags: string[] | undefined
+  if (header.length > ctEnd + 2) {
+    if (header[ctEnd + 2] !== ':') return NO_VALUE
+    try {
+      const parsed: unknown = JSON.parse(header.slice(ctEnd + 3))
+      if (!Array.isArray(parsed) || !parsed.every((tag) => typeof tag === 'string')) return NO_VALUE
+      tags = parsed as string[]
+    } catch {
+      return NO_VALUE
+    }
+  }
+  if (kind === 'u') return CachedValue.create(undefined, ct, tags)
   if (kind !== 'v') return NO_VALUE
   try {
-    return CachedValue.create(serializer.deserialize(data.subarray(end + 1)), ct)
+    return CachedValue.create(serializer.deserialize(data.subarray(end + 1)), ct, tags)
   } catch {
     return NO_VALUE
   }

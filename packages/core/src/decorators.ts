@@ -4,9 +4,11 @@ import { ValidationError } from './errors.js'
 import type { ArgToString, KeyGenerator, MultiKeyGenerator } from './keys.js'
 import type { CacheRegion, ShouldCache } from './region.js'
 
-export interface CacheOnArgumentsOptions<R> {
+export interface CacheOnArgumentsOptions<R, Args extends unknown[] = unknown[]> {
   /** Told apart from other functions of the same name: the key becomes `name|namespace|args`. */
   namespace?: string
+  /** Tags stored with each value (for `region.invalidateTags`), or a function of the call's arguments. */
+  tags?: readonly string[] | ((...args: Args) => readonly string[])
   /** A duration, or a function returning one, evaluated on every call (dogpile's callable expiration_time). */
   expirationTime?: Duration | (() => Duration)
   shouldCache?: ShouldCache<R>
@@ -18,6 +20,8 @@ export interface CacheOnArgumentsOptions<R> {
 
 export interface CacheMultiOnArgumentsOptions<R> {
   namespace?: string
+  /** Tags stored with every value this call creates. */
+  tags?: readonly string[]
   expirationTime?: Duration | (() => Duration)
   shouldCache?: ShouldCache<R>
   toStr?: ArgToString
@@ -75,7 +79,7 @@ function assertFunction(fn: unknown, method: string): void {
 export function cacheOnArguments<Args extends unknown[], R, This>(
   region: CacheRegion,
   fn: (this: This, ...args: Args) => R,
-  options: CacheOnArgumentsOptions<Awaited<R>> = {},
+  options: CacheOnArgumentsOptions<Awaited<R>, Args> = {},
 ): CachedFunction<Args, R, This> {
   assertFunction(fn, 'cacheOnArguments')
   const generate = (options.keyGenerator ?? region.keyGenerator)(options.namespace, fn as never, {
@@ -84,25 +88,34 @@ export function cacheOnArguments<Args extends unknown[], R, This>(
   const keyFor = (args: Args) => generate(...args)
   const expiration = expirationResolver(options.expirationTime)
   const shouldCache = options.shouldCache
+  const tagsOption = options.tags
+  const tagsFor = (args: Args): readonly string[] | undefined =>
+    typeof tagsOption === 'function' ? tagsOption(...args) : tagsOption
 
   const cached = function (this: This, ...args: Args): Promise<Awaited<R>> {
     const expirationTime = expiration()
+    const tags = tagsFor(args)
     return region.getOrCreate(keyFor(args), () => fn.apply(this, args) as Awaited<R>, {
       ...(expirationTime !== undefined ? { expirationTime } : {}),
       ...(shouldCache ? { shouldCache } : {}),
+      ...(tags !== undefined ? { tags } : {}),
     })
   } as CachedFunction<Args, R, This>
 
   Object.defineProperty(cached, 'name', { value: fn.name })
   cached.invalidate = (...args) => region.delete(keyFor(args))
-  cached.set = (value, ...args) => region.set(keyFor(args), value)
+  cached.set = (value, ...args) => {
+    const tags = tagsFor(args)
+    return region.set(keyFor(args), value, tags !== undefined ? { tags } : undefined)
+  }
   cached.get = (...args) => {
     const expirationTime = expiration()
     return region.get<Awaited<R>>(keyFor(args), expirationTime !== undefined ? { expirationTime } : undefined)
   }
   cached.refresh = async function (this: This, ...args: Args): Promise<Awaited<R>> {
     const value = (await fn.apply(this, args)) as Awaited<R>
-    await region.set(keyFor(args), value)
+    const tags = tagsFor(args)
+    await region.set(keyFor(args), value, tags !== undefined ? { tags } : undefined)
     return value
   }
   cached.key = (...args) => keyFor(args)
@@ -155,6 +168,7 @@ export function cacheMultiOnArguments<A, R>(
       return region.getOrCreateMulti<R>(keys, async (...toCreate) => (await fn(...creatorArgs(toCreate))) as R[], {
         ...(expirationTime !== undefined ? { expirationTime } : {}),
         ...(shouldCache ? { shouldCache } : {}),
+        ...(options.tags !== undefined ? { tags: options.tags } : {}),
       })
     }
     let resultIsMap = lastResultWasMap === true
@@ -167,6 +181,7 @@ export function cacheMultiOnArguments<A, R>(
       },
       {
         ...(expirationTime !== undefined ? { expirationTime } : {}),
+        ...(options.tags !== undefined ? { tags: options.tags } : {}),
         // Arguments the function left out are not cached.
         shouldCache: (value) => value !== NO_VALUE && (shouldCache === undefined || shouldCache(value as R)),
       },
@@ -214,7 +229,7 @@ export function cacheMultiOnArguments<A, R>(
 }
 
 /** The TC39 method decorator behind `region.cached()`. */
-export function cachedMethod<R>(region: CacheRegion, options?: CacheOnArgumentsOptions<Awaited<R>>) {
+export function cachedMethod<R>(region: CacheRegion, options?: CacheOnArgumentsOptions<Awaited<R>, never[]>) {
   return function cachedDecorator<This, Args extends unknown[]>(
     target: (this: This, ...args: Args) => R,
     context: ClassMethodDecoratorContext<This, (this: This, ...args: Args) => R>,
@@ -224,7 +239,7 @@ export function cachedMethod<R>(region: CacheRegion, options?: CacheOnArgumentsO
         '@region.cached() decorates class methods (TC39 decorators); use region.cacheOnArguments(fn) for plain functions',
       )
     }
-    const cached = cacheOnArguments(region, target, options)
+    const cached = cacheOnArguments(region, target, options as CacheOnArgumentsOptions<Awaited<R>, Args> | undefined)
     if (!context.private) {
       // `instance.method.refresh(...)` must run the method on `instance`, not on the function it is read from: each
       // instance gets a view of the cached method bound to it (unless a subclass overrides the method).

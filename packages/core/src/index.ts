@@ -10,6 +10,9 @@ export {
   type RegionDescription,
   type RegionOptions,
   type ShouldCache,
+  type SetOptions,
+  MAX_TAGS,
+  MAX_TAG_LENGTH,
   type TelemetryOptions,
   type ValueMetadata,
   type WrapEntry,
@@ -35,8 +38,11 @@ export { registerBackend, registeredBackends } from './backends/plugins.js'
 export { ProxyBackend } from './backends/proxy.js'
 export { MemoryBackend, type MemoryBackendOptions } from './backends/memory.js'
 export { NullBackend } from './backends/null.js'
+export { RedisBackend, type RedisBackendOptions } from './backends/redis.js'
+export { MemcachedBackend, type MemcachedBackendOptions } from './backends/memcached.js'
 export { readArguments } from './backends/arguments.js'
-export { LocalInvalidator } from './invalidation.js'
+export { LocalInvalidator, NOT_INVALIDATED } from './invalidation.js'
+export { CacheDependency, DEPENDENCY_PREFIX } from './dependency.js'
 export {
   sha1KeyMangler,
   functionKeyGenerator,

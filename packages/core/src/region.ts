@@ -23,6 +23,7 @@ import {
   SerializationError,
   ValidationError,
 } from './errors.js'
+import { CacheDependency, type DependencyHost } from './dependency.js'
 import { LocalInvalidator } from './invalidation.js'
 import {
   functionKeyGenerator,
@@ -123,6 +124,13 @@ export interface GetOrCreateOptions<T> {
   expirationTime?: Duration
   /** Decides whether the creator's value is stored; it is returned either way. */
   shouldCache?: ShouldCache<T>
+  /** Tags stored with a created value, for `invalidateTags()`. */
+  tags?: readonly string[]
+}
+
+export interface SetOptions {
+  /** Tags stored with the value, for `invalidateTags()`. */
+  tags?: readonly string[]
 }
 
 export interface ValueMetadata<T = unknown> {
@@ -335,7 +343,7 @@ export class CacheRegion {
   /** The value for `key`, or `NO_VALUE` if it is absent, expired or invalidated. */
   async get<T = unknown>(key: string, options?: GetOptions): Promise<T | NoValue> {
     const backend = this.backend
-    const lookup = this.#classify(
+    const lookup = await this.#lookup(
       await this.#read(backend, this.#storeKey(key)),
       this.#callExpirationMs(options?.expirationTime),
     )
@@ -351,6 +359,7 @@ export class CacheRegion {
       backend,
       keys.map((key) => this.#storeKey(key)),
     )
+    await this.#loadTagsOf(stored)
     const ignore = options?.ignoreExpiration === true
     return keys.map(
       (key, i) => this.#answerGet(key, this.#classify(stored[i] ?? NO_VALUE, expirationMs), ignore) as T | NoValue,
@@ -378,7 +387,8 @@ export class CacheRegion {
   async getValueMetadata<T = unknown>(key: string): Promise<ValueMetadata<T> | undefined> {
     const stored = await this.#read(this.backend, this.#storeKey(key))
     if (stored === NO_VALUE || stored.metadata.v !== FORMAT_VERSION) return undefined
-    if (stored.metadata.ct < this.#invalidator.current().hardAt) return undefined
+    await this.#loadTagsOf([stored])
+    if (this.#classify(stored, Number.POSITIVE_INFINITY) === HARD_INVALIDATED) return undefined
     return {
       value: stored.payload as T,
       cachedTime: stored.metadata.ct / 1000,
@@ -403,6 +413,7 @@ export class CacheRegion {
     const storeKey = this.#mangler === undefined ? key : this.#mangler(key)
     const expirationMs =
       options?.expirationTime === undefined ? this.#expirationMs : this.#callExpirationMs(options.expirationTime)
+    const tags = options?.tags === undefined ? undefined : validateTags(options.tags, 'getOrCreate')
     const traced = this.#tracing !== undefined && this.#tracing.enabled
     const startedAt = traced ? performance.now() : 0
 
@@ -411,7 +422,12 @@ export class CacheRegion {
     if (stored !== NO_VALUE && stored.metadata.v === FORMAT_VERSION) {
       const ct = stored.metadata.ct
       const marks = this.#invalidator.current()
-      if (ct >= marks.hardAt && ct >= marks.softAt && this.#clock() - ct <= expirationMs) {
+      if (
+        ct >= marks.hardAt &&
+        ct >= marks.softAt &&
+        this.#clock() - ct <= expirationMs &&
+        (stored.metadata.tags === undefined || this.#tagsAllow(stored.metadata.tags, ct))
+      ) {
         this.#instrumentation.hit(key)
         if (traced) this.#tracing!.recordFinished(key, 'hit', startedAt)
         return stored.payload as T
@@ -423,9 +439,10 @@ export class CacheRegion {
       creator,
       expirationMs,
       shouldCache: options?.shouldCache,
+      tags,
       startedAt: traced ? startedAt : undefined,
     }
-    return this.#createOrJoin(call, this.#classify(stored, expirationMs))
+    return this.#createOrJoin(call, await this.#lookup(stored, expirationMs))
   }
 
   async #createOrJoin<T>(call: Call<T>, lookup: Lookup): Promise<T> {
@@ -463,7 +480,7 @@ export class CacheRegion {
       }
       // Produced elsewhere (another process, an async runner): re-read, as dogpile's waiters do.
       flight.coalesced--
-      lookup = this.#classify(await this.#read(this.backend, storeKey), call.expirationMs)
+      lookup = await this.#lookup(await this.#read(this.backend, storeKey), call.expirationMs)
     }
   }
 
@@ -489,7 +506,7 @@ export class CacheRegion {
           return (lookup as { value: unknown }).value as T
         } else {
           // We hold the lock: another process may have created the value while we waited for it.
-          const again = this.#classify(await this.#read(this.backend, storeKey), call.expirationMs)
+          const again = await this.#lookup(await this.#read(this.backend, storeKey), call.expirationMs)
           if (again.state === 'fresh') {
             flight?.settle({ kind: 'value', value: again.value })
             if (lookup.state === 'absent') this.#instrumentation.coalesced(key, 'waited')
@@ -614,7 +631,7 @@ export class CacheRegion {
     const run = async () => {
       const created = await call.creator()
       if (call.shouldCache === undefined || call.shouldCache(created)) {
-        await this.#store(call.storeKey, CachedValue.create(created, this.#stamp()))
+        await this.#store(call.storeKey, CachedValue.create(created, this.#stamp(), call.tags))
       }
       return created
     }
@@ -668,9 +685,11 @@ export class CacheRegion {
       throw new ValidationError(`getOrCreateMulti(): the creator must be a function; got ${describe(creator)}`)
     const backend = this.backend
     const expirationMs = this.#callExpirationMs(options?.expirationTime)
+    const tags = options?.tags === undefined ? undefined : validateTags(options.tags, 'getOrCreateMulti')
     const unique = [...new Set(keys)].sort()
     const storeKeys = unique.map((key) => this.#storeKey(key))
     const stored = await this.#readMulti(backend, storeKeys)
+    await this.#loadTagsOf(stored)
     const values = new Map<string, unknown>()
     const waits: Array<Promise<void>> = []
     const toCreate: Array<{ key: string; storeKey: string; lookup: Exclude<Lookup, { state: 'fresh' }> }> = []
@@ -695,13 +714,14 @@ export class CacheRegion {
         creator: async () => (await creator(key))[0] as T,
         expirationMs,
         shouldCache: options?.shouldCache,
+        tags,
         startedAt: undefined,
       }
       waits.push(this.#createOrJoin(single, lookup).then((value) => void values.set(key, value)))
     })
 
     if (toCreate.length > 0) {
-      const created = await this.#leadMulti(toCreate, creator, expirationMs, options?.shouldCache)
+      const created = await this.#leadMulti(toCreate, creator, expirationMs, options?.shouldCache, tags)
       for (const [key, value] of created) values.set(key, value)
     }
     await Promise.all(waits)
@@ -713,6 +733,7 @@ export class CacheRegion {
     creator: (...keys: string[]) => readonly T[] | Promise<readonly T[]>,
     expirationMs: number,
     shouldCache: ShouldCache<T> | undefined,
+    tags: readonly string[] | undefined,
   ): Promise<Map<string, unknown>> {
     const results = new Map<string, unknown>()
     const flights = new Map<string, Flight>()
@@ -745,6 +766,7 @@ export class CacheRegion {
             this.backend,
             pending.map((entry) => entry.storeKey),
           )
+          await this.#loadTagsOf(again)
           pending = pending.filter((entry, i) => {
             const lookup = this.#classify(again[i] ?? NO_VALUE, expirationMs)
             if (lookup.state !== 'fresh') return true
@@ -775,7 +797,7 @@ export class CacheRegion {
           const value = created[i] as T
           results.set(entry.key, value)
           if (shouldCache === undefined || shouldCache(value))
-            toStore.push([entry.storeKey, CachedValue.create(value, ct)])
+            toStore.push([entry.storeKey, CachedValue.create(value, ct, tags)])
         })
         if (toStore.length > 0) await this.#storeMulti(toStore)
         for (const entry of pending)
@@ -801,17 +823,19 @@ export class CacheRegion {
   // ---------------------------------------------------------------- writes
 
   /** Stores `value` under `key`, created now. */
-  async set(key: string, value: unknown): Promise<void> {
-    await this.#store(this.#storeKey(key), CachedValue.create(value, this.#stamp()))
+  async set(key: string, value: unknown, options?: SetOptions): Promise<void> {
+    const tags = options?.tags === undefined ? undefined : validateTags(options.tags, 'set')
+    await this.#store(this.#storeKey(key), CachedValue.create(value, this.#stamp(), tags))
   }
 
   /** Stores many values at once: a `Map` or a plain object of key → value. */
-  async setMulti(entries: ReadonlyMap<string, unknown> | Record<string, unknown>): Promise<void> {
+  async setMulti(entries: ReadonlyMap<string, unknown> | Record<string, unknown>, options?: SetOptions): Promise<void> {
+    const tags = options?.tags === undefined ? undefined : validateTags(options.tags, 'setMulti')
     if (entries === null || typeof entries !== 'object')
       throw new ValidationError(`setMulti(): entries must be a Map or an object; got ${describe(entries)}`)
     const ct = this.#stamp()
     const pairs = entries instanceof Map ? [...entries] : Object.entries(entries)
-    await this.#storeMulti(pairs.map(([key, value]) => [this.#storeKey(key), CachedValue.create(value, ct)] as const))
+    await this.#storeMulti(pairs.map(([key, value]) => [this.#storeKey(key), CachedValue.create(value, ct, tags)] as const))
   }
 
   /** Removes `key` (idempotent): the next read is a miss. Counted as a key invalidation. */
@@ -847,8 +871,60 @@ export class CacheRegion {
       )
     }
     const at = this.#stamp()
-    await this.#write('invalidate', () => this.#invalidator.invalidate(hard, at))
+    await this.#traced('region', hard, [], () => this.#write('invalidate', () => this.#invalidator.invalidate(hard, at)))
     this.#instrumentation.invalidate(hard, 'region', at)
+  }
+
+  /**
+   * Invalidates every value carrying one of `tags` that was created before now — in every process sharing the
+   * backend. Hard (the default): such values are misses. Soft: they are stale, served while one caller
+   * regenerates, which needs an expiration time. Enforced lazily on read, like `invalidate()`.
+   */
+  async invalidateTags(tags: readonly string[] | string, options: { hard?: boolean } = {}): Promise<void> {
+    this.#requireBackend()
+    const list = validateTags(typeof tags === 'string' ? [tags] : tags, 'invalidateTags')
+    if (list.length === 0) throw new ValidationError('invalidateTags(): give at least one tag')
+    const hard = options.hard ?? true
+    if (typeof hard !== 'boolean') throw new ValidationError(`invalidateTags(): hard must be a boolean; got ${describe(hard)}`)
+    if (!hard && this.#expirationTime === undefined) {
+      throw new ValidationError(
+        `region "${this.name}" has no expiration time, so soft invalidation has nothing to compare with: configure an expirationTime or use invalidateTags(tags, { hard: true })`,
+      )
+    }
+    const invalidator = this.#invalidator
+    if (!invalidator.invalidateTags) {
+      throw new ValidationError(`region "${this.name}": its invalidator does not support tags`)
+    }
+    const at = this.#stamp()
+    await this.#traced('tag', hard, list, () => this.#write('invalidateTags', () => invalidator.invalidateTags!(list, hard, at)))
+    for (const tag of list) this.#instrumentation.invalidateTag(hard, tag, at)
+  }
+
+  /**
+   * A named group of keys that are invalidated together, from any process sharing the backend (wheezy.caching's
+   * `CacheDependency`): `dep.add(key)` records a key, `dep.invalidate()` deletes every recorded key. Its
+   * bookkeeping expires after `expirationTime` (default: the region's expiration time, or one day).
+   */
+  dependency(name: string, options: { expirationTime?: Duration } = {}): CacheDependency {
+    if (typeof name !== 'string' || name.length === 0 || name.length > MAX_TAG_LENGTH) {
+      throw new ValidationError(`dependency(): the name must be a non-empty string of at most ${MAX_TAG_LENGTH} characters`)
+    }
+    const expiration = parseExpiration(options.expirationTime, `dependency "${name}": expirationTime`)
+    const ttl = expiration === undefined || expiration === Number.POSITIVE_INFINITY ? (this.#expirationTime ?? 86_400) : expiration
+    const host: DependencyHost = {
+      name: this.name,
+      backend: () => this.#requireBackend(),
+      storeKey: (key) => this.#storeKey(key),
+      now: () => this.#stamp(),
+      deleteDependents: async (dependency, storeKeys, keys) => {
+        const backend = this.#requireBackend()
+        await this.#traced('dependency', true, [dependency], () =>
+          this.#write('invalidateDependency', () => backend.deleteMulti(storeKeys)),
+        )
+        this.#instrumentation.invalidateDependency(dependency, keys, this.#clock())
+      },
+    }
+    return new CacheDependency(host, name, Math.max(1, Math.ceil(ttl)))
   }
 
   /** The time of the last region invalidation still in force, in milliseconds, for each kind. */
@@ -876,7 +952,7 @@ export class CacheRegion {
   /** Wraps `fn` so that calls are cached by their arguments (dogpile.cache's `cache_on_arguments`). */
   cacheOnArguments<Args extends unknown[], R, This = unknown>(
     fn: (this: This, ...args: Args) => R,
-    options?: CacheOnArgumentsOptions<Awaited<R>>,
+    options?: CacheOnArgumentsOptions<Awaited<R>, Args>,
   ): CachedFunction<Args, R, This> {
     return cacheOnArguments(this, fn, options)
   }
@@ -892,7 +968,7 @@ export class CacheRegion {
   }
 
   /** `cacheOnArguments` as a TC39 method decorator: `@region.cached({ expirationTime: '1m' })`. */
-  cached<R>(options?: CacheOnArgumentsOptions<Awaited<R>>) {
+  cached<R>(options?: CacheOnArgumentsOptions<Awaited<R>, never[]>) {
     return cachedMethod<R>(this, options)
   }
 
@@ -985,9 +1061,63 @@ export class CacheRegion {
     const ct = stored.metadata.ct
     const marks = this.#invalidator.current()
     if (ct < marks.hardAt) return HARD_INVALIDATED
-    if (ct < marks.softAt) return { state: 'stale', value: stored.payload, ct, reason: 'invalidated' }
+    let softAt = marks.softAt
+    const tags = stored.metadata.tags
+    if (tags !== undefined) {
+      for (const tag of tags) {
+        const tagMarks = this.#invalidator.tagMarks?.(tag)
+        if (tagMarks === undefined) continue
+        if (ct < tagMarks.hardAt) return HARD_INVALIDATED
+        if (tagMarks.softAt > softAt) softAt = tagMarks.softAt
+      }
+    }
+    if (ct < softAt) return { state: 'stale', value: stored.payload, ct, reason: 'invalidated' }
     if (this.#clock() - ct > expirationMs) return { state: 'stale', value: stored.payload, ct, reason: 'expired' }
     return { state: 'fresh', value: stored.payload }
+  }
+
+  /** Runs an invalidation inside a `corral.invalidate` span when tracing is on. */
+  #traced(scope: string, hard: boolean, targets: readonly string[], run: () => Promise<void>): Promise<void> {
+    return this.#tracing?.enabled ? this.#tracing.invalidation(scope, hard, targets, run) : run()
+  }
+
+  /** Classifies a value read from the backend, after fetching the marks of any of its tags not known yet. */
+  async #lookup(stored: CachedValue | NoValue, expirationMs: number): Promise<Lookup> {
+    if (stored !== NO_VALUE && stored.metadata.tags !== undefined) await this.#loadTagsOf([stored])
+    return this.#classify(stored, expirationMs)
+  }
+
+  /**
+   * Makes sure the invalidator knows the marks of every tag these values carry: one batched fetch for the tags it
+   * does not know. If the fetch fails, the values are judged without those marks (and the failure is reported).
+   */
+  async #loadTagsOf(values: ReadonlyArray<CachedValue | NoValue>): Promise<void> {
+    const invalidator = this.#invalidator
+    if (!invalidator.loadTags || !invalidator.tagMarks) return
+    let unknown: Set<string> | undefined
+    for (const value of values) {
+      if (value === NO_VALUE || value.metadata.tags === undefined) continue
+      for (const tag of value.metadata.tags) {
+        if (invalidator.tagMarks(tag) === undefined) (unknown ??= new Set()).add(tag)
+      }
+    }
+    if (!unknown) return
+    try {
+      await invalidator.loadTags([...unknown])
+    } catch (error) {
+      this.#instrumentation.backendError('loadTags', error)
+    }
+  }
+
+  /** The hit path's tag check: true only when every tag's marks are known and older than the value. */
+  #tagsAllow(tags: readonly string[], ct: number): boolean {
+    const invalidator = this.#invalidator
+    if (!invalidator.tagMarks) return true
+    for (const tag of tags) {
+      const marks = invalidator.tagMarks(tag)
+      if (marks === undefined || ct < marks.hardAt || ct < marks.softAt) return false
+    }
+    return true
   }
 
   /** A read that never throws: a failing backend is reported and reads as a miss, so the creator still runs. */
@@ -1058,6 +1188,8 @@ interface Call<T> extends CallIdentity {
   readonly creator: Creator<T>
   readonly expirationMs: number
   readonly shouldCache: ShouldCache<T> | undefined
+  /** tags stored with a created value */
+  readonly tags: readonly string[] | undefined
 }
 
 function isBackend(value: unknown): value is CacheBackend {
@@ -1076,6 +1208,27 @@ function toProxy(entry: WrapEntry): ProxyBackend {
   throw new ValidationError(
     `configure(): every wrap entry must be a ProxyBackend subclass or instance; got ${describe(entry)}`,
   )
+}
+
+/** The most tags one value may carry: each costs a lookup on every read of the value. */
+export const MAX_TAGS = 64
+/** The longest tag, in characters. */
+export const MAX_TAG_LENGTH = 256
+
+/** Checks a tag list: an array of at most MAX_TAGS non-empty strings of at most MAX_TAG_LENGTH characters. */
+function validateTags(tags: unknown, method: string): readonly string[] {
+  if (!Array.isArray(tags)) throw new ValidationError(`${method}(): tags must be an array of strings; got ${describe(tags)}`)
+  if (tags.length > MAX_TAGS) {
+    throw new ValidationError(`${method}(): at most ${MAX_TAGS} tags per value (each is checked on every read); got ${tags.length}`)
+  }
+  for (const tag of tags) {
+    if (typeof tag !== 'string') throw new ValidationError(`${method}(): every tag must be a string; got ${describe(tag)}`)
+    if (tag.length === 0) throw new ValidationError(`${method}(): tags must not be empty strings`)
+    if (tag.length > MAX_TAG_LENGTH) {
+      throw new ValidationError(`${method}(): tags are at most ${MAX_TAG_LENGTH} characters; got one of ${tag.length}`)
+    }
+  }
+  return tags as readonly string[]
 }
 
 function assertKeyList(keys: unknown, method: string): asserts keys is readonly string[] {

@@ -5,7 +5,7 @@
 
 export type MissReason = 'absent' | 'expired' | 'invalidated'
 export type CoalescedMode = 'waited' | 'stale'
-export type InvalidationScope = 'region' | 'key'
+export type InvalidationScope = 'region' | 'key' | 'tag' | 'dependency'
 
 export const regionEvents = {
   hit: (region: string, key: string) => ({ region, key }),
@@ -24,6 +24,7 @@ export const regionEvents = {
   }),
   /** a caller that needed a new value and did not run the creator: one stampede prevented */
   coalesced: (region: string, key: string, mode: CoalescedMode) => ({ region, key, mode }),
+  /** `key` names the key (scope `key`), the tag (scope `tag`) or the dependency (scope `dependency`) */
   invalidate: (region: string, hard: boolean, scope: InvalidationScope, key?: string) =>
     key === undefined ? { region, hard, scope } : { region, hard, scope, key },
   backendError: (region: string, operation: string, error: unknown) => ({ region, operation, error }),

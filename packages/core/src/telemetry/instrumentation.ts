@@ -1,4 +1,4 @@
-import type { EventHub, MissReason, RegionEventMap, RegionEventName } from './events.js'
+import type { EventHub, InvalidationScope, MissReason, RegionEventMap, RegionEventName } from './events.js'
 import { regionEvents } from './events.js'
 import type { HotKeyTracker } from './hot-keys.js'
 import type { RegionObservers } from './metrics.js'
@@ -141,12 +141,27 @@ export class Instrumentation {
     if (scope === 'key') this.stats.invalidations.key++
     else if (hard) this.stats.invalidations.hardRegion++
     else this.stats.invalidations.softRegion++
+    this.recordInvalidation(hard, scope, at, key)
+  }
+
+  invalidateTag(hard: boolean, tag: string, at: number): void {
+    if (hard) this.stats.invalidations.hardTag++
+    else this.stats.invalidations.softTag++
+    this.recordInvalidation(hard, 'tag', at, tag)
+  }
+
+  /** A dependency's keys were deleted (always hard). */
+  invalidateDependency(name: string, keys: number, at: number): void {
+    this.stats.invalidations.dependency++
+    this.recordInvalidation(true, 'dependency', at, name, keys)
+  }
+
+  private recordInvalidation(hard: boolean, scope: InvalidationScope, at: number, key?: string, keys?: number): void {
     this.stats.lastInvalidation = { at, hard, scope }
-    if (this.logger)
-      this.logger.debug(
-        { region: this.region, hard, scope, key },
-        `${hard ? 'Hard' : 'Soft'} invalidation of ${scope === 'key' ? `key: ${key}` : 'the region'}`,
-      )
+    if (this.logger) {
+      const what = scope === 'region' ? 'the region' : `${scope}: ${key}${keys === undefined ? '' : ` (${keys} keys)`}`
+      this.logger.debug({ region: this.region, hard, scope, key }, `${hard ? 'Hard' : 'Soft'} invalidation of ${what}`)
+    }
     if (this.listening('invalidate')) this.emit('invalidate', regionEvents.invalidate(this.region, hard, scope, key))
   }
 

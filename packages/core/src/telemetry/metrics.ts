@@ -102,6 +102,9 @@ export class CorralMetrics {
           this.inc({ region, kind: 'hard', scope: 'region' }, counts.hardRegion)
           this.inc({ region, kind: 'soft', scope: 'region' }, counts.softRegion)
           this.inc({ region, kind: 'hard', scope: 'key' }, counts.key)
+          this.inc({ region, kind: 'hard', scope: 'tag' }, counts.hardTag)
+          this.inc({ region, kind: 'soft', scope: 'tag' }, counts.softTag)
+          this.inc({ region, kind: 'hard', scope: 'dependency' }, counts.dependency)
         }
       },
     })

@@ -11,7 +11,7 @@ export class RegionStats {
   lockWaits = 0
   coalescedWaited = 0
   coalescedStale = 0
-  readonly invalidations = { hardRegion: 0, softRegion: 0, key: 0 }
+  readonly invalidations = { hardRegion: 0, softRegion: 0, key: 0, hardTag: 0, softTag: 0, dependency: 0 }
   readonly backendErrors = new Map<string, number>()
   lastInvalidation: { at: number; hard: boolean; scope: string } | null = null
   private readonly durations = new Float64Array(1024)
@@ -50,8 +50,8 @@ export class RegionStats {
       coalescedWaited: this.coalescedWaited,
       coalescedStale: this.coalescedStale,
       invalidations: {
-        hard: this.invalidations.hardRegion + this.invalidations.key,
-        soft: this.invalidations.softRegion,
+        hard: this.invalidations.hardRegion + this.invalidations.key + this.invalidations.hardTag + this.invalidations.dependency,
+        soft: this.invalidations.softRegion + this.invalidations.softTag,
       },
       backendErrors: [...this.backendErrors.values()].reduce((a, b) => a + b, 0),
       hitRatio: gets === 0 ? null : (this.hits + this.stale) / gets,

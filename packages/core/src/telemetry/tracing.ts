@@ -75,6 +75,29 @@ export class RegionTracing {
   }
 
   /**
+   * Runs an invalidation inside a `corral.invalidate` span: `scope` region | key | tag | dependency, and the tags or
+   * dependency it names (kept out with `recordKeys: false`, like keys).
+   */
+  async invalidation<T>(scope: string, hard: boolean, targets: readonly string[], run: () => Promise<T>): Promise<T> {
+    const attributes: Attributes = {
+      'corral.region': this.region,
+      'corral.backend': this.backendName(),
+      'corral.invalidation.scope': scope,
+      'corral.invalidation.hard': hard,
+    }
+    if (this.recordKeys && targets.length > 0) attributes['corral.invalidation.targets'] = [...targets]
+    const span = this.tracer.startSpan('corral.invalidate', { attributes })
+    try {
+      const result = await context.with(trace.setSpan(context.active(), span), run)
+      span.end()
+      return result
+    } catch (error) {
+      endWithError(span, error)
+      throw error
+    }
+  }
+
+  /**
    * Runs the creator inside a `corral.regenerate` span that is a child of `parent` and the active span while the
    * creator runs, so the creator's own spans (a database query) nest under it.
    */
