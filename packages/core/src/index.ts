@@ -79,6 +79,6 @@ export {
   type MissReason,
 } from './telemetry/events.js'
 export type { RegionStatsSnapshot, StampedeRecord } from './telemetry/stats.js'
-export type { HotKey, HotKeyTrackerOptions } from './telemetry/hot-keys.js'
+export { HotKeyTracker, type HotKey, type HotKeyTrackerOptions } from './telemetry/hot-keys.js'
 export type { Logger } from './telemetry/instrumentation.js'
 export { CorralMetrics, REGENERATION_BUCKETS, LOCK_WAIT_BUCKETS } from './telemetry/metrics.js'

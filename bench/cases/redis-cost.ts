@@ -1,0 +1,252 @@
+/**
+ * Case 5 — what a cache costs Redis, and how fast a waiting process learns a value is ready.
+ *
+ * - Commands per hit and per miss: sequential calls on one warm key (hits) and on distinct cold keys (misses, the
+ *   creator answers at once). Executed commands come from `INFO commandstats` between `CONFIG RESETSTAT` and the
+ *   read (Lua scripts' inner commands included); sent commands from a MONITOR connection (script internals
+ *   excluded): sent is the round-trip count unless a library pipelines. Everything the library sends meanwhile
+ *   counts, background traffic included. Corral first; the peers for comparison.
+ * - `getMulti` of 100 keys on Corral: how many commands it sends.
+ * - Waiter latency on Corral: PROCESSES workers × CALLERS callers on a cold key; one process's creator stores the
+ *   value, the others wait on the distributed lock. Latency = from the store (Corral's `regenerate` event, which
+ *   fires after the value is written) to each waiting process's first answer, on the shared monotonic clock.
+ */
+import { NO_VALUE } from '@corral/core'
+import { REDIS_ADAPTERS, corralRedis, corralRedisRegion, type RedisAdapter } from '../lib/adapters.js'
+import type { BenchCase } from '../lib/case.js'
+import { countCommands, describeCalls, flushAll, totalCalls, type CommandCounts } from '../lib/redis.js'
+import { median, percentile } from '../lib/stats.js'
+import { formatMs, type Table } from '../lib/table.js'
+import { WorkerPool } from '../lib/worker-pool.js'
+
+const HITS = 1000
+const LATENCY_BATCHES = 5
+const MISSES = 200
+const MULTI_KEYS = 100
+const WAITER_PROCESSES = 4
+const WAITER_CALLERS = 50
+const WAITER_TRIALS = 20
+const WAITER_CREATOR_MS = 20
+
+interface CommandCost {
+  id: string
+  label: string
+  unavailable?: string
+  hit?: CommandCounts
+  miss?: CommandCounts
+  /** latency of one sequential hit, ms: median over batches of HITS, measured without MONITOR attached */
+  hitLatencyMs?: number
+}
+
+async function measureCommandCost(adapter: RedisAdapter, url: string): Promise<CommandCost> {
+  await flushAll(url)
+  let cache
+  try {
+    cache = await adapter.create({
+      url,
+      keyPrefix: `cost:${adapter.id}:`,
+      ttlMs: 300_000,
+      creator: async (key) => ({ key, payload: 'x'.repeat(16) }),
+    })
+  } catch (error) {
+    return { id: adapter.id, label: adapter.label, unavailable: (error as Error).message }
+  }
+  try {
+    await cache.getOrCreate('warm-key') // connects, and makes 'warm-key' a hit
+    // Latency: median of batches after a warm-up batch; loopback round trips on a busy machine are noisy.
+    const batchMs: number[] = []
+    for (let batch = 0; batch <= LATENCY_BATCHES; batch++) {
+      const started = performance.now()
+      for (let i = 0; i < HITS; i++) await cache.getOrCreate('warm-key')
+      if (batch > 0) batchMs.push((performance.now() - started) / HITS)
+    }
+    const hitLatencyMs = median(batchMs)
+    const hit = await countCommands(url, async () => {
+      for (let i = 0; i < HITS; i++) await cache.getOrCreate('warm-key')
+    })
+    const miss = await countCommands(url, async () => {
+      for (let i = 0; i < MISSES; i++) await cache.getOrCreate(`cold-key-${i}`)
+    })
+    return { id: adapter.id, label: adapter.label, hit, miss, hitLatencyMs }
+  } finally {
+    await cache.close()
+  }
+}
+
+async function measureGetMulti(url: string): Promise<{ commands: CommandCounts } | { unavailable: string }> {
+  await flushAll(url)
+  let region
+  try {
+    region = corralRedisRegion({ url, keyPrefix: 'multi:', ttlMs: 300_000 })
+  } catch (error) {
+    return { unavailable: (error as Error).message }
+  }
+  try {
+    const keys = Array.from({ length: MULTI_KEYS }, (_, i) => `multi-${i}`)
+    await region.setMulti(Object.fromEntries(keys.map((key) => [key, { key }])))
+    let found = 0
+    const commands = await countCommands(url, async () => {
+      const values = await region.getMulti(keys)
+      found = values.filter((value) => value !== NO_VALUE).length
+    })
+    if (found !== MULTI_KEYS) throw new Error(`getMulti found ${found} of ${MULTI_KEYS} keys`)
+    return { commands }
+  } finally {
+    await region.close()
+  }
+}
+
+interface WaiterLatency {
+  /** per waiting process: store → its first answer (ms) */
+  processMs: number[]
+  /** per waiting caller: store → its answer (ms) */
+  callerMs: number[]
+  creatorRunsPerTrial: number[]
+  unavailable?: string
+}
+
+async function measureWaiterLatency(url: string): Promise<WaiterLatency> {
+  const result: WaiterLatency = { processMs: [], callerMs: [], creatorRunsPerTrial: [] }
+  await flushAll(url)
+  const pool = await WorkerPool.start(WAITER_PROCESSES)
+  try {
+    await pool.setup({
+      adapter: corralRedis.id,
+      url,
+      keyPrefix: 'waiters:',
+      ttlMs: 300_000,
+      creatorMs: WAITER_CREATOR_MS,
+    })
+  } catch (error) {
+    await pool.stop()
+    return { ...result, unavailable: (error as Error).message }
+  }
+  try {
+    for (let trial = 0; trial < WAITER_TRIALS; trial++) {
+      const results = await pool.run(`waiter-key-${trial}`, WAITER_CALLERS)
+      const creators = results.filter((r) => r.creatorCalls > 0)
+      result.creatorRunsPerTrial.push(creators.reduce((total, r) => total + r.creatorCalls, 0))
+      const storedAt = creators[0]?.storedAt[0]
+      if (creators.length !== 1 || storedAt === undefined) continue // not a single-creator trial: no reference
+      for (const waiting of results.filter((r) => r.creatorCalls === 0 && r.answeredAt.length > 0)) {
+        result.processMs.push(Math.min(...waiting.answeredAt) - storedAt)
+        result.callerMs.push(...waiting.answeredAt.map((at) => at - storedAt))
+      }
+    }
+    await pool.teardown()
+  } finally {
+    await pool.stop()
+  }
+  return result
+}
+
+/** "sent / executed" commands per call. */
+function perCall(counts: CommandCounts, calls: number): string {
+  return `${+(totalCalls(counts.sent) / calls).toFixed(2)} / ${+(totalCalls(counts.executed) / calls).toFixed(2)}`
+}
+
+export const redisCostCase: BenchCase = {
+  id: 'redis-cost',
+  title: 'Redis cost',
+  description:
+    'Redis commands per hit and per miss (sent: MONITOR; executed: INFO commandstats), commands for a getMulti of 100 keys, and how soon waiting processes see a stored value',
+  needsRedis: true,
+  async run({ redisUrl, log }) {
+    const url = redisUrl!
+    const costs: CommandCost[] = []
+    for (const adapter of REDIS_ADAPTERS) {
+      log(`  commands: ${adapter.label}`)
+      costs.push(await measureCommandCost(adapter, url))
+    }
+    log('  getMulti')
+    const multi = await measureGetMulti(url)
+    log('  waiter latency')
+    const waiters = await measureWaiterLatency(url)
+
+    const costTable: Table = {
+      title: `Redis commands per hit / per miss (${HITS} sequential hits, ${MISSES} sequential misses)`,
+      header: ['library', 'per hit', 'per miss', 'hit latency', 'sent per hit', 'sent per miss'],
+      rows: costs.map((c) =>
+        c.unavailable
+          ? [c.label, 'n/a', 'n/a', 'n/a', `not available: ${c.unavailable}`, '']
+          : [
+              c.label,
+              perCall(c.hit!, HITS),
+              perCall(c.miss!, MISSES),
+              formatMs(c.hitLatencyMs!),
+              describeCalls(c.hit!.sent, HITS),
+              describeCalls(c.miss!.sent, MISSES),
+            ],
+      ),
+      notes: [
+        '"per hit" / "per miss": commands the client sent (MONITOR) / commands the server executed (INFO ' +
+          'commandstats, which also counts the commands inside Lua scripts). Each sent command is one round trip ' +
+          'unless the library pipelines. Hit latency: sequential hits on loopback, median of ' +
+          `${LATENCY_BATCHES} batches of ${HITS}.`,
+        ...costs.flatMap((c) =>
+          c.miss && totalCalls(c.miss.executed) !== totalCalls(c.miss.sent)
+            ? [`- ${c.label}, executed per miss: ${describeCalls(c.miss.executed, MISSES)}`]
+            : [],
+        ),
+      ],
+    }
+    const multiRow =
+      'unavailable' in multi
+        ? ['n/a', 'n/a', `not available: ${multi.unavailable}`]
+        : [
+            String(totalCalls(multi.commands.sent)),
+            String(totalCalls(multi.commands.executed)),
+            describeCalls(multi.commands.sent),
+          ]
+    const multiTable: Table = {
+      title: `Corral getMulti of ${MULTI_KEYS} keys`,
+      header: ['commands sent', 'commands executed', 'which'],
+      rows: [multiRow],
+    }
+    const waiterTable: Table = {
+      title: `Corral waiter latency: store → waiting process sees the value (${WAITER_PROCESSES} processes × ${WAITER_CALLERS} callers, ${WAITER_TRIALS} trials)`,
+      header: ['measured', 'samples', 'p50', 'p99', 'max'],
+      rows: waiters.unavailable
+        ? [['n/a', '0', 'n/a', 'n/a', `not available: ${waiters.unavailable}`]]
+        : [
+            ['waiting process: first answer', waiters.processMs],
+            ['every waiting caller', waiters.callerMs],
+          ].map(([label, samples]) => {
+            const values = samples as number[]
+            return [
+              label as string,
+              String(values.length),
+              formatMs(percentile(values, 50)),
+              formatMs(percentile(values, 99)),
+              formatMs(percentile(values, 100)),
+            ]
+          }),
+      notes: waiters.unavailable
+        ? []
+        : [`Creator runs per trial (all processes): ${waiters.creatorRunsPerTrial.join(', ')}.`],
+    }
+    return {
+      tables: [costTable, multiTable, waiterTable],
+      data: {
+        hits: HITS,
+        misses: MISSES,
+        costs,
+        getMulti: { keys: MULTI_KEYS, ...multi },
+        waiterLatency: {
+          processes: WAITER_PROCESSES,
+          callers: WAITER_CALLERS,
+          trials: WAITER_TRIALS,
+          creatorMs: WAITER_CREATOR_MS,
+          processP50Ms: percentile(waiters.processMs, 50),
+          processP99Ms: percentile(waiters.processMs, 99),
+          callerP50Ms: percentile(waiters.callerMs, 50),
+          callerP99Ms: percentile(waiters.callerMs, 99),
+          callerSamples: waiters.callerMs.length,
+          processMs: waiters.processMs,
+          creatorRunsPerTrial: waiters.creatorRunsPerTrial,
+          unavailable: waiters.unavailable,
+        },
+      },
+    }
+  },
+}
