@@ -30,7 +30,9 @@ export class CachedValue<T = unknown> {
   static create<T>(payload: T, createdAt: number, tags?: readonly string[]): CachedValue<T> {
     return new CachedValue(
       payload,
-      tags === undefined || tags.length === 0 ? { ct: createdAt, v: FORMAT_VERSION } : { ct: createdAt, v: FORMAT_VERSION, tags },
+      tags === undefined || tags.length === 0
+        ? { ct: createdAt, v: FORMAT_VERSION }
+        : { ct: createdAt, v: FORMAT_VERSION, tags },
     )
   }
 }

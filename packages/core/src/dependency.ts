@@ -26,8 +26,8 @@ export interface DependencyHost {
  * `add` takes the next number from an atomic counter in the backend and stores the key under it; `invalidate`
  * reads the counter, fetches every recorded key in one batch and deletes them with the bookkeeping. Keys added
  * while an invalidation runs may survive it (as in wheezy.caching). The bookkeeping expires with the
- * dependency's `expirationTime` (default: the region's, or 1 day), so a dependency nobody invalidates does not
- * grow without bound.
+ * dependency's `expirationTime` (see `region.dependency`), so a dependency nobody invalidates does not grow
+ * without bound.
  */
 export class CacheDependency {
   constructor(
@@ -47,7 +47,9 @@ export class CacheDependency {
   private increment(by: number): Promise<number> {
     const backend = this.host.backend()
     if (!backend.increment) {
-      throw new ValidationError(`region "${this.host.name}": the ${backend.name} backend has no atomic counter, which dependencies need`)
+      throw new ValidationError(
+        `region "${this.host.name}": the ${backend.name} backend has no atomic counter, which dependencies need`,
+      )
     }
     return backend.increment(this.counterKey, by, this.ttlSeconds)
   }
@@ -86,7 +88,9 @@ export class CacheDependency {
     const entryKeys = Array.from({ length: Math.max(0, count) }, (_, i) => this.entryKey(i + 1))
     const stored = entryKeys.length > 0 ? await this.host.backend().getMulti(entryKeys) : []
     const dependents = [
-      ...new Set(stored.flatMap((value) => (value !== NO_VALUE && typeof value.payload === 'string' ? [value.payload] : []))),
+      ...new Set(
+        stored.flatMap((value) => (value !== NO_VALUE && typeof value.payload === 'string' ? [value.payload] : [])),
+      ),
     ]
     await this.host.deleteDependents(
       this.name,

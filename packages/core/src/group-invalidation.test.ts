@@ -102,14 +102,20 @@ describe('tags', () => {
   it('tags decorated functions, statically or from the arguments', async () => {
     const { region, advance } = setup()
     let calls = 0
-    const profile = region.cacheOnArguments(async function profile(userId: number) {
-      calls++
-      return `profile ${userId}`
-    }, { tags: (userId) => [`user:${userId}`] })
-    const everything = region.cacheOnArguments(async function everything() {
-      calls++
-      return 'all'
-    }, { tags: ['global'] })
+    const profile = region.cacheOnArguments(
+      async function profile(userId: number) {
+        calls++
+        return `profile ${userId}`
+      },
+      { tags: (userId) => [`user:${userId}`] },
+    )
+    const everything = region.cacheOnArguments(
+      async function everything() {
+        calls++
+        return 'all'
+      },
+      { tags: ['global'] },
+    )
     await profile(1)
     await profile(2)
     await everything()
@@ -123,7 +129,9 @@ describe('tags', () => {
 
   it('tags values made by getOrCreateMulti', async () => {
     const { region, advance } = setup()
-    await region.getOrCreateMulti(['a', 'b'], async (...keys) => keys.map((key) => key.toUpperCase()), { tags: ['letters'] })
+    await region.getOrCreateMulti(['a', 'b'], async (...keys) => keys.map((key) => key.toUpperCase()), {
+      tags: ['letters'],
+    })
     advance(1)
     await region.invalidateTags(['letters'])
     expect(await region.getMulti(['a', 'b'])).toEqual([NO_VALUE, NO_VALUE])

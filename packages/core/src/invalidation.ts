@@ -40,7 +40,12 @@ export class LocalInvalidator implements RegionInvalidator {
     const marks = this.tags.get(tag) ?? NOT_INVALIDATED
     // Re-inserting moves the tag to the end of the Map's order: the first entries are the oldest marks.
     this.tags.delete(tag)
-    this.tags.set(tag, hard ? { hardAt: Math.max(marks.hardAt, at), softAt: marks.softAt } : { hardAt: marks.hardAt, softAt: Math.max(marks.softAt, at) })
+    this.tags.set(
+      tag,
+      hard
+        ? { hardAt: Math.max(marks.hardAt, at), softAt: marks.softAt }
+        : { hardAt: marks.hardAt, softAt: Math.max(marks.softAt, at) },
+    )
     if (this.tags.size > this.maxTags) this.tags.delete(this.tags.keys().next().value as string)
   }
 

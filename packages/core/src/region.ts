@@ -423,8 +423,8 @@ export class CacheRegion {
       const ct = stored.metadata.ct
       const marks = this.#invalidator.current()
       if (
-        ct >= marks.hardAt &&
-        ct >= marks.softAt &&
+        ct > marks.hardAt &&
+        ct > marks.softAt &&
         this.#clock() - ct <= expirationMs &&
         (stored.metadata.tags === undefined || this.#tagsAllow(stored.metadata.tags, ct))
       ) {
@@ -835,7 +835,9 @@ export class CacheRegion {
       throw new ValidationError(`setMulti(): entries must be a Map or an object; got ${describe(entries)}`)
     const ct = this.#stamp()
     const pairs = entries instanceof Map ? [...entries] : Object.entries(entries)
-    await this.#storeMulti(pairs.map(([key, value]) => [this.#storeKey(key), CachedValue.create(value, ct, tags)] as const))
+    await this.#storeMulti(
+      pairs.map(([key, value]) => [this.#storeKey(key), CachedValue.create(value, ct, tags)] as const),
+    )
   }
 
   /** Removes `key` (idempotent): the next read is a miss. Counted as a key invalidation. */
@@ -871,7 +873,9 @@ export class CacheRegion {
       )
     }
     const at = this.#stamp()
-    await this.#traced('region', hard, [], () => this.#write('invalidate', () => this.#invalidator.invalidate(hard, at)))
+    await this.#traced('region', hard, [], () =>
+      this.#write('invalidate', () => this.#invalidator.invalidate(hard, at)),
+    )
     this.#instrumentation.invalidate(hard, 'region', at)
   }
 
@@ -885,7 +889,8 @@ export class CacheRegion {
     const list = validateTags(typeof tags === 'string' ? [tags] : tags, 'invalidateTags')
     if (list.length === 0) throw new ValidationError('invalidateTags(): give at least one tag')
     const hard = options.hard ?? true
-    if (typeof hard !== 'boolean') throw new ValidationError(`invalidateTags(): hard must be a boolean; got ${describe(hard)}`)
+    if (typeof hard !== 'boolean')
+      throw new ValidationError(`invalidateTags(): hard must be a boolean; got ${describe(hard)}`)
     if (!hard && this.#expirationTime === undefined) {
       throw new ValidationError(
         `region "${this.name}" has no expiration time, so soft invalidation has nothing to compare with: configure an expirationTime or use invalidateTags(tags, { hard: true })`,
@@ -896,21 +901,33 @@ export class CacheRegion {
       throw new ValidationError(`region "${this.name}": its invalidator does not support tags`)
     }
     const at = this.#stamp()
-    await this.#traced('tag', hard, list, () => this.#write('invalidateTags', () => invalidator.invalidateTags!(list, hard, at)))
+    await this.#traced('tag', hard, list, () =>
+      this.#write('invalidateTags', () => invalidator.invalidateTags!(list, hard, at)),
+    )
     for (const tag of list) this.#instrumentation.invalidateTag(hard, tag, at)
   }
 
   /**
    * A named group of keys that are invalidated together, from any process sharing the backend (wheezy.caching's
    * `CacheDependency`): `dep.add(key)` records a key, `dep.invalidate()` deletes every recorded key. Its
-   * bookkeeping expires after `expirationTime` (default: the region's expiration time, or one day).
+   * bookkeeping expires `expirationTime` after the last add (default: as long as the backends keep the values,
+   * 2 x the region's expiration time + 60 s, or one day).
    */
   dependency(name: string, options: { expirationTime?: Duration } = {}): CacheDependency {
     if (typeof name !== 'string' || name.length === 0 || name.length > MAX_TAG_LENGTH) {
-      throw new ValidationError(`dependency(): the name must be a non-empty string of at most ${MAX_TAG_LENGTH} characters`)
+      throw new ValidationError(
+        `dependency(): the name must be a non-empty string of at most ${MAX_TAG_LENGTH} characters`,
+      )
     }
     const expiration = parseExpiration(options.expirationTime, `dependency "${name}": expirationTime`)
-    const ttl = expiration === undefined || expiration === Number.POSITIVE_INFINITY ? (this.#expirationTime ?? 86_400) : expiration
+    // By default the bookkeeping lives as long as the values it tracks can (the backends keep values for
+    // 2 x expiration + 60 s, serving them stale after expiration), or a day without an expiration time.
+    const ttl =
+      expiration !== undefined && expiration !== Number.POSITIVE_INFINITY
+        ? expiration
+        : this.#expirationTime === undefined
+          ? 86_400
+          : 2 * this.#expirationTime + 60
     const host: DependencyHost = {
       name: this.name,
       backend: () => this.#requireBackend(),
@@ -1060,18 +1077,20 @@ export class CacheRegion {
     if (stored === NO_VALUE || stored.metadata.v !== FORMAT_VERSION) return ABSENT
     const ct = stored.metadata.ct
     const marks = this.#invalidator.current()
-    if (ct < marks.hardAt) return HARD_INVALIDATED
+    // A value created in the same millisecond as an invalidation counts as invalidated: across processes both
+    // times have millisecond resolution, and one extra regeneration is the safe side of the tie.
+    if (ct <= marks.hardAt) return HARD_INVALIDATED
     let softAt = marks.softAt
     const tags = stored.metadata.tags
     if (tags !== undefined) {
       for (const tag of tags) {
         const tagMarks = this.#invalidator.tagMarks?.(tag)
         if (tagMarks === undefined) continue
-        if (ct < tagMarks.hardAt) return HARD_INVALIDATED
+        if (ct <= tagMarks.hardAt) return HARD_INVALIDATED
         if (tagMarks.softAt > softAt) softAt = tagMarks.softAt
       }
     }
-    if (ct < softAt) return { state: 'stale', value: stored.payload, ct, reason: 'invalidated' }
+    if (ct <= softAt) return { state: 'stale', value: stored.payload, ct, reason: 'invalidated' }
     if (this.#clock() - ct > expirationMs) return { state: 'stale', value: stored.payload, ct, reason: 'expired' }
     return { state: 'fresh', value: stored.payload }
   }
@@ -1115,7 +1134,7 @@ export class CacheRegion {
     if (!invalidator.tagMarks) return true
     for (const tag of tags) {
       const marks = invalidator.tagMarks(tag)
-      if (marks === undefined || ct < marks.hardAt || ct < marks.softAt) return false
+      if (marks === undefined || ct <= marks.hardAt || ct <= marks.softAt) return false
     }
     return true
   }
@@ -1217,12 +1236,16 @@ export const MAX_TAG_LENGTH = 256
 
 /** Checks a tag list: an array of at most MAX_TAGS non-empty strings of at most MAX_TAG_LENGTH characters. */
 function validateTags(tags: unknown, method: string): readonly string[] {
-  if (!Array.isArray(tags)) throw new ValidationError(`${method}(): tags must be an array of strings; got ${describe(tags)}`)
+  if (!Array.isArray(tags))
+    throw new ValidationError(`${method}(): tags must be an array of strings; got ${describe(tags)}`)
   if (tags.length > MAX_TAGS) {
-    throw new ValidationError(`${method}(): at most ${MAX_TAGS} tags per value (each is checked on every read); got ${tags.length}`)
+    throw new ValidationError(
+      `${method}(): at most ${MAX_TAGS} tags per value (each is checked on every read); got ${tags.length}`,
+    )
   }
   for (const tag of tags) {
-    if (typeof tag !== 'string') throw new ValidationError(`${method}(): every tag must be a string; got ${describe(tag)}`)
+    if (typeof tag !== 'string')
+      throw new ValidationError(`${method}(): every tag must be a string; got ${describe(tag)}`)
     if (tag.length === 0) throw new ValidationError(`${method}(): tags must not be empty strings`)
     if (tag.length > MAX_TAG_LENGTH) {
       throw new ValidationError(`${method}(): tags are at most ${MAX_TAG_LENGTH} characters; got one of ${tag.length}`)

@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto'
+import net from 'node:net'
 import memjs from 'memjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startMemcached, type MemcachedServer } from '../../../../test-support/servers.js'
@@ -36,7 +37,7 @@ describeBackendConformance('memcached', {
       ...args,
     }),
   }),
-  capabilities: { stores: true, distributedLock: true, bytes: true, sharedInvalidation: true },
+  capabilities: { stores: true, distributedLock: true, bytes: true, sharedInvalidation: true, counters: true },
   writeRaw: async (key, bytes) => {
     await raw.set(storedKey(key, 'conf:'), bytes, {})
   },
@@ -248,5 +249,116 @@ describe('memcached backend', () => {
         await region.close()
       }
     })
+  })
+})
+
+/** One text-protocol command on a fresh connection; resolves with the reply once it ends with `terminator`. */
+function textCommand(command: string, terminator: RegExp): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(server.port, server.host)
+    let reply = ''
+    socket.setEncoding('latin1')
+    socket.on('data', (chunk: string) => {
+      reply += chunk
+      if (terminator.test(reply)) {
+        socket.end()
+        resolve(reply)
+      }
+    })
+    socket.on('error', reject)
+    socket.write(`${command}\r\n`)
+  })
+}
+
+/** The remaining time to live of `key` in seconds (meta get `t` flag): -1 without expiry, undefined when absent. */
+async function ttlOf(key: string): Promise<number | undefined> {
+  const reply = await textCommand(`mg ${key} t`, /\r\n$/)
+  if (reply.startsWith('EN')) return undefined
+  const match = /^HD t(-?\d+)/.exec(reply)
+  if (!match) throw new Error(`unexpected mg reply ${JSON.stringify(reply)}`)
+  return Number(match[1])
+}
+
+async function cmdGets(): Promise<number> {
+  const reply = await textCommand('stats', /END\r\n$/)
+  return Number(/STAT cmd_get (\d+)/.exec(reply)?.[1])
+}
+
+describe('group invalidation on memcached', () => {
+  /** Two processes' view of one region: separate backends (connections, mirrors), same server and prefix. */
+  const pair = (keyPrefix: string, expirationTime: number | null = 60) => {
+    const name = `group-${randomUUID().slice(0, 8)}`
+    const make = () =>
+      new RegionRegistry().createRegion({ name }).configure('memcached', {
+        ...(expirationTime === null ? {} : { expirationTime }),
+        arguments: { servers: server.servers, keyPrefix, invalidationPollInterval: '1h' },
+      })
+    return { name, writer: make(), reader: make() }
+  }
+
+  it('a tagged hit is one GET once its tags are mirrored; unknown tags add their GETs, in the same round trip', async () => {
+    const { writer, reader } = pair('tagcmd:')
+    const keys = Array.from({ length: 50 }, (_, i) => `k${i}`)
+    for (const [i, key] of keys.entries()) await writer.set(key, key, { tags: [`item:${i}`, 'catalog'] })
+    await reader.get('warm-up')
+    const before = await cmdGets()
+    for (const key of keys) expect(await reader.getOrCreate(key, () => 'again')).toBe(key)
+    const afterCold = await cmdGets()
+    for (const key of keys) expect(await reader.getOrCreate(key, () => 'again')).toBe(key)
+    const afterWarm = await cmdGets()
+    const cold = (afterCold - before) / keys.length
+    const warm = (afterWarm - afterCold) / keys.length
+    reportFigure('memcached GETs per tagged hit (2 tags, one shared)', { notMirrored: cold, mirrored: warm })
+    // The first read also fetched the shared tag: 1 value + 1 tag per read, + 1 once.
+    expect(afterCold - before).toBe(2 * keys.length + 1)
+    expect(warm).toBe(1)
+    await Promise.all([writer.close(), reader.close()])
+  })
+
+  it('dependency bookkeeping and tag marks carry an expiry, so they cannot grow without bound', async () => {
+    const { name, writer, reader } = pair('ttl:', 10)
+    const dependency = writer.dependency('user:1', { expirationTime: 30 })
+    await dependency.addMulti(['a', 'b'])
+    for (const key of ['ttl:corral:dep:user:1', 'ttl:corral:dep:user:1:1', 'ttl:corral:dep:user:1:2']) {
+      const ttl = await ttlOf(key)
+      expect(ttl, key).toBeGreaterThanOrEqual(28)
+      expect(ttl, key).toBeLessThanOrEqual(30)
+    }
+    // The counter lives 30 s after the last add, not the first (INCR alone would not extend it).
+    await textCommand('touch ttl:corral:dep:user:1 5', /\r\n$/)
+    expect(await ttlOf('ttl:corral:dep:user:1')).toBeLessThanOrEqual(5)
+    await dependency.add('c')
+    expect(await ttlOf('ttl:corral:dep:user:1')).toBeGreaterThanOrEqual(28)
+    expect(await dependency.keys()).toEqual(['a', 'b', 'c'])
+    expect(await reader.dependency('user:1').invalidate()).toBe(3)
+    expect(await ttlOf('ttl:corral:dep:user:1')).toBeUndefined()
+
+    // A tag mark lives as long as a value created before it can (2 × 10 s + 60 s), plus a minute of grace.
+    await writer.invalidateTags(['user:1'])
+    const markTtl = await ttlOf(`ttl:corral:tag:${name}:user:1`)
+    expect(markTtl).toBeGreaterThanOrEqual(138)
+    expect(markTtl).toBeLessThanOrEqual(140)
+    await Promise.all([writer.close(), reader.close()])
+
+    // Values that never expire: neither do the marks that invalidate them.
+    const forever = pair('ttl-never:', null)
+    await forever.writer.invalidateTags(['user:1'])
+    expect(await ttlOf(`ttl-never:corral:tag:${forever.name}:user:1`)).toBe(-1)
+    await Promise.all([forever.writer.close(), forever.reader.close()])
+  })
+
+  it('increment counts from zero, reads with 0 without creating, and rejects what memcached cannot count', async () => {
+    const backend = new MemcachedBackend({ servers: server.servers, keyPrefix: `inc-${randomUUID().slice(0, 8)}:` })
+    try {
+      expect(await backend.increment('c', 0, 10)).toBe(0)
+      expect(await ttlOf(backend.keyFor('c'))).toBeUndefined()
+      expect(await backend.increment('c', 3, 10)).toBe(3)
+      expect(await backend.increment('c', 2 ** 33, 10)).toBe(2 ** 33 + 3) // 64-bit counters decoded as such
+      expect(await backend.increment('c', 0)).toBe(2 ** 33 + 3)
+      await expect(backend.increment('c', -1)).rejects.toThrow(ValidationError)
+      await expect(backend.increment('c', 1.5)).rejects.toThrow(ValidationError)
+    } finally {
+      await backend.close()
+    }
   })
 })

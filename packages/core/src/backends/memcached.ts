@@ -25,6 +25,7 @@ import {
   waitForLock,
   type LockAttempt,
 } from './distributed.js'
+import { NO_MARKS, TAG_MARK_GRACE_MS, TagMirror, chunks, formatTagMarks, parseTagMarks } from './tag-marks.js'
 
 type Memjs = typeof import('memjs')
 
@@ -45,7 +46,11 @@ export interface MemcachedBackendOptions {
   memcachedExpireTime?: Duration | -1
   /** memjs per-request timeout (connecting: twice this). Default 0.5s. */
   timeout?: Duration
-  /** How often invalidation marks are re-read from memcached (it has no pub/sub). Default 1s. */
+  /**
+   * How often invalidation marks are re-read from memcached (it has no pub/sub): the region's marks, and the marks
+   * of the tags read since the last time. A tag's marks are trusted this long without a re-read. This bounds how
+   * long another process takes to see an invalidation. Default 1s.
+   */
   invalidationPollInterval?: Duration
 }
 
@@ -68,6 +73,8 @@ const OP_GET = 0x00
 const OP_SET = 0x01
 const OP_ADD = 0x02
 const OP_DELETE = 0x04
+const OP_INCREMENT = 0x05
+const OP_TOUCH = 0x1c
 const STATUS_OK = 0x0000
 const STATUS_NOT_FOUND = 0x0001
 const STATUS_EXISTS = 0x0002
@@ -75,6 +82,7 @@ const STATUS_NOT_STORED = 0x0005
 const STATUS_NAMES: Record<number, string> = {
   0x0003: 'value too large',
   0x0004: 'invalid arguments',
+  0x0006: 'not a number (incr on a value that is not a counter)',
   0x0081: 'unknown command',
   0x0082: 'out of memory',
   0x0084: 'internal error',
@@ -98,7 +106,12 @@ interface Item {
  *
  * The distributed lock is an `add` of `<token>:<expiresAtMs>` under `<prefix>corral:lock:<key>`; waiters poll
  * with jittered exponential backoff (memcached has no notifications). Invalidation marks live under
- * `<prefix>corral:invalidation:<region>` and are polled at least every `invalidationPollInterval`.
+ * `<prefix>corral:invalidation:<region>` and are polled at least every `invalidationPollInterval`; tag marks live
+ * one key per tag (see `MemcachedInvalidator`).
+ *
+ * Dependencies (`region.dependency()`) use `increment` (INCR with an initial value, plus a TOUCH so the counter
+ * lives `ttl` after its last increment) and `setMultiWithTtl`. memjs's own `increment` is not used: it decodes the
+ * 64-bit result wrongly and treats an expiry of 0 as "the client default".
  */
 export class MemcachedBackend implements CacheBackend {
   readonly name = 'memcached'
@@ -235,6 +248,43 @@ export class MemcachedBackend implements CacheBackend {
     await Promise.all(encoded.map(([key, data]) => this.store(OP_SET, key, data, expiry)))
   }
 
+  async setMultiWithTtl(entries: ReadonlyArray<readonly [string, CachedValue]>, ttlSeconds: number): Promise<void> {
+    const encoded = entries.map(
+      ([key, value]) => [this.keyFor(key), encodeCachedValue(value, this.#serializer)] as const,
+    )
+    const expiry = expiryField(ttlSeconds)
+    await Promise.all(encoded.map(([key, data]) => this.store(OP_SET, key, data, expiry)))
+  }
+
+  /**
+   * Adds `by` (≥ 0) to the counter at `key`: INCR, creating it at `by` when absent, then TOUCH, both written back to
+   * back (one round trip), so that the counter lives `ttlSeconds` after its last increment, not its first. `by = 0`
+   * is a plain GET that creates nothing.
+   */
+  async increment(key: string, by: number, ttlSeconds?: number): Promise<number> {
+    if (!Number.isSafeInteger(by) || by < 0)
+      throw new ValidationError(`memcached backend: increment by a whole number ≥ 0; got ${describe(by)}`)
+    const full = this.keyFor(key)
+    if (by === 0) {
+      const item = await this.getItem(full)
+      const value = item === null ? 0 : Number.parseInt(item.value.toString('latin1').trim(), 10)
+      return Number.isFinite(value) ? value : 0
+    }
+    const expiry = expiryField(ttlSeconds)
+    const extras = Buffer.alloc(20)
+    extras.writeBigUInt64BE(BigInt(by), 0)
+    extras.writeBigUInt64BE(BigInt(by), 8) // the initial value of a counter that does not exist yet
+    extras.writeUInt32BE(expiry >>> 0, 16)
+    const expiryExtras = Buffer.alloc(4)
+    expiryExtras.writeUInt32BE(expiry >>> 0, 0)
+    const [response] = await Promise.all([
+      this.#request(OP_INCREMENT, full, extras, EMPTY),
+      this.#request(OP_TOUCH, full, expiryExtras, EMPTY),
+    ])
+    if (response.status !== STATUS_OK) throw statusError('INCR', response.status)
+    return Number(response.value.readBigUInt64BE(0))
+  }
+
   async delete(key: string): Promise<void> {
     await this.remove(this.keyFor(key))
   }
@@ -252,8 +302,16 @@ export class MemcachedBackend implements CacheBackend {
 
   // ---------------------------------------------------------------- invalidation
 
+  /**
+   * How long a tag mark lives after its latest time, in milliseconds: as long as a value created before it can live on
+   * the server (its expiry), plus a grace for slow writes and clock skew. `undefined` when values never expire.
+   */
+  get tagMarkTtlMs(): number | undefined {
+    return this.#ttlSeconds === undefined ? undefined : this.#ttlSeconds * 1000 + TAG_MARK_GRACE_MS
+  }
+
   createInvalidator(regionName: string): RegionInvalidator {
-    const invalidator = new MemcachedInvalidator(this, this.keyFor(`corral:invalidation:${regionName}`))
+    const invalidator = new MemcachedInvalidator(this, regionName)
     this.#invalidators.add(invalidator)
     const loading = invalidator.loaded.finally(() => this.#pendingLoads.delete(loading))
     this.#pendingLoads.add(loading)
@@ -466,17 +524,31 @@ class MemcachedMutex implements CacheMutex {
  * CAS writes, and re-read at least every `invalidationPollInterval` (jittered; memcached has no pub/sub, so that
  * interval bounds the propagation delay). memcached may evict the key under memory pressure; every process keeps
  * its marks and writes back any that the server lost, at its next poll.
+ *
+ * Tag marks: one key per tag, `<prefix>corral:tag:<region>:<tag>` (SHA-1 mangled when memcached cannot hold it),
+ * holding `"<hardAt>,<softAt>"`, max-merged the same way (ADD when absent, else a CAS write), with an expiry
+ * `tagMarkTtlMs` after the mark's latest time (none when values never expire). Each process mirrors the tags it
+ * reads (`TagMirror`) and trusts a mirrored mark for `invalidationPollInterval`; at every poll it re-reads, in one
+ * batch, the tags read since the previous poll. So another process's tag invalidation is seen within about one
+ * `invalidationPollInterval`, a hit on a value whose tags are mirrored costs its one GET, and unknown tags cost
+ * one more round trip (their GETs pipelined).
  */
 class MemcachedInvalidator implements RegionInvalidator {
   readonly #local = new LocalInvalidator()
+  readonly #tags: TagMirror
+  readonly #key: string
+  readonly #tagPrefix: string
   readonly #poller: Poller
   readonly loaded: Promise<void>
   #stopped = false
 
   constructor(
     private readonly backend: MemcachedBackend,
-    private readonly key: string,
+    regionName: string,
   ) {
+    this.#key = backend.keyFor(`corral:invalidation:${regionName}`)
+    this.#tagPrefix = `corral:tag:${regionName}:`
+    this.#tags = new TagMirror(backend.invalidationPollIntervalMs, () => backend.tagMarkTtlMs)
     this.loaded = this.refresh()
     this.#poller = new Poller(backend.invalidationPollIntervalMs, () => this.refresh())
   }
@@ -490,11 +562,31 @@ class MemcachedInvalidator implements RegionInvalidator {
     await this.#merge(this.#local.current())
   }
 
+  tagMarks(tag: string): InvalidationState | undefined {
+    return this.#tags.marks(tag)
+  }
+
+  async invalidateTags(tags: readonly string[], hard: boolean, at: number): Promise<void> {
+    for (const tag of tags) this.#tags.applyLocal(tag, hard, at)
+    const marks = hard ? { hardAt: at, softAt: 0 } : { hardAt: 0, softAt: at }
+    const results = await Promise.allSettled(tags.map((tag) => this.#mergeTag(tag, marks)))
+    const failed = tags.filter((_, i) => results[i]!.status === 'rejected')
+    if (failed.length > 0) {
+      // Kept here, and written back at a later poll once memcached answers.
+      this.#tags.markUnsynced(failed)
+      throw (results.find((result) => result.status === 'rejected') as PromiseRejectedResult).reason
+    }
+  }
+
+  loadTags(tags: readonly string[]): Promise<void> {
+    return this.#tags.load(tags, (missing) => this.#fetchTags(missing))
+  }
+
   /** Re-reads the marks; never throws (failures are reported, rate-limited). */
   async refresh(): Promise<void> {
     if (this.#stopped) return
     try {
-      const item = await this.backend.getItem(this.key)
+      const item = await this.backend.getItem(this.#key)
       const remote = item === null ? { hardAt: 0, softAt: 0 } : parseMarks(item.value)
       this.#local.apply(true, remote.hardAt)
       this.#local.apply(false, remote.softAt)
@@ -503,14 +595,84 @@ class MemcachedInvalidator implements RegionInvalidator {
     } catch (error) {
       this.backend.reportBackground('invalidationRefresh', error)
     }
+    await this.#refreshTags()
+  }
+
+  /** Writes back marks memcached lacks, then re-reads the tags read since the last poll. Never throws. */
+  async #refreshTags(): Promise<void> {
+    const unsynced = this.#tags.takeUnsynced()
+    const results = await Promise.allSettled(unsynced.map(([tag, marks]) => this.#mergeTag(tag, marks)))
+    const failed = unsynced.filter((_, i) => results[i]!.status === 'rejected').map(([tag]) => tag)
+    if (failed.length > 0) {
+      this.#tags.markUnsynced(failed)
+      this.backend.reportBackground(
+        'tagRefresh',
+        (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason,
+      )
+    }
+    try {
+      for (const chunk of chunks(this.#tags.takeUsed())) await this.#fetchTags(chunk)
+    } catch (error) {
+      this.backend.reportBackground('tagRefresh', error)
+    }
+  }
+
+  #tagKey(tag: string): string {
+    return this.backend.keyFor(this.#tagPrefix + tag)
+  }
+
+  /** GETs of every tag, written back to back (one round trip); absent tags are recorded as not invalidated. */
+  async #fetchTags(tags: readonly string[]): Promise<void> {
+    if (this.#stopped || tags.length === 0) return
+    const items = await Promise.all(tags.map((tag) => this.backend.getItem(this.#tagKey(tag))))
+    tags.forEach((tag, i) => {
+      const item = items[i]
+      this.#tags.record(tag, item ? parseTagMarks(item.value.toString('latin1')) : NO_MARKS)
+    })
+  }
+
+  /** Max-merges `marks` into the tag's key: ADD when absent, else a CAS write, retried on contention. */
+  async #mergeTag(tag: string, marks: InvalidationState): Promise<void> {
+    const key = this.#tagKey(tag)
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const item = await this.backend.getItem(key)
+      const remote = item === null ? NO_MARKS : parseTagMarks(item.value.toString('latin1'))
+      const merged = {
+        hardAt: Math.max(remote.hardAt, marks.hardAt),
+        softAt: Math.max(remote.softAt, marks.softAt),
+      }
+      if (item !== null && merged.hardAt === remote.hardAt && merged.softAt === remote.softAt) {
+        this.#tags.record(tag, remote)
+        return
+      }
+      const value = Buffer.from(formatTagMarks(merged), 'latin1')
+      const expiry = this.#tagExpiry(merged)
+      const stored =
+        item === null
+          ? await this.backend.store(OP_ADD, key, value, expiry)
+          : await this.backend.store(OP_SET, key, value, expiry, item.cas)
+      if (stored) {
+        this.#tags.record(tag, merged)
+        return
+      }
+      await sleep(jittered(10))
+    }
+    throw new BackendError('memcached backend: could not record the tag invalidation (too much contention)')
+  }
+
+  /** The expiry field of a tag mark: `tagMarkTtlMs` after its latest time (0, never, without one). */
+  #tagExpiry(marks: InvalidationState): number {
+    const ttl = this.backend.tagMarkTtlMs
+    if (ttl === undefined) return 0
+    return expiryField(Math.max(1, (Math.max(marks.hardAt, marks.softAt) + ttl - Date.now()) / 1000))
   }
 
   /** Max-merges `marks` into the stored ones: ADD when absent, else a CAS write, retried on contention. */
   async #merge(marks: InvalidationState): Promise<void> {
     for (let attempt = 0; attempt < 20; attempt++) {
-      const item = await this.backend.getItem(this.key)
+      const item = await this.backend.getItem(this.#key)
       if (item === null) {
-        if (await this.backend.store(OP_ADD, this.key, formatMarks(marks), 0)) return
+        if (await this.backend.store(OP_ADD, this.#key, formatMarks(marks), 0)) return
         continue
       }
       const remote = parseMarks(item.value)
@@ -518,7 +680,7 @@ class MemcachedInvalidator implements RegionInvalidator {
       this.#local.apply(false, remote.softAt)
       const merged = this.#local.current()
       if (merged.hardAt === remote.hardAt && merged.softAt === remote.softAt) return
-      if (await this.backend.store(OP_SET, this.key, formatMarks(merged), 0, item.cas)) return
+      if (await this.backend.store(OP_SET, this.#key, formatMarks(merged), 0, item.cas)) return
       await sleep(jittered(10))
     }
     throw new BackendError('memcached backend: could not record the invalidation (too much contention)')

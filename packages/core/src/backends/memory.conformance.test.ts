@@ -3,10 +3,10 @@ import { describeBackendConformance } from './test-support/conformance.js'
 
 describeBackendConformance('memory', {
   create: async () => ({ backend: new MemoryBackend() }),
-  capabilities: { stores: true, distributedLock: false },
+  capabilities: { stores: true, distributedLock: false, counters: true },
 })
 
 describeBackendConformance('memory (serialize: true)', {
   create: async () => ({ backend: new MemoryBackend({ serialize: true }) }),
-  capabilities: { stores: true, distributedLock: false, bytes: true },
+  capabilities: { stores: true, distributedLock: false, bytes: true, counters: true },
 })

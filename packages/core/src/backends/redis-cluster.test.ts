@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto'
 import { Cluster } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startRedisCluster, type RedisCluster } from '../../../../test-support/servers.js'
-import { CachedValue } from '../cached-value.js'
+import { CachedValue, NO_VALUE } from '../cached-value.js'
 import { RegionRegistry } from '../registry.js'
 import { RedisBackend } from './redis.js'
-import { describeBackendConformance } from './test-support/conformance.js'
+import { describeBackendConformance, eventually } from './test-support/conformance.js'
 import { measureWaiterLatency } from './test-support/measure.js'
 import { describeMultiProcess, reportFigure } from './test-support/multiprocess.js'
 
@@ -24,7 +24,7 @@ afterAll(async () => {
 
 describeBackendConformance('redis cluster', {
   create: async (args) => ({ backend: new RedisBackend({ cluster: cluster.nodes, keyPrefix: 'conf:', ...args }) }),
-  capabilities: { stores: true, distributedLock: true, bytes: true, sharedInvalidation: true },
+  capabilities: { stores: true, distributedLock: true, bytes: true, sharedInvalidation: true, counters: true },
   writeRaw: async (key, bytes) => {
     await raw.set(`conf:${key}`, bytes)
   },
@@ -52,6 +52,45 @@ describe('redis backend on a cluster', () => {
     } finally {
       await backend.close()
     }
+  })
+
+  it('keeps the tags of a region in one hash slot: many tags are one script to invalidate and one MGET to load', async () => {
+    const name = `tags-${randomUUID().slice(0, 8)}`
+    const make = () =>
+      new RegionRegistry().createRegion({ name }).configure('redis', {
+        expirationTime: 60,
+        arguments: { cluster: cluster.nodes, keyPrefix: 'slot:', invalidationPollInterval: '1h' },
+      })
+    const [writer, reader, third] = [make(), make(), make()]
+    const tags = Array.from({ length: 40 }, (_, i) => `tag-${i}-${randomUUID()}`)
+    await writer.set('k', 'v', { tags })
+    expect(await reader.get('k')).toBe('v')
+    const slots = await Promise.all(tags.map((tag) => raw.cluster('KEYSLOT', `slot:corral:tag:{${name}}:${tag}`)))
+    expect(new Set(slots).size).toBe(1)
+
+    const calls = async () => {
+      const totals: Record<string, number> = {}
+      for (const node of raw.nodes('master')) {
+        const text = await node.info('commandstats')
+        for (const [, command, count] of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm))
+          totals[command!] = (totals[command!] ?? 0) + Number(count)
+      }
+      return totals
+    }
+    await writer.invalidateTags(['warm-up']) // the node caches the script (EVALSHA then succeeds at once)
+    const before = await calls()
+    await writer.invalidateTags(tags.slice(0, 30))
+    const afterInvalidate = await calls()
+    expect(
+      (afterInvalidate.evalsha ?? 0) + (afterInvalidate.eval ?? 0) - (before.evalsha ?? 0) - (before.eval ?? 0),
+    ).toBe(1)
+    await eventually(async () => (await reader.get('k')) === NO_VALUE)
+    await third.get('warm-up')
+    const beforeLoad = await calls()
+    expect(await third.get('k')).toBe(NO_VALUE)
+    const afterLoad = await calls()
+    expect((afterLoad.mget ?? 0) - (beforeLoad.mget ?? 0)).toBe(1)
+    await Promise.all([writer.close(), reader.close(), third.close()])
   })
 
   it('accepts a Cluster the application owns', async () => {

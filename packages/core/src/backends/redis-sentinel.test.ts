@@ -22,7 +22,7 @@ describeBackendConformance('redis sentinel', {
   create: async (args) => ({
     backend: new RedisBackend({ sentinels: sentinel.sentinels, name: sentinel.name, keyPrefix: 'conf:', ...args }),
   }),
-  capabilities: { stores: true, distributedLock: true, bytes: true, sharedInvalidation: true },
+  capabilities: { stores: true, distributedLock: true, bytes: true, sharedInvalidation: true, counters: true },
   writeRaw: async (key, bytes) => {
     await raw.set(`conf:${key}`, bytes)
   },

@@ -28,7 +28,7 @@ afterAll(async () => {
 
 describeBackendConformance('redis', {
   create: async (args) => ({ backend: new RedisBackend({ url: server.url, keyPrefix: 'conf:', ...args }) }),
-  capabilities: { stores: true, distributedLock: true, bytes: true, sharedInvalidation: true },
+  capabilities: { stores: true, distributedLock: true, bytes: true, sharedInvalidation: true, counters: true },
   writeRaw: async (key, bytes) => {
     await raw.set(`conf:${key}`, bytes)
   },
@@ -323,6 +323,149 @@ describe('redis backend', () => {
         await region.close()
       }
     })
+  })
+})
+
+describe('group invalidation on redis', () => {
+  /** Two processes' view of one region: separate backends (connections, mirrors), same server and prefix. */
+  const pair = (keyPrefix: string, args: Record<string, unknown> = {}, expirationTime: number | null = 60) => {
+    const name = `group-${randomUUID().slice(0, 8)}`
+    const make = () =>
+      new RegionRegistry().createRegion({ name }).configure('redis', {
+        ...(expirationTime === null ? {} : { expirationTime }),
+        arguments: { url: server.url, keyPrefix, invalidationPollInterval: '1h', ...args },
+      })
+    return { name, writer: make(), reader: make(), make }
+  }
+
+  it('a tagged hit is one GET once its tags are mirrored; unknown tags cost one batched MGET', async () => {
+    const { writer, reader, make } = pair('tagcmd:')
+    const keys = Array.from({ length: 100 }, (_, i) => `k${i}`)
+    for (const [i, key] of keys.entries()) await writer.set(key, key, { tags: [`item:${i}`, 'catalog'] })
+    await reader.get('warm-up') // connected, subscribed, region marks loaded
+
+    const before = await commandStats()
+    for (const key of keys) expect(await reader.getOrCreate(key, () => 'again')).toBe(key)
+    const afterCold = await commandStats()
+    for (const key of keys) expect(await reader.getOrCreate(key, () => 'again')).toBe(key)
+    const afterWarm = await commandStats()
+    // A third process reads them all at once: one MGET for the values, one for their 101 tags.
+    const third = make()
+    await third.get('warm-up')
+    const beforeMulti = await commandStats()
+    expect(await third.getMulti(keys)).toEqual(keys)
+    const afterMulti = await commandStats()
+
+    const cold = diff(afterCold, before, keys.length)
+    const warm = diff(afterWarm, afterCold, keys.length)
+    const multi = diff(afterMulti, beforeMulti, 1)
+    reportFigure('redis commands per tagged hit, tags not mirrored yet (2 tags, one shared)', cold)
+    reportFigure('redis commands per tagged hit, tags mirrored', warm)
+    reportFigure('redis commands for a getMulti of 100 tagged values, tags not mirrored', multi)
+    expect(cold).toEqual({ get: 1, mget: 1 })
+    expect(warm).toEqual({ get: 1 })
+    expect(multi).toEqual({ mget: 2 })
+    await Promise.all([writer.close(), reader.close(), third.close()])
+  })
+
+  it('concurrent reads that need the same unknown tags share one MGET', async () => {
+    const { writer, reader } = pair('tagshare:')
+    await writer.set('shared', 'v', { tags: ['a', 'b', 'c'] })
+    await reader.get('warm-up')
+    const before = await commandStats()
+    const values = await Promise.all(Array.from({ length: 20 }, () => reader.get('shared')))
+    const after = await commandStats()
+    expect(values).toEqual(Array(20).fill('v'))
+    expect(diff(after, before, 1)).toEqual({ get: 20, mget: 1 })
+    await Promise.all([writer.close(), reader.close()])
+  })
+
+  it('dependency bookkeeping and tag marks expire on the server, so they cannot grow without bound', async () => {
+    const { name, writer } = pair('ttl:', {}, 10)
+    // A dependency's counter and entries live its expirationTime after the last add.
+    const dependency = writer.dependency('user:1', { expirationTime: 1 })
+    await dependency.addMulti(['a', 'b'])
+    for (const key of ['ttl:corral:dep:user:1', 'ttl:corral:dep:user:1:1', 'ttl:corral:dep:user:1:2']) {
+      const ttl = await raw.pttl(key)
+      expect(ttl, key).toBeGreaterThan(800)
+      expect(ttl, key).toBeLessThanOrEqual(1000)
+    }
+    // A tag mark lives as long as a value created before it can: the values' server TTL (2 × 10 s + 60 s), plus
+    // a minute of grace.
+    await writer.invalidateTags(['user:1'])
+    const markTtl = await raw.pttl(`ttl:corral:tag:{${name}}:user:1`)
+    expect(markTtl).toBeGreaterThan(139_000)
+    expect(markTtl).toBeLessThanOrEqual(140_001) // rounded up from a fractional time
+    // The default dependency lifetime is the region's expiration time.
+    await writer.dependency('user:2').add('x')
+    expect(await raw.pttl('ttl:corral:dep:user:2')).toBeGreaterThan(9_000)
+
+    await sleep(1050)
+    expect(await raw.exists('ttl:corral:dep:user:1', 'ttl:corral:dep:user:1:1', 'ttl:corral:dep:user:1:2')).toBe(0)
+    expect(await dependency.keys()).toEqual([])
+    await writer.close()
+
+    // Values without a server TTL may live forever, and so do the marks that invalidate them.
+    const forever = pair('ttl-never:', {}, null)
+    await forever.writer.invalidateTags(['user:1'])
+    expect(await raw.pttl(`ttl-never:corral:tag:{${forever.name}}:user:1`)).toBe(-1)
+    await Promise.all([forever.writer.close(), forever.reader.close()])
+  })
+
+  it('a notification missed while the subscriber was away is caught by the re-read after it reconnects', async () => {
+    const { name, writer, reader } = pair('missed:')
+    await writer.set('k', 'v', { tags: ['t'] })
+    expect(await reader.get('k')).toBe('v')
+    // A mark written while no one listened (as if published during a disconnection).
+    const at = Date.now() + 1
+    await sleep(2)
+    await raw.set(`missed:corral:tag:{${name}}:t`, `${at},0`)
+    expect(await reader.get('k')).toBe('v') // the mirror still trusts what it read
+    // Drop the reader's subscriber connection (and the writer's): they reconnect and re-read the marks.
+    await raw.client('KILL', 'TYPE', 'pubsub')
+    await eventually(async () => (await reader.get('k')) === NO_VALUE, 3000, 10)
+    await Promise.all([writer.close(), reader.close()])
+  })
+
+  it('the poll re-reads the tags in use, so a missed notification is caught within invalidationPollInterval', async () => {
+    const { name, writer, reader } = pair('poll:', { invalidationPollInterval: 0.1 })
+    await writer.set('k', 'v', { tags: ['t'] })
+    expect(await reader.get('k')).toBe('v')
+    await sleep(2)
+    await raw.set(`poll:corral:tag:{${name}}:t`, `${Date.now()},0`)
+    const started = performance.now()
+    await eventually(async () => (await reader.get('k')) === NO_VALUE, 2000, 5)
+    expect(performance.now() - started).toBeLessThan(500)
+    await Promise.all([writer.close(), reader.close()])
+  })
+
+  it('a mark Redis lost is written back by a process that still mirrors it', async () => {
+    const { name, writer, reader } = pair('lost:', { invalidationPollInterval: 0.1 })
+    await writer.set('k', 'v', { tags: ['t'] })
+    expect(await reader.get('k')).toBe('v')
+    await sleep(2)
+    await writer.invalidateTags(['t'])
+    await eventually(async () => (await reader.get('k')) === NO_VALUE)
+    const key = `lost:corral:tag:{${name}}:t`
+    const mark = await raw.get(key)
+    expect(mark).toMatch(/^[\d.]+,0$/)
+    await raw.del(key) // evicted
+    // The reader keeps reading the value: it keeps treating it as invalidated, and restores the mark.
+    await eventually(
+      async () => {
+        expect(await reader.get('k')).toBe(NO_VALUE)
+        return (await raw.get(key)) === mark
+      },
+      2000,
+      10,
+    )
+    // A process that never saw the mark loads it again.
+    const third = new RegionRegistry()
+      .createRegion({ name })
+      .configure('redis', { expirationTime: 60, arguments: { url: server.url, keyPrefix: 'lost:' } })
+    expect(await third.get('k')).toBe(NO_VALUE)
+    await third.close()
+    await Promise.all([writer.close(), reader.close()])
   })
 })
 

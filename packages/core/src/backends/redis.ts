@@ -28,6 +28,7 @@ import {
   type LockAttempt,
   type LockWaiter,
 } from './distributed.js'
+import { TAG_MARK_GRACE_MS, TagMirror, chunks, parseTagMarks } from './tag-marks.js'
 
 type IoRedis = typeof import('ioredis')
 type RedisClient = Redis | Cluster
@@ -68,7 +69,11 @@ export interface RedisBackendOptions {
   redisExpirationTime?: Duration | -1
   /** A command that gets no answer within this fails (and the region falls back to the creator). Default 1s. */
   commandTimeout?: Duration
-  /** How often invalidation marks are re-read, in case a notification was missed. Default 1s. */
+  /**
+   * How often invalidation marks are re-read, in case a notification was missed: the region's marks, and the
+   * marks of the tags read since the last time. A tag's marks are trusted for twice this without a re-read. Default
+   * 1s.
+   */
   invalidationPollInterval?: Duration
 }
 
@@ -104,7 +109,58 @@ local soft = redis.call('hget', KEYS[1], 'soft') or '0'
 if ARGV[3] ~= '' then redis.call('publish', ARGV[3], hard .. ' ' .. soft) end
 return {hard, soft}`)
 
+/** INCRBY, then (re)sets the counter's expiry: a counter lives `ttl` after its last increment. */
+const INCREMENT = script(`local value = redis.call('incrby', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' then redis.call('pexpire', KEYS[1], ARGV[2]) end
+return value`)
+
+/**
+ * Max-merges tag marks. KEYS: the tags' keys; ARGV: the marks' lifetime after their latest time in ms (-1: no
+ * expiry), the caller's clock (ms), the channel to publish on ('' for none), then per key its tag, hard and soft
+ * time ('0': unchanged). Each key holds "<hard>,<soft>" (times as JavaScript printed them), expiring when the
+ * latest of its times is `lifetime` old (never sooner than it already would). Returns the merged marks in key
+ * order, and publishes them as a JSON array [tag, marks, tag, marks, ...].
+ */
+const MERGE_TAGS = script(`local ttl = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local merged = {}
+local message = {}
+for i, key in ipairs(KEYS) do
+  local tag = ARGV[3 * i + 1]
+  local hard = ARGV[3 * i + 2]
+  local soft = ARGV[3 * i + 3]
+  local current = redis.call('get', key)
+  if current then
+    local comma = string.find(current, ',', 1, true)
+    if comma then
+      local storedHard = string.sub(current, 1, comma - 1)
+      local storedSoft = string.sub(current, comma + 1)
+      if (tonumber(storedHard) or 0) >= tonumber(hard) then hard = storedHard end
+      if (tonumber(storedSoft) or 0) >= tonumber(soft) then soft = storedSoft end
+    end
+  end
+  local value = hard .. ',' .. soft
+  if value ~= current then
+    local pttl = redis.call('pttl', key)
+    if ttl < 0 or pttl == -1 then
+      redis.call('set', key, value)
+    else
+      local px = math.max(tonumber(hard), tonumber(soft)) + ttl - now
+      if pttl > px then px = pttl end
+      if px < 1 then px = 1 end
+      redis.call('set', key, value, 'PX', string.format('%d', math.ceil(px)))
+    end
+  end
+  merged[i] = value
+  message[2 * i - 1] = tag
+  message[2 * i] = value
+end
+if ARGV[3] ~= '' then redis.call('publish', ARGV[3], cjson.encode(message)) end
+return merged`)
+
 const ACQUIRED = -3
+/** How long the first reads of a region wait for its invalidation channel's subscription. */
+const SUBSCRIBE_WAIT_MS = 250
 const LOCK_GRACE_MS = 100
 
 /**
@@ -114,7 +170,11 @@ const LOCK_GRACE_MS = 100
  * The distributed lock is `SET <prefix>corral:lock:<key> <token> NX PX <lockTimeout>`, released by a Lua
  * compare-and-delete that also PUBLISHes on `<prefix>corral:unlock`; waiters listen on one subscriber connection
  * per backend and fall back to polling. Invalidation marks live in the hash `<prefix>corral:invalidation:<region>`
- * and are published on the channel of the same name.
+ * and are published on the channel of the same name; tag marks live one key per tag (see `RedisInvalidator`) and
+ * are published on that channel too.
+ *
+ * Dependencies (`region.dependency()`) use `increment` (INCRBY and PEXPIRE in one script) for their counter and
+ * `setMultiWithTtl` (SET PX, in a MULTI, or per slot on a cluster) for the keys they record.
  *
  * During an outage every call fails at once (no command waits in an offline queue once the client has been
  * connected), so the region answers from the creator and reports `backendError`; ioredis reconnects by itself.
@@ -294,6 +354,15 @@ export class RedisBackend implements CacheBackend {
     return this.#ttlMs
   }
 
+  /**
+   * How long a tag mark lives after its latest time, in milliseconds: as long as a value created before it can
+   * live on the server (its TTL), plus a grace for slow writes and clock skew. `undefined` when values have no
+   * server TTL: they may live forever, and so must the marks that invalidate them.
+   */
+  get tagMarkTtlMs(): number | undefined {
+    return this.#ttlMs === undefined ? undefined : this.#ttlMs + TAG_MARK_GRACE_MS
+  }
+
   // ---------------------------------------------------------------- values
 
   async get(key: string): Promise<CachedValue | NoValue> {
@@ -332,12 +401,19 @@ export class RedisBackend implements CacheBackend {
   }
 
   async setMulti(entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {
+    await this.#setMany(entries, this.#ttlMs)
+  }
+
+  async setMultiWithTtl(entries: ReadonlyArray<readonly [string, CachedValue]>, ttlSeconds: number): Promise<void> {
+    await this.#setMany(entries, toMs(ttlSeconds))
+  }
+
+  async #setMany(entries: ReadonlyArray<readonly [string, CachedValue]>, ttl: number | undefined): Promise<void> {
     if (entries.length === 0) return
     // Encode everything first, so that one value that cannot be serialized stores nothing.
     const encoded = entries.map(
       ([key, value]) => [this.keyPrefix + key, encodeCachedValue(value, this.#serializer)] as const,
     )
-    const ttl = this.#ttlMs
     if (this.isCluster) {
       await this.run(() =>
         Promise.all(
@@ -360,6 +436,23 @@ export class RedisBackend implements CacheBackend {
     if (failed) throw failed[0]
   }
 
+  /**
+   * Adds `by` to the integer counter at `key` (INCRBY and PEXPIRE in one script, so a counter never lives without
+   * its expiry); `by = 0` reads it (GET) without creating it.
+   */
+  async increment(key: string, by: number, ttlSeconds?: number): Promise<number> {
+    if (!Number.isSafeInteger(by))
+      throw new ValidationError(`redis backend: increment by a whole number; got ${describe(by)}`)
+    const full = this.keyPrefix + key
+    if (by === 0) {
+      const current = await this.run(() => this.client.get(full))
+      const value = current === null ? 0 : Number.parseInt(current, 10)
+      return Number.isFinite(value) ? value : 0
+    }
+    const ttl = toMs(ttlSeconds)
+    return Number(await this.evalScript(INCREMENT, [full], [String(by), ttl === undefined ? '' : String(ttl)]))
+  }
+
   async delete(key: string): Promise<void> {
     await this.run(() => this.client.del(this.keyPrefix + key))
   }
@@ -374,6 +467,11 @@ export class RedisBackend implements CacheBackend {
     await this.run(() =>
       Promise.all([...this.#bySlot(full)].map((indexes) => this.client.del(...indexes.map((i) => full[i]!)))),
     )
+  }
+
+  /** @internal indexes of `keys` grouped by hash slot (one group when not on a cluster) */
+  slotGroups(keys: readonly string[]): number[][] {
+    return this.isCluster ? [...this.#bySlot(keys)] : [keys.map((_, i) => i)]
   }
 
   #bySlot(keys: readonly string[]): Iterable<number[]> {
@@ -511,11 +609,25 @@ export class RedisBackend implements CacheBackend {
       : (this.client as Redis).duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
     subscriber.on('error', (error: unknown) => this.#errors.report('subscriber', error))
     subscriber.on('message', (channel: string, message: string) => this.#channels.get(channel)?.(message))
+    // Messages published while the subscriber is away are lost: stop trusting the tag marks they could change.
+    subscriber.on('close', () => {
+      for (const invalidator of this.#invalidators) invalidator.distrustTags()
+    })
+    let connectedBefore = false
     subscriber.on('ready', () => {
       // (Re)connected: subscriptions that failed are retried (subscribing twice is harmless), and what was
-      // published while the subscriber was away is re-read.
+      // published while the subscriber was away is re-read; after a reconnection, tag marks mirrored before are
+      // read again before they are used.
+      const reconnected = connectedBefore
+      connectedBefore = true
       const channels = [...this.#channels.keys()]
-      if (channels.length > 0) subscriber.subscribe(...channels).catch(() => {})
+      if (channels.length > 0)
+        subscriber.subscribe(...channels).then(
+          () => {
+            if (reconnected) for (const invalidator of this.#invalidators) invalidator.distrustTags()
+          },
+          () => {},
+        )
       for (const invalidator of this.#invalidators) void invalidator.refresh()
       for (const waiters of this.#lockWaiters.values()) for (const wake of [...waiters]) wake()
     })
@@ -633,10 +745,25 @@ class RedisMutex implements CacheMutex {
  * once, and by re-reading the hash at least every `invalidationPollInterval` (jittered) in case a message was
  * missed (the subscriber was reconnecting). A process that holds marks newer than the hash (its write failed
  * during an outage, or the hash was evicted) writes them back.
+ *
+ * Tag marks: one key per tag, `<prefix>corral:tag:{<region>}:<tag>`, holding `"<hardAt>,<softAt>"`, max-merged by
+ * a script that publishes the merged marks on the region's channel (a JSON array, told apart from the region's
+ * `"<hard> <soft>"` messages by its `[`). The `{<region>}` hash tag puts every tag of a region in one slot of a
+ * cluster, so a batch of tags is one MGET (or one script) there too. A mark expires `tagMarkTtlMs` after its latest
+ * time: by then every value it could invalidate has expired on the server; without a server TTL on values, marks
+ * do not expire either (they are as many as the distinct tags invalidated).
+ *
+ * Each process mirrors the tags it reads in a bounded LRU (`TagMirror`): the hit path asks it synchronously. A
+ * mirrored mark is trusted for 2 × `invalidationPollInterval` and until the subscriber drops or (re)subscribes;
+ * notifications update it at once, and the marks of tags read since the last poll are re-read (batched) at every
+ * poll, so tags in use stay trusted and a hit costs the one GET. An unknown or untrusted tag costs one MGET,
+ * batched over all the tags a read needs and shared by concurrent reads.
  */
 class RedisInvalidator implements RegionInvalidator {
   readonly #local = new LocalInvalidator()
+  readonly #tags: TagMirror
   readonly #key: string
+  readonly #tagPrefix: string
   readonly #poller: Poller
   readonly loaded: Promise<void>
   #stopped = false
@@ -646,13 +773,24 @@ class RedisInvalidator implements RegionInvalidator {
     regionName: string,
   ) {
     this.#key = `${backend.keyPrefix}corral:invalidation:${regionName}`
-    this.backend
-      .subscribe(this.#key, (message) => this.#applyRemote(message.split(' ')))
+    this.#tagPrefix = `${backend.keyPrefix}corral:tag:{${regionName}}:`
+    this.#tags = new TagMirror(2 * backend.invalidationPollIntervalMs, () => backend.tagMarkTtlMs)
+    const subscribed = this.backend
+      .subscribe(this.#key, (message) => {
+        if (message.startsWith('[')) this.#applyTagMessage(message)
+        else this.#applyRemote(message.split(' '))
+      })
+      // Tags mirrored before the subscription was in place could have missed a notification.
+      .then(() => this.#tags.distrust())
       .catch((error: unknown) => {
         // polling keeps the marks current until the subscriber reconnects
         this.backend.reportBackground('subscribe', error)
       })
-    this.loaded = this.refresh()
+    // The first reads wait for the marks and for the subscription (briefly: if it is slow, polling covers it).
+    this.loaded = Promise.all([
+      this.refresh(),
+      Promise.race([subscribed, new Promise((resolve) => setTimeout(resolve, SUBSCRIBE_WAIT_MS).unref())]),
+    ]).then(() => {})
     this.#poller = new Poller(backend.invalidationPollIntervalMs, () => this.refresh())
   }
 
@@ -668,6 +806,25 @@ class RedisInvalidator implements RegionInvalidator {
       [hard ? 'hard' : 'soft', String(at), this.#key],
     )
     this.#applyRemote(merged)
+  }
+
+  tagMarks(tag: string): InvalidationState | undefined {
+    return this.#tags.marks(tag)
+  }
+
+  async invalidateTags(tags: readonly string[], hard: boolean, at: number): Promise<void> {
+    for (const tag of tags) this.#tags.applyLocal(tag, hard, at)
+    try {
+      await this.#mergeTags(tags.map((tag) => [tag, hard ? { hardAt: at, softAt: 0 } : { hardAt: 0, softAt: at }]))
+    } catch (error) {
+      // Kept here, and written back at a later poll once Redis answers.
+      this.#tags.markUnsynced(tags)
+      throw error
+    }
+  }
+
+  loadTags(tags: readonly string[]): Promise<void> {
+    return this.#tags.load(tags, (missing) => this.#fetchTags(missing))
   }
 
   /** Re-reads the marks; never throws (failures are reported, rate-limited). */
@@ -686,6 +843,79 @@ class RedisInvalidator implements RegionInvalidator {
     } catch (error) {
       this.backend.reportBackground('invalidationRefresh', error)
     }
+    await this.#refreshTags()
+  }
+
+  /** Writes back marks Redis lacks, then re-reads the tags read since the last poll. Never throws. */
+  async #refreshTags(): Promise<void> {
+    const unsynced = this.#tags.takeUnsynced()
+    if (unsynced.length > 0) {
+      try {
+        await this.#mergeTags(unsynced)
+      } catch (error) {
+        this.#tags.markUnsynced(unsynced.map(([tag]) => tag))
+        this.backend.reportBackground('tagRefresh', error)
+      }
+    }
+    const used = this.#tags.takeUsed()
+    try {
+      for (const chunk of chunks(used)) await this.#fetchTags(chunk)
+    } catch (error) {
+      this.backend.reportBackground('tagRefresh', error)
+    }
+  }
+
+  /** One MGET (per slot, sent together, on a cluster) for `tags`; absent tags are recorded as not invalidated. */
+  async #fetchTags(tags: readonly string[]): Promise<void> {
+    if (this.#stopped || tags.length === 0) return
+    const keys = tags.map((tag) => this.#tagPrefix + tag)
+    const client = this.backend.client
+    await this.backend.run(() =>
+      Promise.all(
+        this.backend.slotGroups(keys).map(async (indexes) => {
+          const values = await client.mget(...indexes.map((i) => keys[i]!))
+          indexes.forEach((i, j) => this.#tags.record(tags[i]!, parseTagMarks(values[j])))
+        }),
+      ),
+    )
+  }
+
+  /** Max-merges marks into Redis (one script per slot) and records the merged marks. */
+  async #mergeTags(entries: ReadonlyArray<readonly [string, InvalidationState]>): Promise<void> {
+    if (entries.length === 0) return
+    const keys = entries.map(([tag]) => this.#tagPrefix + tag)
+    const ttl = this.backend.tagMarkTtlMs
+    await Promise.all(
+      this.backend.slotGroups(keys).map(async (indexes) => {
+        const args = [ttl === undefined ? '-1' : String(ttl), String(Date.now()), this.#key]
+        for (const i of indexes) {
+          const [tag, marks] = entries[i]!
+          args.push(tag, String(marks.hardAt), String(marks.softAt))
+        }
+        const merged = await this.backend.evalScript(
+          MERGE_TAGS,
+          indexes.map((i) => keys[i]!),
+          args,
+        )
+        if (!Array.isArray(merged)) return
+        indexes.forEach((i, j) => this.#tags.record(entries[i]![0], parseTagMarks(String(merged[j] ?? ''))))
+      }),
+    )
+  }
+
+  #applyTagMessage(message: string): void {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(message)
+    } catch {
+      return
+    }
+    if (!Array.isArray(parsed)) return
+    for (let i = 0; i + 1 < parsed.length; i += 2) {
+      const tag = parsed[i]
+      const marks = parsed[i + 1]
+      if (typeof tag === 'string' && typeof marks === 'string') this.#tags.recordIfKnown(tag, parseTagMarks(marks))
+    }
   }
 
   #applyRemote(marks: unknown): void {
@@ -694,6 +924,11 @@ class RedisInvalidator implements RegionInvalidator {
     const soft = Number(marks[1])
     if (Number.isFinite(hard)) this.#local.apply(true, hard)
     if (Number.isFinite(soft)) this.#local.apply(false, soft)
+  }
+
+  /** @internal the subscriber dropped or (re)subscribed: notifications may have been missed */
+  distrustTags(): void {
+    this.#tags.distrust()
   }
 
   /** Stops the timer (the backend's subscriber goes away with the backend). */

@@ -50,7 +50,11 @@ export class RegionStats {
       coalescedWaited: this.coalescedWaited,
       coalescedStale: this.coalescedStale,
       invalidations: {
-        hard: this.invalidations.hardRegion + this.invalidations.key + this.invalidations.hardTag + this.invalidations.dependency,
+        hard:
+          this.invalidations.hardRegion +
+          this.invalidations.key +
+          this.invalidations.hardTag +
+          this.invalidations.dependency,
         soft: this.invalidations.softRegion + this.invalidations.softTag,
       },
       backendErrors: [...this.backendErrors.values()].reduce((a, b) => a + b, 0),

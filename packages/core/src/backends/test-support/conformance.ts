@@ -28,8 +28,13 @@ export interface ConformanceOptions {
     distributedLock: boolean
     /** values are serialized: a value the serializer rejects fails with SerializationError */
     bytes?: boolean
-    /** invalidation marks of one instance reach another instance on the same server */
+    /**
+     * invalidation marks (region-wide and per tag) of one instance reach another instance on the same server, and
+     * the store is shared by instances
+     */
     sharedInvalidation?: boolean
+    /** `increment` and `setMultiWithTtl` (what `region.dependency()` needs) */
+    counters?: boolean
   }
   /** Writes raw bytes under a backend key, as a foreign program would (byte backends). */
   writeRaw?: (storeKey: string, bytes: Buffer) => Promise<void>
@@ -384,7 +389,70 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
       })
     }
 
+    if (capabilities.counters) {
+      it('increment is atomic (across instances when shared), 0 reads without creating; setMultiWithTtl stores', async () => {
+        const one = await backendFor()
+        const two = capabilities.sharedInvalidation ? await backendFor() : one
+        const counter = key('counter')
+        expect(await one.increment!(counter, 0, 60)).toBe(0)
+        expect(await two.increment!(counter, 0, 60)).toBe(0)
+        const results = await Promise.all(
+          Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? one : two).increment!(counter, 1, 60)),
+        )
+        expect([...results].sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1))
+        expect(await two.increment!(counter, 5, 60)).toBe(45)
+        expect(await one.increment!(counter, 0)).toBe(45)
+        await one.deleteMulti([counter])
+        expect(await two.increment!(counter, 0)).toBe(0)
+
+        const [a, b] = [key('ttl-a'), key('ttl-b')]
+        await one.setMultiWithTtl!(
+          [
+            [a, CachedValue.create('A', 1)],
+            [b, CachedValue.create({ b: 1 }, 1)],
+          ],
+          60,
+        )
+        expect((await two.getMulti([a, b])).map(payloadOf)).toEqual(['A', { b: 1 }])
+      })
+    }
+
     if (capabilities.sharedInvalidation) {
+      it('tag marks: made in one instance, loaded by others in one batch, max-merged, honoured at once where made', async () => {
+        const [one, two, three] = [await backendFor(), await backendFor(), await backendFor()]
+        const regionName = `conformance-tags-${randomUUID().slice(0, 8)}`
+        const a = one.createInvalidator!(regionName)!
+        const b = two.createInvalidator!(regionName)!
+        const c = three.createInvalidator!(regionName)!
+        const known = (invalidator: typeof b, tag: string) => async () => {
+          if (invalidator.tagMarks!(tag) === undefined) await invalidator.loadTags!([tag])
+          return invalidator.tagMarks!(tag)
+        }
+        try {
+          expect(b.tagMarks!('t1')).toBeUndefined()
+          await b.loadTags!(['t1', 't2'])
+          expect(b.tagMarks!('t1')).toEqual({ hardAt: 0, softAt: 0 })
+          const at = Date.now() + 0.001
+          await a.invalidateTags!(['t1', 't2'], true, at)
+          expect(a.tagMarks!('t1')).toEqual({ hardAt: at, softAt: 0 })
+          await eventually(async () => (await known(b, 't1')())?.hardAt === at, 3000)
+          await b.invalidateTags!(['t1'], false, at + 5)
+          // An older mark never lowers a newer one.
+          await b.invalidateTags!(['t1'], true, at - 10_000)
+          expect(b.tagMarks!('t1')).toEqual({ hardAt: at, softAt: at + 5 })
+          await eventually(async () => (await known(a, 't1')())?.softAt === at + 5, 3000)
+          // A third instance loads several tags at once, never-invalidated ones included.
+          await c.loadTags!(['t1', 't2', 't3'])
+          expect([c.tagMarks!('t1'), c.tagMarks!('t2'), c.tagMarks!('t3')]).toEqual([
+            { hardAt: at, softAt: at + 5 },
+            { hardAt: at, softAt: 0 },
+            { hardAt: 0, softAt: 0 },
+          ])
+        } finally {
+          await Promise.all([a.close?.(), b.close?.(), c.close?.()])
+        }
+      })
+
       it('invalidation marks reach another instance and are max-merged', async () => {
         const [one, two] = [await backendFor(), await backendFor()]
         const regionName = `conformance-inv-${randomUUID().slice(0, 8)}`

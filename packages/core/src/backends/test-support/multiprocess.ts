@@ -1,7 +1,8 @@
 /**
  * The multi-process scenarios every distributed backend must pass, registered as Vitest tests: N child processes
  * (default 4) × M concurrent callers (default 250) on one key, cold and expired; a lock holder killed mid-creation;
- * invalidation in one process seen by the others.
+ * invalidation in one process seen by the others; group invalidation (dependencies filled and invalidated by
+ * different processes, hard and soft tag invalidation) seen by every process.
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -13,11 +14,21 @@ export interface MultiProcessOptions {
   backend: 'redis' | 'memcached'
   /** The backend's arguments (called once the servers run). */
   arguments: () => Record<string, unknown>
-  /** How long an invalidation may take to reach another process (the documented delay, plus scheduling slack). */
+  /**
+   * How long an invalidation (region-wide or by tag) may take to reach another process (the documented delay,
+   * plus scheduling slack).
+   */
   invalidationBudgetMs: number
   processes?: number
   callers?: number
 }
+
+/**
+ * Creation and invalidation times have millisecond resolution across processes, and a value created in the same
+ * millisecond as an invalidation counts as created after it (`ct < at` invalidates). IPC is fast enough for a test
+ * to create a value in one process and invalidate it from another within one millisecond: step past it first.
+ */
+const nextMillisecond = () => new Promise<void>((resolve) => setTimeout(resolve, 2))
 
 /** Prints a measured figure so that it shows in the test output (grep for [corral-measure]). */
 export function reportFigure(label: string, values: Record<string, number | string>): void {
@@ -172,6 +183,7 @@ export function describeMultiProcess(name: string, options: MultiProcessOptions)
             timeoutMs: options.invalidationBudgetMs + 2000,
           }),
         )
+        await nextMillisecond()
         const done = await first.call<{ startedAt: number; at: number }>('invalidate', { region: regionName, hard })
         for (const s of await Promise.all(seen)) {
           expect(s.value).toBe(done.at)
@@ -212,6 +224,138 @@ export function describeMultiProcess(name: string, options: MultiProcessOptions)
       })
       expect(Math.max(...delays)).toBeLessThan(options.invalidationBudgetMs)
       await expectHealthy(workers)
+    })
+
+    describe('group invalidation', () => {
+      const group = `${regionName}-group`
+      const id = randomUUID().slice(0, 8)
+      type Values = { values: Array<unknown> }
+      const readAll = (keys: readonly string[]) =>
+        Promise.all(workers.map((w) => w.call<Values>('getMany', { region: group, keys }).then((r) => r.values)))
+
+      /** Invalidates `tags` in `from` and measures when each of `others` first reads `probe` as a miss. */
+      const invalidateTags = async (
+        from: Worker,
+        others: readonly Worker[],
+        tags: string[],
+        hard: boolean,
+        probe: string,
+      ) => {
+        const timeoutMs = options.invalidationBudgetMs + 2000
+        const seen = others.map((w) =>
+          w.call<{ seenAt: number }>('waitForMiss', { region: group, key: probe, timeoutMs }),
+        )
+        await nextMillisecond()
+        const done = await from.call<{ startedAt: number }>('invalidateTags', { region: group, tags, hard })
+        return (await Promise.all(seen)).map((s) => s.seenAt - done.startedAt)
+      }
+
+      beforeAll(async () => {
+        await configure(workers, group)
+      })
+
+      it('a dependency filled by two processes and invalidated by a third removes its keys in every process', async () => {
+        const [w0, w1, w2, w3] = workers as [Worker, Worker, Worker, Worker]
+        const dependency = `user:${id}`
+        const keys = Array.from({ length: 5 }, (_, i) => `dep:${id}:${i}`)
+        const other = `dep:${id}:unrelated`
+        await w0.call('setMany', { region: group, keys: [...keys, other], value: 'v' })
+        await w0.call('dependencyAdd', { region: group, name: dependency, keys: keys.slice(0, 3) })
+        await w1.call('dependencyAdd', { region: group, name: dependency, keys: keys.slice(3) })
+        // Any process sees what the others recorded.
+        const recorded = await w2.call<{ keys: string[] }>('dependencyKeys', { region: group, name: dependency })
+        expect([...recorded.keys].sort()).toEqual(keys)
+        for (const values of await readAll([...keys, other])) expect(values).toEqual(Array(6).fill('v'))
+
+        expect(await w3.call('dependencyInvalidate', { region: group, name: dependency })).toEqual({ deleted: 5 })
+        for (const values of await readAll([...keys, other])) expect(values).toEqual([...Array(5).fill(null), 'v'])
+        // The bookkeeping went with the keys.
+        expect(await w0.call('dependencyKeys', { region: group, name: dependency })).toEqual({ keys: [] })
+        await expectHealthy(workers)
+      })
+
+      it('hard tag invalidation in one process: every process misses every value of the tag, and only those', async () => {
+        const [w0, w1, w2, w3] = workers as [Worker, Worker, Worker, Worker]
+        const tag = `user:${id}`
+        const many = Array.from({ length: 200 }, (_, i) => `tag:${id}:item:${i}`)
+        const several = `tag:${id}:report`
+        const unrelated = `tag:${id}:other`
+        await w0.call('setMany', { region: group, keys: many, value: 'item', tags: [tag] })
+        await w1.call('setMany', {
+          region: group,
+          keys: [several],
+          value: 'report',
+          tags: [`sales:${id}`, `q3:${id}`, `emea:${id}`],
+        })
+        await w1.call('setMany', { region: group, keys: [unrelated], value: 'other', tags: [`user:${id}:not`] })
+        const all = [...many, several, unrelated]
+        // Every process reads them all (and so mirrors their tags).
+        for (const values of await readAll(all)) expect(values).toEqual([...Array(200).fill('item'), 'report', 'other'])
+
+        const delays = await invalidateTags(w1, [w0, w2, w3], [tag], true, many[0]!)
+        for (const values of await readAll(all)) expect(values).toEqual([...Array(200).fill(null), 'report', 'other'])
+
+        // One of several tags is enough.
+        delays.push(...(await invalidateTags(w2, [w0, w1, w3], [`q3:${id}`], true, several)))
+        for (const values of await readAll([several, unrelated])) expect(values).toEqual([null, 'other'])
+
+        // A value created after the invalidation is valid everywhere.
+        const made = await w3.call<{ value: CreatedValue; runs: number }>('getOrCreate', {
+          region: group,
+          key: many[0],
+          creatorMs: 0,
+          label: 'after',
+          tags: [tag],
+        })
+        expect(made.runs).toBe(1)
+        for (const w of workers)
+          expect((await w.call<{ value: CreatedValue }>('get', { region: group, key: many[0] })).value).toEqual(
+            made.value,
+          )
+
+        reportFigure(`${name} hard tag invalidation: propagation to other processes (ms)`, {
+          p50: percentile(delays, 50),
+          max: Math.max(...delays),
+        })
+        expect(Math.max(...delays)).toBeLessThan(options.invalidationBudgetMs)
+        await expectHealthy(workers)
+      })
+
+      it('soft tag invalidation: every process serves the stale value while exactly one caller regenerates', async () => {
+        const [w0, w1, ...rest] = workers as [Worker, Worker, ...Worker[]]
+        const tag = `feed:${id}`
+        const key = `tag:${id}:feed`
+        const first = await w0.call<{ value: CreatedValue }>('getOrCreate', {
+          region: group,
+          key,
+          creatorMs: 0,
+          label: 'v1',
+          tags: [tag],
+        })
+        for (const w of workers)
+          expect((await w.call<{ value: unknown }>('get', { region: group, key })).value).toEqual(first.value)
+
+        const delays = await invalidateTags(w1, [w0, ...rest], [tag], false, key)
+        const { runs, all } = await stampede(workers, {
+          region: group,
+          key,
+          callers: 50,
+          creatorMs: 300,
+          label: 'v2',
+          tags: [tag],
+        })
+        expect(all.filter((r) => r.error)).toEqual([])
+        expect(runs).toBe(1)
+        const stale = all.filter((r) => (r.value as CreatedValue).label === 'v1')
+        expect(stale).toHaveLength(workers.length * 50 - 1)
+        expect(Math.max(...stale.map((r) => r.latencyMs))).toBeLessThan(150)
+        reportFigure(`${name} soft tag invalidation: propagation to other processes (ms)`, {
+          p50: percentile(delays, 50),
+          max: Math.max(...delays),
+        })
+        expect(Math.max(...delays)).toBeLessThan(options.invalidationBudgetMs)
+        await expectHealthy(workers)
+      })
     })
   })
 }

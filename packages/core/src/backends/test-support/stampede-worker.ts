@@ -5,8 +5,8 @@
  *
  * It creates regions on a real backend (redis / memcached) and runs what the parent asks: a stampede of
  * concurrent getOrCreate calls on one key, a creator that never finishes (to be SIGKILLed while holding the
- * lock), invalidations, and waits for invalidation marks to arrive. Each creator run is counted in this process
- * and reported, so the parent can add up the runs of every process.
+ * lock), invalidations (region-wide, by tag, by dependency), and waits for invalidation marks to arrive. Each
+ * creator run is counted in this process and reported, so the parent can add up the runs of every process.
  */
 import { CacheRegion } from '../../region.js'
 import { RegionRegistry } from '../../registry.js'
@@ -56,6 +56,11 @@ function describeError(error: unknown): { name: string; code?: string; message: 
 process.on('unhandledRejection', (error) => send({ event: 'unhandled', error: describeError(error) }))
 process.on('uncaughtException', (error) => send({ event: 'unhandled', error: describeError(error) }))
 
+/** The `tags` of a request, if any. */
+function tagsOf(request: Request): { tags?: string[] } {
+  return Array.isArray(request.tags) ? { tags: request.tags as string[] } : {}
+}
+
 function region(name: unknown): CacheRegion {
   const found = regions.get(String(name))
   if (!found) throw new Error(`no region ${String(name)} in worker ${process.pid}`)
@@ -99,7 +104,7 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
     const results = await Promise.all(
       Array.from({ length: callers }, async (): Promise<CallerResult> => {
         try {
-          const value = await target.getOrCreate(String(request.key), make)
+          const value = await target.getOrCreate(String(request.key), make, tagsOf(request))
           return { latencyMs: performance.now() - started, resolvedAt: now(), value }
         } catch (error) {
           return { latencyMs: performance.now() - started, resolvedAt: now(), error: describeError(error) }
@@ -117,6 +122,7 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
       const value = await target.getOrCreate(
         String(request.key),
         creator(String(request.label), Number(request.creatorMs)),
+        tagsOf(request),
       )
       return { value, latencyMs: performance.now() - started, runs: creatorRuns - runsBefore }
     } catch (error) {
@@ -137,6 +143,53 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
   async get(request) {
     const value = await region(request.region).get(String(request.key))
     return { value: value === NO_VALUE ? null : value }
+  },
+
+  /** Stores `value` under every key of `keys` (with `tags`). */
+  async setMany(request) {
+    const keys = request.keys as string[]
+    await region(request.region).setMulti(new Map(keys.map((key) => [key, request.value])), tagsOf(request))
+    return {}
+  },
+
+  /** Reads `keys` in one getMulti; `null` for a miss. */
+  async getMany(request) {
+    const values = await region(request.region).getMulti(request.keys as string[])
+    return { values: values.map((value) => (value === NO_VALUE ? null : value)) }
+  },
+
+  async invalidateTags(request) {
+    const startedAt = now()
+    await region(request.region).invalidateTags(request.tags as string[], { hard: request.hard !== false })
+    return { startedAt, doneAt: now() }
+  },
+
+  async dependencyAdd(request) {
+    const options = request.expirationTime === undefined ? {} : { expirationTime: request.expirationTime as number }
+    await region(request.region)
+      .dependency(String(request.name), options)
+      .addMulti(request.keys as string[])
+    return {}
+  },
+
+  async dependencyKeys(request) {
+    return { keys: await region(request.region).dependency(String(request.name)).keys() }
+  },
+
+  async dependencyInvalidate(request) {
+    return { deleted: await region(request.region).dependency(String(request.name)).invalidate() }
+  },
+
+  /** Resolves when `key` reads as a miss (or stale) here: when this process saw an invalidation. */
+  async waitForMiss(request) {
+    const target = region(request.region)
+    const timeoutMs = Number(request.timeoutMs ?? 5000)
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      if ((await target.get(String(request.key))) === NO_VALUE) return { seenAt: now() }
+      if (Date.now() > deadline) throw new Error(`${String(request.key)} still read as a hit after ${timeoutMs} ms`)
+      await sleep(1)
+    }
   },
 
   async invalidate(request) {

@@ -202,7 +202,7 @@ export interface StampedeReport {
  */
 export async function stampede(
   workers: readonly Worker[],
-  payload: { region: string; key: string; callers: number; creatorMs: number; label: string },
+  payload: { region: string; key: string; callers: number; creatorMs: number; label: string; tags?: string[] },
 ): Promise<{ runs: number; reports: StampedeReport[]; all: Array<CallerResult & { pid: number }> }> {
   const startAt = Date.now() + 150
   const reports = await Promise.all(workers.map((w) => w.call<StampedeReport>('stampede', { ...payload, startAt })))
