@@ -6,6 +6,11 @@
  *   read (Lua scripts' inner commands included); sent commands from a MONITOR connection (script internals
  *   excluded): sent is the round-trip count unless a library pipelines. Everything the library sends meanwhile
  *   counts, background traffic included. Corral first; the peers for comparison.
+ * - What tags cost a Corral read: hits on a value with TAGS_PER_VALUE tags whose marks the process already knows (as
+ *   for tags in use: the goal is the one GET), first reads of values whose tags it does not know yet (the goal is
+ *   one more round trip: one MGET for all of them), and untagged hits for reference. The values are written by
+ *   another region instance on the same server, as another process would write them, which is closed before
+ *   anything is counted. Same counting as above; latency measured without MONITOR.
  * - `getMulti` of 100 keys on Corral: how many commands it sends.
  * - Waiter latency on Corral: PROCESSES workers × CALLERS callers on a cold key; one process's creator stores the
  *   value, the others wait on the distributed lock. Latency = from the store (Corral's `regenerate` event, which
@@ -23,6 +28,9 @@ const HITS = 1000
 const LATENCY_BATCHES = 5
 const MISSES = 200
 const MULTI_KEYS = 100
+const TAGS_PER_VALUE = 3
+/** first reads per batch (each of a value whose tags nobody has read yet) */
+const FIRST_READS = 200
 const WAITER_PROCESSES = 4
 const WAITER_CALLERS = 50
 const WAITER_TRIALS = 20
@@ -70,6 +78,80 @@ async function measureCommandCost(adapter: RedisAdapter, url: string): Promise<C
     return { id: adapter.id, label: adapter.label, hit, miss, hitLatencyMs }
   } finally {
     await cache.close()
+  }
+}
+
+interface TagCost {
+  /** per row: commands for `reads` sequential reads, and the latency of one read (median of batch means, ms) */
+  untaggedHit: { reads: number; commands: CommandCounts; latencyMs: number }
+  knownTagsHit: { reads: number; commands: CommandCounts; latencyMs: number }
+  firstRead: { reads: number; commands: CommandCounts; latencyMs: number }
+}
+
+/** Median over LATENCY_BATCHES batches (after a warm-up batch) of the mean time of `read(batch, i)`, ms. */
+async function readLatency(reads: number, read: (batch: number, i: number) => Promise<unknown>): Promise<number> {
+  const batchMs: number[] = []
+  for (let batch = 0; batch <= LATENCY_BATCHES; batch++) {
+    const started = performance.now()
+    for (let i = 0; i < reads; i++) await read(batch, i)
+    if (batch > 0) batchMs.push((performance.now() - started) / reads)
+  }
+  return median(batchMs)
+}
+
+async function measureTagCost(url: string): Promise<TagCost | { unavailable: string }> {
+  await flushAll(url)
+  const options = { url, keyPrefix: 'tags:', ttlMs: 300_000 }
+  const tagsOf = (name: string) => Array.from({ length: TAGS_PER_VALUE }, (_, t) => `${name}:tag-${t}`)
+  // Batches 0..LATENCY_BATCHES time first reads; batch LATENCY_BATCHES + 1 is counted.
+  const firstReadKey = (batch: number, i: number) => `first-${batch}-${i}`
+  let writer
+  try {
+    writer = corralRedisRegion(options)
+    await writer.set('plain', { payload: 'x'.repeat(16) })
+    await writer.set('tagged', { payload: 'x'.repeat(16) }, { tags: tagsOf('shared') })
+    for (let batch = 0; batch <= LATENCY_BATCHES + 1; batch++) {
+      for (let i = 0; i < FIRST_READS; i++) {
+        const key = firstReadKey(batch, i)
+        await writer.set(key, { payload: 'x'.repeat(16) }, { tags: tagsOf(key) })
+      }
+    }
+  } catch (error) {
+    await writer?.close()
+    return { unavailable: (error as Error).message }
+  }
+  await writer.close()
+
+  const reader = corralRedisRegion(options)
+  let creatorRuns = 0
+  const read = (key: string) =>
+    reader.getOrCreate(key, async () => {
+      creatorRuns++
+      return { payload: 'created' }
+    })
+  try {
+    await read('plain') // connects, loads the invalidation marks
+    await read('tagged') // learns the tags of 'tagged'
+    const untaggedMs = await readLatency(HITS, () => read('plain'))
+    const untagged = await countCommands(url, async () => {
+      for (let i = 0; i < HITS; i++) await read('plain')
+    })
+    const knownMs = await readLatency(HITS, () => read('tagged'))
+    const known = await countCommands(url, async () => {
+      for (let i = 0; i < HITS; i++) await read('tagged')
+    })
+    const firstMs = await readLatency(FIRST_READS, (batch, i) => read(firstReadKey(batch, i)))
+    const first = await countCommands(url, async () => {
+      for (let i = 0; i < FIRST_READS; i++) await read(firstReadKey(LATENCY_BATCHES + 1, i))
+    })
+    if (creatorRuns > 0) throw new Error(`the tagged reads ran the creator ${creatorRuns} times: they were not hits`)
+    return {
+      untaggedHit: { reads: HITS, commands: untagged, latencyMs: untaggedMs },
+      knownTagsHit: { reads: HITS, commands: known, latencyMs: knownMs },
+      firstRead: { reads: FIRST_READS, commands: first, latencyMs: firstMs },
+    }
+  } finally {
+    await reader.close()
   }
 }
 
@@ -149,7 +231,7 @@ export const redisCostCase: BenchCase = {
   id: 'redis-cost',
   title: 'Redis cost',
   description:
-    'Redis commands per hit and per miss (sent: MONITOR; executed: INFO commandstats), commands for a getMulti of 100 keys, and how soon waiting processes see a stored value',
+    'Redis commands per hit and per miss (sent: MONITOR; executed: INFO commandstats), what tags cost a Corral read, commands for a getMulti of 100 keys, and how soon waiting processes see a stored value',
   needsRedis: true,
   async run({ redisUrl, log }) {
     const url = redisUrl!
@@ -158,6 +240,8 @@ export const redisCostCase: BenchCase = {
       log(`  commands: ${adapter.label}`)
       costs.push(await measureCommandCost(adapter, url))
     }
+    log('  tags on the read path')
+    const tags = await measureTagCost(url)
     log('  getMulti')
     const multi = await measureGetMulti(url)
     log('  waiter latency')
@@ -188,6 +272,35 @@ export const redisCostCase: BenchCase = {
             ? [`- ${c.label}, executed per miss: ${describeCalls(c.miss.executed, MISSES)}`]
             : [],
         ),
+      ],
+    }
+    const tagRows: Array<[string, keyof TagCost]> = [
+      ['hit, no tags', 'untaggedHit'],
+      ['hit, tags known to this process', 'knownTagsHit'],
+      ['first read, tags not known yet', 'firstRead'],
+    ]
+    const tagTable: Table = {
+      title: `Corral on Redis: what tags cost a read (values with ${TAGS_PER_VALUE} tags; ${HITS} sequential hits, ${FIRST_READS} first reads)`,
+      header: ['read', 'commands per read', 'latency', 'sent per read', 'executed per read'],
+      rows:
+        'unavailable' in tags
+          ? [['n/a', 'n/a', 'n/a', `not available: ${tags.unavailable}`, '']]
+          : tagRows.map(([label, id]) => {
+              const { reads, commands, latencyMs } = tags[id]
+              return [
+                label,
+                perCall(commands, reads),
+                formatMs(latencyMs),
+                describeCalls(commands.sent, reads),
+                describeCalls(commands.executed, reads),
+              ]
+            }),
+      notes: [
+        '"commands per read": sent (MONITOR) / executed (INFO commandstats), as above. The values were written by ' +
+          'another region instance (as by another process), so the reading process learns their tags on its first ' +
+          'read of each: one MGET for all the tags it does not know yet. It keeps the tags it reads current by pub/sub ' +
+          'and its poll, so later hits cost the one GET. Latency: sequential reads on loopback, median of ' +
+          `${LATENCY_BATCHES} batches (of ${HITS} hits, or of ${FIRST_READS} first reads).`,
       ],
     }
     const multiRow =
@@ -226,11 +339,12 @@ export const redisCostCase: BenchCase = {
         : [`Creator runs per trial (all processes): ${waiters.creatorRunsPerTrial.join(', ')}.`],
     }
     return {
-      tables: [costTable, multiTable, waiterTable],
+      tables: [costTable, tagTable, multiTable, waiterTable],
       data: {
         hits: HITS,
         misses: MISSES,
         costs,
+        tags: { tagsPerValue: TAGS_PER_VALUE, ...tags },
         getMulti: { keys: MULTI_KEYS, ...multi },
         waiterLatency: {
           processes: WAITER_PROCESSES,

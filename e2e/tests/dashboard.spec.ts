@@ -85,6 +85,87 @@ test.describe('the Corral dashboard', () => {
     expect(app.users.statsSnapshot().stale).toBe(1)
   })
 
+  test('invalidates a tag after confirmation: tagged values regenerate, the others do not', async ({
+    page,
+    app,
+    request,
+  }) => {
+    const read = (key: string, tags?: string[]) =>
+      app.users.getOrCreate(key, app.creator(key), tags ? { tags } : undefined)
+    await read('user:5:profile', ['user:5'])
+    await read('user:5:feed', ['user:5', 'feeds'])
+    await read('user:6:profile', ['user:6'])
+    await read('user:5:untagged')
+    for (const key of ['user:5:profile', 'user:5:feed', 'user:6:profile', 'user:5:untagged']) {
+      await read(key)
+      expect(app.creatorRuns.get(key), key).toBe(1)
+    }
+
+    await page.goto(app.url)
+    await page.getByTestId('invalidate-tags-users').click()
+    const dialog = page.getByRole('dialog')
+    await expect(dialog).toContainText('users')
+    await expect(page.getByTestId('tags-input')).toBeFocused()
+    await expect(page.getByTestId('tags-hard')).toBeChecked()
+    // keyboard only: type the tag, submit with Enter
+    await page.keyboard.type('user:5')
+    await page.keyboard.press('Enter')
+    const feedback = page.getByTestId('invalidate-feedback')
+    await expect(feedback).toHaveAttribute('data-kind', 'success')
+    await expect(feedback).toContainText('tag “user:5” in “users”')
+    await expect(dialog).toBeHidden()
+
+    await read('user:5:profile', ['user:5'])
+    await read('user:5:feed', ['user:5', 'feeds'])
+    await read('user:6:profile', ['user:6'])
+    await read('user:5:untagged')
+    expect(app.creatorRuns.get('user:5:profile')).toBe(2)
+    expect(app.creatorRuns.get('user:5:feed')).toBe(2)
+    expect(app.creatorRuns.get('user:6:profile')).toBe(1)
+    expect(app.creatorRuns.get('user:5:untagged')).toBe(1)
+    const region = await (await request.get(`${app.url}/api/regions/users`)).json()
+    expect(region.stats.invalidations).toEqual({ hard: 1, soft: 0 })
+    expect(region.lastInvalidation).toMatchObject({ hard: true, scope: 'tag' })
+  })
+
+  test('checks the tags typed before sending, and sends soft tag invalidations with the token', async ({
+    page,
+    securedApp,
+  }) => {
+    await securedApp.users.getOrCreate('user:5:profile', securedApp.creator('user:5:profile'), { tags: ['user:5'] })
+    await page.goto(securedApp.url)
+    await page.getByTestId('token-input').fill(securedApp.token)
+    await page.getByTestId('token-submit').click()
+    await expect(page.getByTestId('connection-state')).toHaveText('live')
+
+    await page.getByTestId('invalidate-tags-users').click()
+    await page.getByTestId('tags-input').fill(' , ')
+    await page.getByTestId('confirm-invalidate-tags').click()
+    await expect(page.getByTestId('tags-error')).toHaveText('Enter at least one tag.')
+    await expect(page.getByRole('dialog')).toBeVisible()
+    expect(securedApp.users.statsSnapshot().invalidations).toEqual({ hard: 0, soft: 0 })
+
+    await page.getByTestId('tags-input').fill('user:5, feeds, user:5')
+    await page.getByTestId('tags-hard').uncheck()
+    await expect(page.getByTestId('confirm-invalidate-tags')).toHaveText('Invalidate tags (soft)')
+    await page.getByTestId('confirm-invalidate-tags').click()
+    await expect(page.getByTestId('invalidate-feedback')).toHaveAttribute('data-kind', 'success')
+    await expect(page.getByTestId('invalidate-feedback')).toContainText(
+      'Soft invalidation of tags “user:5” and “feeds”',
+    )
+    expect(securedApp.users.statsSnapshot().invalidations).toEqual({ hard: 0, soft: 2 })
+
+    // soft: the stale value is served while one caller regenerates
+    const slow = securedApp.users.getOrCreate('user:5:profile', securedApp.creator('user:5:profile', 200), {
+      tags: ['user:5'],
+    })
+    expect(await securedApp.users.getOrCreate('user:5:profile', securedApp.creator('user:5:profile'))).toBe(
+      'value of user:5:profile',
+    )
+    await slow
+    expect(securedApp.creatorRuns.get('user:5:profile')).toBe(2)
+  })
+
   test('asks for the token, shows the error for a wrong one, and works with the right one', async ({
     page,
     securedApp,

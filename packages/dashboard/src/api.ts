@@ -5,7 +5,13 @@
  * resolve alike, and a reverse proxy that mounts the exporter under a prefix keeps working.
  */
 import { type SseMessage, SseParser } from './sse'
-import type { HotKeysResponse, InvalidateResponse, RegionsResponse, StampedesResponse } from './types'
+import type {
+  HotKeysResponse,
+  InvalidateResponse,
+  InvalidateTagsResponse,
+  RegionsResponse,
+  StampedesResponse,
+} from './types'
 
 export class ApiError extends Error {
   constructor(
@@ -89,6 +95,12 @@ export const api = {
     requestJson<StampedesResponse>(`api/stampedes?limit=${limit}`, { token }),
   invalidate: (name: string, hard: boolean, token: string | null) =>
     requestJson<InvalidateResponse>(`${region(name)}/invalidate`, { token, method: 'POST', body: { hard } }),
+  invalidateTags: (name: string, tags: readonly string[], hard: boolean, token: string | null) =>
+    requestJson<InvalidateTagsResponse>(`${region(name)}/invalidate-tags`, {
+      token,
+      method: 'POST',
+      body: { tags, hard },
+    }),
 }
 
 /** The event stream failed in a way that says something about retrying. */

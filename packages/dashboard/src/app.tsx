@@ -2,6 +2,7 @@ import { Charts } from './components/charts'
 import { Header } from './components/header'
 import { HotKeys } from './components/hot-keys'
 import { InvalidateDialog } from './components/invalidate-dialog'
+import { InvalidateTagsDialog } from './components/invalidate-tags-dialog'
 import { OverviewCards } from './components/overview-cards'
 import { RegionsTable } from './components/regions-table'
 import { Stampedes } from './components/stampedes'
@@ -20,6 +21,7 @@ export function App() {
         <Stampedes />
       </main>
       <InvalidateDialog />
+      <InvalidateTagsDialog />
     </div>
   )
 }

@@ -16,6 +16,7 @@ import { formatClock, parseInstant } from './format'
 import { appendSample } from './rates'
 import { backoffDelay, stateAfterFailure, throttle } from './schedule'
 import type { SseMessage } from './sse'
+import { describeTags } from './tags'
 import {
   authProblem,
   backendErrorEvents,
@@ -31,6 +32,7 @@ import {
   lastUpdated,
   now,
   pendingInvalidation,
+  pendingTagInvalidation,
   regions,
   regionsError,
   stampedes,
@@ -258,33 +260,55 @@ export function forgetToken(): void {
   start()
 }
 
-export async function invalidateRegion(name: string, hard: boolean): Promise<void> {
-  const kind = hard ? 'Hard' : 'Soft'
+/**
+ * Runs an invalidation confirmed in a dialog: `invalidating` while it runs, then the success (`done`) or error
+ * feedback, a refresh, and the dialog closed.
+ */
+async function invalidation<T>(what: string, run: () => Promise<T>, done: (answer: T) => string): Promise<void> {
   invalidating.value = true
   try {
-    const answer = await api.invalidate(name, hard, token.peek())
-    const at = parseInstant(answer.invalidatedAt) ?? Date.now()
-    feedback.value = {
-      kind: 'success',
-      text: `${kind} invalidation of “${name}” at ${formatClock(at)}: values created before then are now ${
-        hard ? 'misses' : 'stale'
-      }.`,
-    }
+    const answer = await run()
+    feedback.value = { kind: 'success', text: done(answer) }
     refresher.request()
   } catch (error) {
     if (isUnauthorized(error)) unauthorized()
     feedback.value = {
       kind: 'error',
       text: isUnauthorized(error)
-        ? `${kind} invalidation of “${name}” failed: the exporter rejected the token (HTTP 401).`
-        : `${kind} invalidation of “${name}” failed (${errorMessage(error)}).`,
+        ? `${what} failed: the exporter rejected the token (HTTP 401).`
+        : `${what} failed (${errorMessage(error)}).`,
     }
   } finally {
     batch(() => {
       invalidating.value = false
       pendingInvalidation.value = null
+      pendingTagInvalidation.value = null
     })
   }
+}
+
+export function invalidateRegion(name: string, hard: boolean): Promise<void> {
+  const what = `${hard ? 'Hard' : 'Soft'} invalidation of “${name}”`
+  return invalidation(
+    what,
+    () => api.invalidate(name, hard, token.peek()),
+    (answer) =>
+      `${what} at ${formatClock(parseInstant(answer.invalidatedAt) ?? Date.now())}: values created before then are now ${
+        hard ? 'misses' : 'stale'
+      }.`,
+  )
+}
+
+export function invalidateTags(name: string, tags: readonly string[], hard: boolean): Promise<void> {
+  const what = `${hard ? 'Hard' : 'Soft'} invalidation of ${describeTags(tags)} in “${name}”`
+  return invalidation(
+    what,
+    () => api.invalidateTags(name, tags, hard, token.peek()),
+    (answer) =>
+      `${what} at ${formatClock(parseInstant(answer.invalidatedAt) ?? Date.now())}: values carrying ${
+        tags.length === 1 ? 'it' : 'one of them'
+      } created before then are now ${hard ? 'misses' : 'stale'}.`,
+  )
 }
 
 let tickTimer: ReturnType<typeof setInterval> | undefined

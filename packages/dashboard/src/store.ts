@@ -65,6 +65,8 @@ export interface PendingInvalidation {
   hard: boolean
 }
 export const pendingInvalidation = signal<PendingInvalidation | null>(null)
+/** The region whose "Invalidate tags" dialog is open. */
+export const pendingTagInvalidation = signal<{ region: RegionInfo } | null>(null)
 export const invalidating = signal(false)
 export interface Feedback {
   kind: 'success' | 'error'

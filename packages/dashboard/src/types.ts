@@ -71,6 +71,10 @@ export interface InvalidateResponse {
   invalidatedAt: number | string
 }
 
+export interface InvalidateTagsResponse extends InvalidateResponse {
+  tags: string[]
+}
+
 /** The event names the exporter's SSE stream carries (the region events of CONTRACT.md section 3). */
 export const REGION_EVENTS = [
   'hit',

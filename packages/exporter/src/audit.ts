@@ -8,15 +8,15 @@ import { Counter, Gauge, Registry } from 'prom-client'
 import type { AuthEnv } from './auth.js'
 import type { ExporterLogger } from './options.js'
 
-export type AdminAction = 'invalidate' | 'delete_key'
+export type AdminAction = 'invalidate' | 'invalidate_tags' | 'delete_key'
 /** success (2xx), unauthorized (401), forbidden (403), rejected (any other 4xx), error (5xx). */
 export type AdminOutcome = 'success' | 'unauthorized' | 'forbidden' | 'rejected' | 'error'
 
-export const ADMIN_ACTIONS: readonly AdminAction[] = ['invalidate', 'delete_key']
+export const ADMIN_ACTIONS: readonly AdminAction[] = ['invalidate', 'invalidate_tags', 'delete_key']
 export const ADMIN_OUTCOMES: readonly AdminOutcome[] = ['success', 'unauthorized', 'forbidden', 'rejected', 'error']
 
 export interface AuditVariables {
-  /** What the handler did, added to the audit line: `{ hard }`, `{ key }`, ... */
+  /** What the handler did, added to the audit line: `{ hard }`, `{ tags, hard }`, `{ key }`, ... */
   auditDetails: Record<string, unknown> | undefined
 }
 
@@ -33,7 +33,7 @@ export class ExporterMetrics {
     const registers = [this.registry]
     this.adminActions = new Counter({
       name: 'corral_admin_actions_total',
-      help: 'Mutating admin API requests (invalidate, delete_key) by outcome.',
+      help: 'Mutating admin API requests (invalidate, invalidate_tags, delete_key) by outcome.',
       labelNames: ['action', 'outcome'] as const,
       registers,
     })

@@ -1,18 +1,10 @@
-import { useEffect, useRef } from 'preact/hooks'
 import { invalidateRegion } from '../live'
 import { invalidating, pendingInvalidation } from '../store'
+import { ModalDialog } from './modal-dialog'
 
 /** Confirms an invalidation, saying what it will do; both kinds confirm (hard in red, with Cancel focused). */
 export function InvalidateDialog() {
   const pending = pendingInvalidation.value
-  const dialog = useRef<HTMLDialogElement>(null)
-
-  useEffect(() => {
-    const el = dialog.current
-    if (!el) return
-    if (pending && !el.open) el.showModal()
-    if (!pending && el.open) el.close()
-  }, [pending])
 
   const close = () => {
     if (!invalidating.value) pendingInvalidation.value = null
@@ -22,19 +14,7 @@ export function InvalidateDialog() {
   const hard = pending?.hard ?? false
   const busy = invalidating.value
   return (
-    <dialog
-      ref={dialog}
-      class="dialog"
-      aria-labelledby="invalidate-title"
-      onCancel={(e) => {
-        e.preventDefault()
-        close()
-      }}
-      onClick={(e) => {
-        // A click on the backdrop (the dialog element itself, outside its content) cancels.
-        if (e.target === dialog.current) close()
-      }}
-    >
+    <ModalDialog open={pending !== null} onClose={close} labelledBy="invalidate-title">
       {pending && (
         <form
           method="dialog"
@@ -79,6 +59,6 @@ export function InvalidateDialog() {
           </div>
         </form>
       )}
-    </dialog>
+    </ModalDialog>
   )
 }

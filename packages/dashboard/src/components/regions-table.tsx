@@ -1,5 +1,5 @@
 import { formatDuration, formatExpiration, formatInt, formatPercent } from '../format'
-import { feedback, pendingInvalidation, regions, regionsError } from '../store'
+import { feedback, pendingInvalidation, pendingTagInvalidation, regions, regionsError } from '../store'
 import type { RegionInfo } from '../types'
 import { RelativeTime } from './relative-time'
 
@@ -64,6 +64,16 @@ function Row({ region }: { region: RegionInfo }) {
         )}
       </td>
       <td class="actions">
+        <button
+          type="button"
+          class="btn btn-sm"
+          data-testid={`invalidate-tags-${region.name}`}
+          aria-haspopup="dialog"
+          title="Invalidate the values that carry one or more tags"
+          onClick={() => (pendingTagInvalidation.value = { region })}
+        >
+          Invalidate tag…
+        </button>
         <button
           type="button"
           class="btn btn-sm"

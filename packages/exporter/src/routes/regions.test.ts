@@ -1,4 +1,4 @@
-import { NO_VALUE } from '@corral/core'
+import { MAX_TAG_LENGTH, MAX_TAGS, NO_VALUE } from '@corral/core'
 import { describe, expect, it } from 'vitest'
 import { fixture, postJson } from '../test/helpers.js'
 
@@ -256,6 +256,217 @@ describe('POST /api/regions/:name/invalidate', () => {
   })
 })
 
+describe('POST /api/regions/:name/invalidate-tags', () => {
+  const PATH = '/api/regions/users/invalidate-tags'
+
+  async function tagged(f: ReturnType<typeof fixture>): Promise<void> {
+    await f.users.set('user:5:profile', 'profile', { tags: ['user:5'] })
+    await f.users.set('user:5:feed', 'feed', { tags: ['feeds', 'user:5'] })
+    await f.users.set('user:6:profile', 'other', { tags: ['user:6'] })
+    await f.users.set('untagged', 'plain')
+  }
+
+  it('hard-invalidates the values carrying a tag, and only those; the invalidation shows in the stats', async () => {
+    const f = fixture()
+    await tagged(f)
+    const events: unknown[] = []
+    f.users.on('invalidate', (event) => void events.push(event))
+    const before = Date.now()
+    const res = await f.app.request(PATH, postJson({ tags: ['user:5'], hard: true }))
+    expect(res.status).toBe(200)
+    const body = (await res.json()) as { invalidatedAt: number }
+    expect(body).toEqual({ region: 'users', tags: ['user:5'], hard: true, invalidatedAt: expect.any(Number) })
+    expect(Number.isInteger(body.invalidatedAt)).toBe(true)
+    expect(body.invalidatedAt).toBeGreaterThanOrEqual(before - 1)
+    expect(body.invalidatedAt).toBeLessThanOrEqual(Date.now())
+    expect(await f.users.get('user:5:profile')).toBe(NO_VALUE)
+    expect(await f.users.get('user:5:feed')).toBe(NO_VALUE)
+    expect(await f.users.get('user:6:profile')).toBe('other')
+    expect(await f.users.get('untagged')).toBe('plain')
+    expect(events).toEqual([expect.objectContaining({ region: 'users', hard: true, scope: 'tag', key: 'user:5' })])
+    const region = (await (await f.app.request('/api/regions/users')).json()) as Record<string, unknown>
+    expect(region).toMatchObject({
+      stats: { invalidations: { hard: 1, soft: 0 } },
+      lastInvalidation: { at: body.invalidatedAt, hard: true, scope: 'tag' },
+    })
+  })
+
+  it('takes several tags at once, each once, and defaults to hard when "hard" is missing', async () => {
+    const f = fixture()
+    await tagged(f)
+    const res = await f.app.request(PATH, postJson({ tags: ['user:6', 'feeds', 'user:6'] }))
+    expect(res.status).toBe(200)
+    expect(await res.json()).toMatchObject({ region: 'users', tags: ['user:6', 'feeds'], hard: true })
+    expect(await f.users.get('user:6:profile')).toBe(NO_VALUE)
+    expect(await f.users.get('user:5:feed')).toBe(NO_VALUE)
+    expect(await f.users.get('user:5:profile')).toBe('profile')
+    expect(f.users.statsSnapshot().invalidations).toEqual({ hard: 2, soft: 0 })
+  })
+
+  it('soft-invalidates: the tagged values become stale', async () => {
+    const f = fixture()
+    await tagged(f)
+    const res = await f.app.request(PATH, postJson({ tags: ['user:5'], hard: false }))
+    expect(res.status).toBe(200)
+    expect(await res.json()).toMatchObject({ region: 'users', tags: ['user:5'], hard: false })
+    expect(await f.users.get('user:5:profile')).toBe(NO_VALUE)
+    expect(await f.users.get('user:5:profile', { ignoreExpiration: true })).toBe('profile')
+    expect(await f.users.get('untagged')).toBe('plain')
+    expect(f.users.statsSnapshot().invalidations).toEqual({ hard: 0, soft: 1 })
+    expect(f.users.stats.lastInvalidation).toMatchObject({ hard: false, scope: 'tag' })
+  })
+
+  it(`accepts ${MAX_TAGS} tags and tags of ${MAX_TAG_LENGTH} characters, in any script`, async () => {
+    const f = fixture()
+    const many = Array.from({ length: MAX_TAGS }, (_, i) => `t${i}`)
+    expect((await f.app.request(PATH, postJson({ tags: many }))).status).toBe(200)
+    const odd = ['x'.repeat(MAX_TAG_LENGTH), 'café / ünï 🐄', 'a,b', ' spaced ']
+    const res = await f.app.request(PATH, postJson({ tags: odd }))
+    expect(res.status).toBe(200)
+    expect(await res.json()).toMatchObject({ tags: odd })
+  })
+
+  it('answers 400 { error } to missing, empty, non-array, non-string, too many or too long tags, and a bad "hard"', async () => {
+    const f = fixture()
+    const tooMany = JSON.stringify({ tags: Array.from({ length: MAX_TAGS + 1 }, (_, i) => `t${i}`) })
+    const tooLong = JSON.stringify({ tags: ['ok', 'x'.repeat(MAX_TAG_LENGTH + 1)] })
+    const cases: Array<[string, string]> = [
+      ['', '"tags" is required: an array of tags such as {"tags": ["user:42"]}'],
+      ['{}', '"tags" is required: an array of tags such as {"tags": ["user:42"]}'],
+      ['{"hard":true}', '"tags" is required: an array of tags such as {"tags": ["user:42"]}'],
+      ['{"tags":[]}', '"tags" must hold at least one tag'],
+      ['{"tags":"user:5"}', '"tags" must be an array of strings; got "user:5"'],
+      ['{"tags":null}', '"tags" must be an array of strings; got null'],
+      ['{"tags":{"0":"user:5"}}', '"tags" must be an array of strings; got {"0":"user:5"}'],
+      ['{"tags":[5]}', 'every tag must be a string; got 5'],
+      ['{"tags":["ok",null]}', 'every tag must be a string; got null'],
+      ['{"tags":[["nested"]]}', 'every tag must be a string; got ["nested"]'],
+      ['{"tags":[""]}', 'tags must not be empty strings'],
+      ['{"tags":["ok",""]}', 'tags must not be empty strings'],
+      [tooMany, `"tags" holds at most ${MAX_TAGS} tags; got ${MAX_TAGS + 1}`],
+      [tooLong, `tags are at most ${MAX_TAG_LENGTH} characters; got one of ${MAX_TAG_LENGTH + 1}`],
+      ['{"tags":["user:5"],"hard":"false"}', '"hard" must be true or false; got "false"'],
+      ['{"tags":["user:5"],"hard":0}', '"hard" must be true or false; got 0'],
+      ['{"tags":["user:5"],"hard":null}', '"hard" must be true or false; got null'],
+      ['{"tags":', 'the body is not valid JSON'],
+      ['["user:5"]', 'the body must be a JSON object such as {"tags": ["user:42"], "hard": true}'],
+    ]
+    for (const [body, error] of cases) {
+      const res = await f.app.request(PATH, postJson(body))
+      expect(res.status, body.slice(0, 80)).toBe(400)
+      expect(await res.json(), body.slice(0, 80)).toEqual({ error })
+    }
+    expect(f.users.statsSnapshot().invalidations).toEqual({ hard: 0, soft: 0 })
+  })
+
+  it('answers 409 to a soft invalidation of a region without expiration time, as /invalidate does', async () => {
+    const f = fixture()
+    const path = '/api/regions/eternal/invalidate-tags'
+    const res = await f.app.request(path, postJson({ tags: ['t'], hard: false }))
+    expect(res.status).toBe(409)
+    expect(await res.json()).toEqual({
+      error: 'region "eternal" has no expiration time, so it cannot be soft-invalidated; use {"hard": true}',
+    })
+    expect(f.eternal.statsSnapshot().invalidations).toEqual({ hard: 0, soft: 0 })
+    expect((await f.app.request(path, postJson({ tags: ['t'], hard: true }))).status).toBe(200)
+  })
+
+  it('answers 409 for a region that is not configured, and 404 for an unknown one', async () => {
+    const f = fixture()
+    f.registry.createRegion({ name: 'later' })
+    const later = await f.app.request('/api/regions/later/invalidate-tags', postJson({ tags: ['t'] }))
+    expect(later.status).toBe(409)
+    expect(await later.json()).toEqual({ error: 'region "later" is not configured yet' })
+    const unknown = await f.app.request('/api/regions/nope/invalidate-tags', postJson({ tags: ['t'] }))
+    expect(unknown.status).toBe(404)
+    expect(await unknown.json()).toEqual({ error: 'unknown region "nope"' })
+  })
+
+  it('decodes region names', async () => {
+    const f = fixture()
+    const region = f.registry.createRegion({ name: 'café / ünïcode' }).configure('memory')
+    const res = await f.app.request(
+      `/api/regions/${encodeURIComponent('café / ünïcode')}/invalidate-tags`,
+      postJson({ tags: ['t'] }),
+    )
+    expect(res.status).toBe(200)
+    expect(await res.json()).toMatchObject({ region: 'café / ünïcode', tags: ['t'] })
+    expect(region.stats.lastInvalidation).toMatchObject({ scope: 'tag' })
+  })
+
+  it('needs the admin token when one is set: 401 without it or with a wrong one', async () => {
+    const f = fixture({ adminToken: TOKEN })
+    await tagged(f)
+    const missing = await f.app.request(PATH, postJson({ tags: ['user:5'] }))
+    expect(missing.status).toBe(401)
+    expect(missing.headers.get('www-authenticate')).toBe('Bearer realm="corral"')
+    expect(await missing.json()).toEqual({ error: 'an admin token is required: send "Authorization: Bearer <token>"' })
+    const wrong = await f.app.request(PATH, postJson({ tags: ['user:5'] }, { authorization: 'Bearer wrong' }))
+    expect(wrong.status).toBe(401)
+    expect(wrong.headers.get('www-authenticate')).toBe('Bearer realm="corral", error="invalid_token"')
+    expect(await f.users.get('user:5:profile')).toBe('profile')
+    const right = await f.app.request(PATH, postJson({ tags: ['user:5'] }, { authorization: `Bearer ${TOKEN}` }))
+    expect(right.status).toBe(200)
+    expect(await f.users.get('user:5:profile')).toBe(NO_VALUE)
+  })
+
+  it('refuses cross-site requests (403) and, without a token, a foreign Host (403)', async () => {
+    const f = fixture()
+    await tagged(f)
+    const cases: Record<string, string>[] = [
+      { host: '127.0.0.1:9464', origin: 'http://evil.example' },
+      { host: '127.0.0.1:9464', origin: 'null' },
+      { host: '127.0.0.1:9464', 'sec-fetch-site': 'cross-site' },
+      { host: '127.0.0.1:9464', 'sec-fetch-site': 'same-site' },
+    ]
+    for (const headers of cases) {
+      const res = await f.app.request(PATH, postJson({ tags: ['user:5'] }, headers))
+      expect(res.status, JSON.stringify(headers)).toBe(403)
+      expect(((await res.json()) as { error: string }).error).toMatch(/^cross-site request refused/)
+    }
+    const rebinding = await f.app.request(PATH, postJson({ tags: ['user:5'] }, { host: 'evil.example' }))
+    expect(rebinding.status).toBe(403)
+    expect(await f.users.get('user:5:profile')).toBe('profile')
+    const same = await f.app.request(
+      `http://127.0.0.1:9464${PATH}`,
+      postJson({ tags: ['user:5'] }, { host: '127.0.0.1:9464', origin: 'http://127.0.0.1:9464' }),
+    )
+    expect(same.status).toBe(200)
+  })
+
+  it('answers 415 to a body that is not application/json', async () => {
+    const f = fixture()
+    await tagged(f)
+    const bodies: RequestInit[] = [
+      { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{"tags":["user:5"]}' },
+      { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'tags=user:5' },
+      { method: 'POST', body: '{"tags":["user:5"]}' },
+    ]
+    for (const init of bodies) {
+      const res = await f.app.request(PATH, init)
+      expect(res.status).toBe(415)
+      expect(await res.json()).toEqual({ error: 'this endpoint accepts only application/json bodies' })
+    }
+    expect(await f.users.get('user:5:profile')).toBe('profile')
+  })
+
+  it('answers 413 to a body over the limit', async () => {
+    const f = fixture({ bodyLimit: 64 })
+    const res = await f.app.request(PATH, postJson({ tags: ['x'.repeat(100)] }))
+    expect(res.status).toBe(413)
+    expect(await res.json()).toEqual({ error: 'the body is larger than 64 bytes' })
+  })
+
+  it('answers 405 with Allow to other methods', async () => {
+    const f = fixture()
+    for (const method of ['GET', 'DELETE']) {
+      const res = await f.app.request(PATH, { method })
+      expect(res.status, method).toBe(405)
+      expect(res.headers.get('allow')).toBe('POST')
+    }
+  })
+})
+
 describe('DELETE /api/regions/:name/keys/:key', () => {
   it('deletes the key', async () => {
     const f = fixture()
@@ -365,6 +576,50 @@ describe('the admin audit', () => {
     expect(text).toContain('corral_admin_actions_total{action="delete_key",outcome="success"} 1')
     expect(text).toContain('corral_admin_actions_total{action="invalidate",outcome="rejected"} 1')
     expect(text).toContain('corral_admin_actions_total{action="delete_key",outcome="forbidden"} 0')
+  })
+
+  it('logs and counts tag invalidations as invalidate_tags, refused ones included', async () => {
+    const f = fixture({ adminToken: TOKEN })
+    const auth = { authorization: `Bearer ${TOKEN}` }
+    const path = '/api/regions/users/invalidate-tags'
+    await f.app.request(path, postJson({ tags: ['user:5', 'feeds'], hard: false }, auth))
+    await f.app.request(path, postJson({ tags: ['user:5'] }))
+    await f.app.request(path, postJson({ tags: ['user:5'] }, { ...auth, origin: 'http://evil.example' }))
+    await f.app.request(path, postJson({ tags: [] }, auth))
+    await f.app.request(path, { method: 'POST', headers: auth, body: 'tags=user:5' })
+    await f.app.request('/api/regions/eternal/invalidate-tags', postJson({ tags: ['t'], hard: false }, auth))
+
+    const entries = f.logger.entries.filter((e) => e.obj.audit === 'corral.admin')
+    expect(entries.map((e) => [e.obj.action, e.obj.outcome, e.obj.status])).toEqual([
+      ['invalidate_tags', 'success', 200],
+      ['invalidate_tags', 'unauthorized', 401],
+      ['invalidate_tags', 'forbidden', 403],
+      ['invalidate_tags', 'rejected', 400],
+      ['invalidate_tags', 'rejected', 415],
+      ['invalidate_tags', 'rejected', 409],
+    ])
+    expect(entries[0]?.obj).toEqual({
+      audit: 'corral.admin',
+      action: 'invalidate_tags',
+      outcome: 'success',
+      status: 200,
+      region: 'users',
+      tags: ['user:5', 'feeds'],
+      hard: false,
+      client: { address: 'unknown', token: expect.stringMatching(/^sha256:[0-9a-f]{12}$/) },
+      at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+    })
+    expect(entries[0]?.msg).toBe('corral admin invalidate_tags users: success (200)')
+    expect(entries[5]?.obj).toMatchObject({ region: 'eternal', tags: ['t'], hard: false })
+    expect(JSON.stringify(f.logger.entries)).not.toContain(TOKEN)
+
+    const text = await (await f.app.request('/metrics')).text()
+    expect(text).toContain('corral_admin_actions_total{action="invalidate_tags",outcome="success"} 1')
+    expect(text).toContain('corral_admin_actions_total{action="invalidate_tags",outcome="unauthorized"} 1')
+    expect(text).toContain('corral_admin_actions_total{action="invalidate_tags",outcome="forbidden"} 1')
+    expect(text).toContain('corral_admin_actions_total{action="invalidate_tags",outcome="rejected"} 3')
+    expect(text).toContain('corral_admin_actions_total{action="invalidate_tags",outcome="error"} 0')
+    expect(text).toContain('corral_admin_actions_total{action="invalidate",outcome="success"} 0')
   })
 
   it('does not audit reads', async () => {

@@ -1,8 +1,15 @@
 /**
- * The admin API's region routes: stats, hot keys, recent stampedes, and the two write paths (invalidate a region,
- * delete a key), which act on the live regions and so emit the matching `invalidate` events.
+ * The admin API's region routes: stats, hot keys, recent stampedes, and the three write paths (invalidate a region,
+ * invalidate tags, delete a key), which act on the live regions and so emit the matching `invalidate` events.
  */
-import { ValidationError, type CacheRegion, type RegionRegistry } from '@corral/core'
+import {
+  MAX_TAG_LENGTH,
+  MAX_TAGS,
+  ValidationError,
+  type CacheRegion,
+  type RegionRegistry,
+  type RegionStatsSnapshot,
+} from '@corral/core'
 import { Hono } from 'hono'
 import type { Context, MiddlewareHandler } from 'hono'
 import { auditAdminAction, type ExporterMetrics } from '../audit.js'
@@ -20,26 +27,9 @@ export interface RegionJson {
   configured: boolean
   /** seconds, or null when values never expire */
   expirationTime: number | null
-  stats: {
-    hits: number
-    misses: number
-    stale: number
-    gets: number
-    regenerations: number
-    regenerationErrors: number
-    lockWaits: number
-    /** stampedes prevented: callers that needed a value and did not run the creator */
-    coalesced: number
-    coalescedWaited: number
-    coalescedStale: number
-    invalidations: { hard: number; soft: number }
-    backendErrors: number
-    /** (hits + stale) / gets, or null before the first get */
-    hitRatio: number | null
-    /** seconds, over the last 1024 regenerations; null before the first */
-    regenerationTime: { p50: number; p99: number } | null
-  }
-  /** the last invalidation (region or key), `at` in epoch milliseconds */
+  /** The region's stats snapshot, field by field (a field added to core is a deliberate API change here). */
+  stats: RegionStatsSnapshot
+  /** the last invalidation (region, key or tag), `at` in epoch milliseconds */
   lastInvalidation: { at: number; hard: boolean; scope: string } | null
 }
 
@@ -89,8 +79,8 @@ function findRegion(registry: RegionRegistry, c: Context): CacheRegion {
   return region
 }
 
-/** Reads the JSON body of a POST: malformed JSON or anything but an object is a 400. */
-async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
+/** Reads the JSON body of a POST: malformed JSON or anything but an object (such as `example`) is a 400. */
+async function readJsonObject(c: Context, example: string): Promise<Record<string, unknown>> {
   const text = await c.req.text()
   if (text.trim() === '') return {}
   let body: unknown
@@ -100,21 +90,76 @@ async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
     throw httpError(400, 'the body is not valid JSON')
   }
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-    throw httpError(400, 'the body must be a JSON object such as {"hard": true}')
+    throw httpError(400, `the body must be a JSON object such as ${example}`)
   }
   return body as Record<string, unknown>
 }
 
+/** The `hard` of an invalidation body: true when absent, as `region.invalidate()` does; a non-boolean is a 400. */
+function hardOf(body: Record<string, unknown>): boolean {
+  const hard = 'hard' in body ? body.hard : true
+  if (typeof hard !== 'boolean') throw httpError(400, `"hard" must be true or false; got ${JSON.stringify(hard)}`)
+  return hard
+}
+
+/**
+ * The `tags` of an invalidate-tags body, checked as `region.invalidateTags()` checks them (1 to MAX_TAGS non-empty
+ * strings of at most MAX_TAG_LENGTH characters), but answered as a 400 here; duplicates are dropped.
+ */
+function tagsOf(body: Record<string, unknown>): string[] {
+  if (!('tags' in body)) throw httpError(400, '"tags" is required: an array of tags such as {"tags": ["user:42"]}')
+  const tags = body.tags
+  if (!Array.isArray(tags)) {
+    throw httpError(400, `"tags" must be an array of strings; got ${JSON.stringify(tags).slice(0, 100)}`)
+  }
+  if (tags.length === 0) throw httpError(400, '"tags" must hold at least one tag')
+  if (tags.length > MAX_TAGS) throw httpError(400, `"tags" holds at most ${MAX_TAGS} tags; got ${tags.length}`)
+  for (const tag of tags) {
+    if (typeof tag !== 'string') {
+      throw httpError(400, `every tag must be a string; got ${JSON.stringify(tag).slice(0, 100)}`)
+    }
+    if (tag.length === 0) throw httpError(400, 'tags must not be empty strings')
+    if (tag.length > MAX_TAG_LENGTH) {
+      throw httpError(400, `tags are at most ${MAX_TAG_LENGTH} characters; got one of ${tag.length}`)
+    }
+  }
+  return [...new Set(tags as string[])]
+}
+
+/**
+ * Runs an invalidation of `region` and answers when it happened (epoch ms). A region that is not configured, or a
+ * soft invalidation of one without expiration time, is a 409; so is any ValidationError the region still raises,
+ * the input having been checked already: it is about the region's state.
+ */
+async function invalidation(region: CacheRegion, hard: boolean, run: () => Promise<void>): Promise<number> {
+  if (!region.isConfigured) throw httpError(409, `region "${region.name}" is not configured yet`)
+  if (!hard && region.expirationTime === undefined) {
+    throw httpError(
+      409,
+      `region "${region.name}" has no expiration time, so it cannot be soft-invalidated; use {"hard": true}`,
+    )
+  }
+  try {
+    await run()
+  } catch (error) {
+    if (corralCode(error) === ValidationError.code) throw httpError(409, (error as Error).message)
+    throw error
+  }
+  return Math.floor(region.stats.lastInvalidation?.at ?? Date.now())
+}
+
 const INVALIDATE_PATH = '/regions/:name/invalidate'
+const INVALIDATE_TAGS_PATH = '/regions/:name/invalidate-tags'
 const KEY_PATH = '/regions/:name/keys/:key{.+}'
 
 /**
- * The audit of the two write paths. Mounted under `/api` before the guards (auth, cross-site, content type, body
+ * The audit of the three write paths. Mounted under `/api` before the guards (auth, cross-site, content type, body
  * size), so that the requests they refuse are logged and counted too.
  */
 export function regionWriteAudits(metrics: ExporterMetrics, logger: ExporterLogger | undefined): Hono<ExporterEnv> {
   const app = new Hono<ExporterEnv>()
   app.post(INVALIDATE_PATH, auditAdminAction('invalidate', metrics, logger))
+  app.post(INVALIDATE_TAGS_PATH, auditAdminAction('invalidate_tags', metrics, logger))
   app.delete(KEY_PATH, auditAdminAction('delete_key', metrics, logger))
   return app
 }
@@ -155,25 +200,20 @@ export function regionRoutes(registry: RegionRegistry): Hono<ExporterEnv> {
 
   app.post(INVALIDATE_PATH, async (c) => {
     const region = findRegion(registry, c)
-    const body = await readJsonObject(c)
-    const hard = 'hard' in body ? body.hard : true
-    if (typeof hard !== 'boolean') throw httpError(400, `"hard" must be true or false; got ${JSON.stringify(hard)}`)
+    const hard = hardOf(await readJsonObject(c, '{"hard": true}'))
     c.set('auditDetails', { hard })
-    if (!region.isConfigured) throw httpError(409, `region "${region.name}" is not configured yet`)
-    if (!hard && region.expirationTime === undefined) {
-      throw httpError(
-        409,
-        `region "${region.name}" has no expiration time, so it cannot be soft-invalidated; use {"hard": true}`,
-      )
-    }
-    try {
-      await region.invalidate({ hard })
-    } catch (error) {
-      if (corralCode(error) === ValidationError.code) throw httpError(409, (error as Error).message)
-      throw error
-    }
-    const at = region.stats.lastInvalidation?.at ?? Date.now()
-    return c.json({ region: region.name, hard, invalidatedAt: Math.floor(at) })
+    const at = await invalidation(region, hard, () => region.invalidate({ hard }))
+    return c.json({ region: region.name, hard, invalidatedAt: at })
+  })
+
+  app.post(INVALIDATE_TAGS_PATH, async (c) => {
+    const region = findRegion(registry, c)
+    const body = await readJsonObject(c, '{"tags": ["user:42"], "hard": true}')
+    const tags = tagsOf(body)
+    const hard = hardOf(body)
+    c.set('auditDetails', { tags, hard })
+    const at = await invalidation(region, hard, () => region.invalidateTags(tags, { hard }))
+    return c.json({ region: region.name, tags, hard, invalidatedAt: at })
   })
 
   app.delete(KEY_PATH, async (c) => {
@@ -187,6 +227,7 @@ export function regionRoutes(registry: RegionRegistry): Hono<ExporterEnv> {
 
   for (const [path, allow] of [
     [INVALIDATE_PATH, 'POST'],
+    [INVALIDATE_TAGS_PATH, 'POST'],
     [KEY_PATH, 'DELETE'],
   ] as const) {
     app.all(path, (c) => {
