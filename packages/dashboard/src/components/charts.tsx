@@ -2,6 +2,7 @@ import { areaPath, linePath, niceCeil, type Point } from '../chart'
 import { formatRate } from '../format'
 import { bucketRates, type CounterName, type RatePoint } from '../rates'
 import { chartRegion, history, now, regions } from '../store'
+import { RegionSelect } from './region-select'
 
 const SPAN_MS = 5 * 60_000
 const STEP_MS = 5000
@@ -99,17 +100,7 @@ export function Charts() {
       <div class="panel-head">
         <h2 id="charts-title">Traffic</h2>
         <span class="muted">per second, last 5 minutes, {STEP_MS / 1000} s buckets</span>
-        <label class="select-label">
-          <span class="sr-only">Region</span>
-          <select class="select" value={region} onChange={(e) => (chartRegion.value = e.currentTarget.value)}>
-            <option value="">All regions</option>
-            {names.map((n) => (
-              <option key={n} value={n}>
-                {n}
-              </option>
-            ))}
-          </select>
-        </label>
+        <RegionSelect names={names} selected={chartRegion} />
       </div>
       <div class="charts">
         <Chart

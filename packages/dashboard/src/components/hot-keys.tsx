@@ -1,6 +1,7 @@
 import { formatInt } from '../format'
 import { hotKeys, hotKeysRegion, regions } from '../store'
 import { KeyText } from './key-text'
+import { RegionSelect } from './region-select'
 
 function RegionHotKeys({ name }: { name: string }) {
   const state = hotKeys.value[name]
@@ -66,17 +67,7 @@ export function HotKeys() {
       <div class="panel-head">
         <h2 id="hot-keys-title">Hot keys</h2>
         <span class="muted">most requested, per region</span>
-        <label class="select-label">
-          <span class="sr-only">Region</span>
-          <select class="select" value={selected} onChange={(e) => (hotKeysRegion.value = e.currentTarget.value)}>
-            <option value="">All regions</option>
-            {names.map((n) => (
-              <option key={n} value={n}>
-                {n}
-              </option>
-            ))}
-          </select>
-        </label>
+        <RegionSelect names={names} selected={hotKeysRegion} />
       </div>
       {names.length === 0 ? (
         <p class="empty">No regions.</p>
