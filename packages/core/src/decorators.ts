@@ -1,5 +1,6 @@
 import { NO_VALUE, type NoValue } from './cached-value.js'
-import { describe, parseExpiration, type Duration } from './durations.js'
+import { parseExpiration, type Duration } from './durations.js'
+import { describeValue } from './describe-value.js'
 import { ValidationError } from './errors.js'
 import type { ArgToString, KeyGenerator, MultiKeyGenerator } from './keys.js'
 import type { CacheRegion, ShouldCache } from './region.js'
@@ -73,7 +74,7 @@ function expirationResolver(expirationTime: Duration | (() => Duration) | undefi
 
 function assertFunction(fn: unknown, method: string): void {
   if (typeof fn !== 'function')
-    throw new ValidationError(`${method}(): expected a function to cache; got ${describe(fn)}`)
+    throw new ValidationError(`${method}(): expected a function to cache; got ${describeValue(fn)}`)
 }
 
 export function cacheOnArguments<Args extends unknown[], R, This>(
@@ -153,7 +154,7 @@ export function cacheMultiOnArguments<A, R>(
       return Object.prototype.hasOwnProperty.call(dict, name) ? dict[name] : NO_VALUE
     }
     throw new ValidationError(
-      `cacheMultiOnArguments({ asDict: true }): the function must return a Map or an object; got ${describe(result)}`,
+      `cacheMultiOnArguments({ asDict: true }): the function must return a Map or an object; got ${describeValue(result)}`,
     )
   }
 

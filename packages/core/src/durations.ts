@@ -1,3 +1,4 @@
+import { describeValue } from './describe-value.js'
 import { ValidationError } from './errors.js'
 
 /** Seconds as a number (fractions allowed), or a string such as `'250ms'`, `'30s'`, `'5m'`, `'2h'`, `'1d'`. */
@@ -21,7 +22,7 @@ export function parseDuration(value: unknown, what: string): number {
     if (/^\s*\d+(\.\d+)?\s*$/.test(value)) return Number(value)
   }
   throw new ValidationError(
-    `${what} must be a non-negative number of seconds or a string like '250ms', '30s', '5m', '2h', '1d'; got ${describe(value)}`,
+    `${what} must be a non-negative number of seconds or a string like '250ms', '30s', '5m', '2h', '1d'; got ${describeValue(value)}`,
   )
 }
 
@@ -35,15 +36,4 @@ export function parseExpiration(value: unknown, what: string): number | undefine
   const seconds = parseDuration(value, what)
   if (seconds === 0) throw new ValidationError(`${what} must be greater than zero (use -1 for "never expires")`)
   return seconds
-}
-
-export function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value)
-  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`
-  if (typeof value === 'symbol' || typeof value === 'bigint') return value.toString()
-  try {
-    return JSON.stringify(value) ?? String(value)
-  } catch {
-    return Object.prototype.toString.call(value)
-  }
 }

@@ -1,4 +1,5 @@
 export { createRegion, regions, RegionRegistry } from './registry.js'
+export { MAX_TAGS, MAX_TAG_LENGTH, tagListProblem, validateTags } from './tags.js'
 export {
   CacheRegion,
   backgroundRunner,
@@ -11,8 +12,6 @@ export {
   type RegionOptions,
   type ShouldCache,
   type SetOptions,
-  MAX_TAGS,
-  MAX_TAG_LENGTH,
   type TelemetryOptions,
   type ValueMetadata,
   type WrapEntry,

@@ -13,7 +13,8 @@ import {
   type CacheMultiOnArgumentsOptions,
   type CacheOnArgumentsOptions,
 } from './decorators.js'
-import { describe, parseExpiration, type Duration } from './durations.js'
+import { parseExpiration, type Duration } from './durations.js'
+import { describeValue } from './describe-value.js'
 import {
   BackendError,
   CorralError,
@@ -40,6 +41,7 @@ import { Instrumentation, type Logger } from './telemetry/instrumentation.js'
 import { CorralMetrics } from './telemetry/metrics.js'
 import { RegionStats, type RegionStatsSnapshot } from './telemetry/stats.js'
 import { RegionTracing, endSpan, type GetResult } from './telemetry/tracing.js'
+import { MAX_TAG_LENGTH, validateTags } from './tags.js'
 
 export type Creator<T> = () => T | Promise<T>
 export type ShouldCache<T> = (value: T) => boolean
@@ -250,7 +252,7 @@ export class CacheRegion {
   configure(backend: string | CacheBackend, options: ConfigureOptions = {}): this {
     if (this.#closed) throw new ValidationError(`region "${this.name}" is closed`)
     if (options === null || typeof options !== 'object')
-      throw new ValidationError(`configure(): options must be an object; got ${describe(options)}`)
+      throw new ValidationError(`configure(): options must be an object; got ${describeValue(options)}`)
     if (this.#backend && !options.replaceExistingBackend) {
       throw new RegionAlreadyConfiguredError(
         `region "${this.name}" already has a backend (${this.#backend.name}); pass { replaceExistingBackend: true } to replace it`,
@@ -268,7 +270,7 @@ export class CacheRegion {
       instance = backend
     } else {
       throw new ValidationError(
-        `configure(): the backend must be a registered name or a CacheBackend instance; got ${describe(backend)}`,
+        `configure(): the backend must be a registered name or a CacheBackend instance; got ${describeValue(backend)}`,
       )
     }
     try {
@@ -321,7 +323,7 @@ export class CacheRegion {
    */
   configureFromConfig(config: Record<string, unknown>, prefix: string): this {
     if (config === null || typeof config !== 'object')
-      throw new ValidationError(`configureFromConfig(): config must be an object; got ${describe(config)}`)
+      throw new ValidationError(`configureFromConfig(): config must be an object; got ${describeValue(config)}`)
     const backend = config[`${prefix}backend`]
     if (typeof backend !== 'string' || backend === '') {
       throw new ValidationError(`configureFromConfig(): "${prefix}backend" is missing or not a string`)
@@ -407,9 +409,9 @@ export class CacheRegion {
   async getOrCreate<T>(key: string, creator: Creator<T>, options?: GetOrCreateOptions<T>): Promise<T> {
     const backend = this.#backend ?? this.#notConfigured()
     if (typeof key !== 'string')
-      throw new ValidationError(`getOrCreate(): the key must be a string; got ${describe(key)}`)
+      throw new ValidationError(`getOrCreate(): the key must be a string; got ${describeValue(key)}`)
     if (typeof creator !== 'function')
-      throw new ValidationError(`getOrCreate(): the creator must be a function; got ${describe(creator)}`)
+      throw new ValidationError(`getOrCreate(): the creator must be a function; got ${describeValue(creator)}`)
     const storeKey = this.#mangler === undefined ? key : this.#mangler(key)
     const expirationMs =
       options?.expirationTime === undefined ? this.#expirationMs : this.#callExpirationMs(options.expirationTime)
@@ -682,7 +684,7 @@ export class CacheRegion {
   ): Promise<T[]> {
     assertKeyList(keys, 'getOrCreateMulti')
     if (typeof creator !== 'function')
-      throw new ValidationError(`getOrCreateMulti(): the creator must be a function; got ${describe(creator)}`)
+      throw new ValidationError(`getOrCreateMulti(): the creator must be a function; got ${describeValue(creator)}`)
     const backend = this.backend
     const expirationMs = this.#callExpirationMs(options?.expirationTime)
     const tags = options?.tags === undefined ? undefined : validateTags(options.tags, 'getOrCreateMulti')
@@ -788,7 +790,7 @@ export class CacheRegion {
         const created = await creator(...keys)
         if (!Array.isArray(created) || created.length !== keys.length) {
           throw new ValidationError(
-            `getOrCreateMulti(): the creator must return an array with one value per key it received (${keys.length}); got ${Array.isArray(created) ? `${created.length} values` : describe(created)}`,
+            `getOrCreateMulti(): the creator must return an array with one value per key it received (${keys.length}); got ${Array.isArray(created) ? `${created.length} values` : describeValue(created)}`,
           )
         }
         const ct = this.#stamp()
@@ -832,7 +834,7 @@ export class CacheRegion {
   async setMulti(entries: ReadonlyMap<string, unknown> | Record<string, unknown>, options?: SetOptions): Promise<void> {
     const tags = options?.tags === undefined ? undefined : validateTags(options.tags, 'setMulti')
     if (entries === null || typeof entries !== 'object')
-      throw new ValidationError(`setMulti(): entries must be a Map or an object; got ${describe(entries)}`)
+      throw new ValidationError(`setMulti(): entries must be a Map or an object; got ${describeValue(entries)}`)
     const ct = this.#stamp()
     const pairs = entries instanceof Map ? [...entries] : Object.entries(entries)
     await this.#storeMulti(
@@ -866,7 +868,7 @@ export class CacheRegion {
     this.#requireBackend()
     const hard = options.hard ?? true
     if (typeof hard !== 'boolean')
-      throw new ValidationError(`invalidate(): hard must be a boolean; got ${describe(hard)}`)
+      throw new ValidationError(`invalidate(): hard must be a boolean; got ${describeValue(hard)}`)
     if (!hard && this.#expirationTime === undefined) {
       throw new ValidationError(
         `region "${this.name}" has no expiration time, so soft invalidation has nothing to compare with: configure an expirationTime or use invalidate({ hard: true })`,
@@ -886,11 +888,10 @@ export class CacheRegion {
    */
   async invalidateTags(tags: readonly string[] | string, options: { hard?: boolean } = {}): Promise<void> {
     this.#requireBackend()
-    const list = validateTags(typeof tags === 'string' ? [tags] : tags, 'invalidateTags')
-    if (list.length === 0) throw new ValidationError('invalidateTags(): give at least one tag')
+    const list = validateTags(typeof tags === 'string' ? [tags] : tags, 'invalidateTags', { atLeastOne: true })
     const hard = options.hard ?? true
     if (typeof hard !== 'boolean')
-      throw new ValidationError(`invalidateTags(): hard must be a boolean; got ${describe(hard)}`)
+      throw new ValidationError(`invalidateTags(): hard must be a boolean; got ${describeValue(hard)}`)
     if (!hard && this.#expirationTime === undefined) {
       throw new ValidationError(
         `region "${this.name}" has no expiration time, so soft invalidation has nothing to compare with: configure an expirationTime or use invalidateTags(tags, { hard: true })`,
@@ -1057,7 +1058,7 @@ export class CacheRegion {
 
   #storeKey(key: string): string {
     this.#requireBackend()
-    if (typeof key !== 'string') throw new ValidationError(`cache keys must be strings; got ${describe(key)}`)
+    if (typeof key !== 'string') throw new ValidationError(`cache keys must be strings; got ${describeValue(key)}`)
     return this.#mangler === undefined ? key : this.#mangler(key)
   }
 
@@ -1225,37 +1226,12 @@ function toProxy(entry: WrapEntry): ProxyBackend {
   if (typeof entry === 'function' && (entry === ProxyBackend || entry.prototype instanceof ProxyBackend))
     return new entry()
   throw new ValidationError(
-    `configure(): every wrap entry must be a ProxyBackend subclass or instance; got ${describe(entry)}`,
+    `configure(): every wrap entry must be a ProxyBackend subclass or instance; got ${describeValue(entry)}`,
   )
-}
-
-/** The most tags one value may carry: each costs a lookup on every read of the value. */
-export const MAX_TAGS = 64
-/** The longest tag, in characters. */
-export const MAX_TAG_LENGTH = 256
-
-/** Checks a tag list: an array of at most MAX_TAGS non-empty strings of at most MAX_TAG_LENGTH characters. */
-function validateTags(tags: unknown, method: string): readonly string[] {
-  if (!Array.isArray(tags))
-    throw new ValidationError(`${method}(): tags must be an array of strings; got ${describe(tags)}`)
-  if (tags.length > MAX_TAGS) {
-    throw new ValidationError(
-      `${method}(): at most ${MAX_TAGS} tags per value (each is checked on every read); got ${tags.length}`,
-    )
-  }
-  for (const tag of tags) {
-    if (typeof tag !== 'string')
-      throw new ValidationError(`${method}(): every tag must be a string; got ${describe(tag)}`)
-    if (tag.length === 0) throw new ValidationError(`${method}(): tags must not be empty strings`)
-    if (tag.length > MAX_TAG_LENGTH) {
-      throw new ValidationError(`${method}(): tags are at most ${MAX_TAG_LENGTH} characters; got one of ${tag.length}`)
-    }
-  }
-  return tags as readonly string[]
 }
 
 function assertKeyList(keys: unknown, method: string): asserts keys is readonly string[] {
   if (!Array.isArray(keys) || keys.some((key) => typeof key !== 'string')) {
-    throw new ValidationError(`${method}(): keys must be an array of strings; got ${describe(keys)}`)
+    throw new ValidationError(`${method}(): keys must be an array of strings; got ${describeValue(keys)}`)
   }
 }

@@ -1,4 +1,4 @@
-import { describe } from '../durations.js'
+import { describeValue } from '../describe-value.js'
 import { ValidationError } from '../errors.js'
 
 type ArgumentKind = 'string' | 'boolean' | 'positiveInteger' | 'integer' | 'duration' | 'any'
@@ -14,7 +14,7 @@ export function readArguments(
   accepted: Record<string, ArgumentKind>,
 ): Record<string, unknown> {
   if (args === null || typeof args !== 'object' || Array.isArray(args)) {
-    throw new ValidationError(`${backend} backend: arguments must be an object; got ${describe(args)}`)
+    throw new ValidationError(`${backend} backend: arguments must be an object; got ${describeValue(args)}`)
   }
   const out: Record<string, unknown> = {}
   for (const [name, raw] of Object.entries(args)) {
@@ -32,7 +32,7 @@ export function readArguments(
 
 function convert(backend: string, name: string, kind: ArgumentKind, raw: unknown): unknown {
   const fail = (expected: string): never => {
-    throw new ValidationError(`${backend} backend: argument "${name}" must be ${expected}; got ${describe(raw)}`)
+    throw new ValidationError(`${backend} backend: argument "${name}" must be ${expected}; got ${describeValue(raw)}`)
   }
   switch (kind) {
     case 'any':

@@ -3,7 +3,8 @@
  * expiry derived from the region's, rate-limited error reporting, and the waiting loop of a distributed lock.
  */
 import { createRequire } from 'node:module'
-import { describe, parseDuration, parseExpiration } from '../durations.js'
+import { parseDuration, parseExpiration } from '../durations.js'
+import { describeValue } from '../describe-value.js'
 import { ValidationError } from '../errors.js'
 import type { BackendContext } from './api.js'
 
@@ -69,7 +70,7 @@ export function parseHostPort(backend: string, name: string, value: unknown): { 
   }
   if (typeof host !== 'string' || host === '' || typeof port !== 'number' || !Number.isInteger(port) || port < 1) {
     throw new ValidationError(
-      `${backend} backend: every entry of "${name}" must be { host, port } or 'host:port'; got ${describe(value)}`,
+      `${backend} backend: every entry of "${name}" must be { host, port } or 'host:port'; got ${describeValue(value)}`,
     )
   }
   return { host, port }
@@ -80,7 +81,7 @@ export function parseHostList(backend: string, name: string, value: unknown): Ar
   const list = typeof value === 'string' ? value.split(',').filter((part) => part.trim() !== '') : value
   if (!Array.isArray(list) || list.length === 0) {
     throw new ValidationError(
-      `${backend} backend: argument "${name}" must be a non-empty array of { host, port } (or 'host:port,host:port'); got ${describe(value)}`,
+      `${backend} backend: argument "${name}" must be a non-empty array of { host, port } (or 'host:port,host:port'); got ${describeValue(value)}`,
     )
   }
   return list.map((entry) => parseHostPort(backend, name, entry))

@@ -9,7 +9,8 @@ import {
   type NoValue,
   type Serializer,
 } from '../cached-value.js'
-import { describe, type Duration } from '../durations.js'
+import { type Duration } from '../durations.js'
+import { describeValue } from '../describe-value.js'
 import { BackendError, ValidationError } from '../errors.js'
 import { LocalInvalidator } from '../invalidation.js'
 import type { BackendContext, CacheBackend, CacheMutex, InvalidationState, RegionInvalidator } from './api.js'
@@ -148,7 +149,7 @@ export class MemcachedBackend implements CacheBackend {
     this.keyPrefix = (args.keyPrefix as string | undefined) ?? ''
     if (Buffer.byteLength(this.keyPrefix) > 200 || unsafeKey(this.keyPrefix))
       throw new ValidationError(
-        `memcached backend: argument "keyPrefix" must be at most 200 bytes without whitespace or control characters; got ${describe(this.keyPrefix)}`,
+        `memcached backend: argument "keyPrefix" must be at most 200 bytes without whitespace or control characters; got ${describeValue(this.keyPrefix)}`,
       )
     this.distributedLock = (args.distributedLock as boolean | undefined) ?? true
     this.lockTimeoutMs = durationMs('memcached', 'lockTimeout', args.lockTimeout, 30)
@@ -177,7 +178,7 @@ export class MemcachedBackend implements CacheBackend {
         typeof client.incrSeq !== 'function'
       )
         throw new ValidationError(
-          `memcached backend: argument "client" must be a memjs Client; got ${describe(client)}`,
+          `memcached backend: argument "client" must be a memjs Client; got ${describeValue(client)}`,
         )
       this.client = client
       this.#ownsClient = false
@@ -263,7 +264,7 @@ export class MemcachedBackend implements CacheBackend {
    */
   async increment(key: string, by: number, ttlSeconds?: number): Promise<number> {
     if (!Number.isSafeInteger(by) || by < 0)
-      throw new ValidationError(`memcached backend: increment by a whole number ≥ 0; got ${describe(by)}`)
+      throw new ValidationError(`memcached backend: increment by a whole number ≥ 0; got ${describeValue(by)}`)
     const full = this.keyFor(key)
     if (by === 0) {
       const item = await this.getItem(full)

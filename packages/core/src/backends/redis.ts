@@ -11,7 +11,8 @@ import {
   type NoValue,
   type Serializer,
 } from '../cached-value.js'
-import { describe, type Duration } from '../durations.js'
+import { type Duration } from '../durations.js'
+import { describeValue } from '../describe-value.js'
 import { BackendError, ValidationError } from '../errors.js'
 import { LocalInvalidator } from '../invalidation.js'
 import type { BackendContext, CacheBackend, CacheMutex, InvalidationState, RegionInvalidator } from './api.js'
@@ -250,7 +251,7 @@ export class RedisBackend implements CacheBackend {
 
     if (args.tls !== undefined && typeof args.tls !== 'boolean' && (args.tls === null || typeof args.tls !== 'object'))
       throw new ValidationError(
-        `redis backend: argument "tls" must be a boolean or tls options; got ${describe(args.tls)}`,
+        `redis backend: argument "tls" must be a boolean or tls options; got ${describeValue(args.tls)}`,
       )
 
     const connection = ['url', 'host', 'port', 'db', 'username', 'password', 'tls', 'cluster', 'sentinels', 'name']
@@ -262,7 +263,7 @@ export class RedisBackend implements CacheBackend {
         )
       if (!isRedisClient(args.client))
         throw new ValidationError(
-          `redis backend: argument "client" must be an ioredis Redis or Cluster; got ${describe(args.client)}`,
+          `redis backend: argument "client" must be an ioredis Redis or Cluster; got ${describeValue(args.client)}`,
         )
     }
     if (args.cluster !== undefined) {
@@ -442,7 +443,7 @@ export class RedisBackend implements CacheBackend {
    */
   async increment(key: string, by: number, ttlSeconds?: number): Promise<number> {
     if (!Number.isSafeInteger(by))
-      throw new ValidationError(`redis backend: increment by a whole number; got ${describe(by)}`)
+      throw new ValidationError(`redis backend: increment by a whole number; got ${describeValue(by)}`)
     const full = this.keyPrefix + key
     if (by === 0) {
       const current = await this.run(() => this.client.get(full))
