@@ -26,6 +26,7 @@
  * Keys are stored as given (not truncated): the caller passes the key it wants displayed.
  */
 import { ValidationError } from '../errors.js'
+import { currentTick } from './tick.js'
 
 export interface HotKey {
   key: string
@@ -54,6 +55,20 @@ const DEFAULT_WINDOW_SECONDS = 60
 const DEFAULT_WIDTH = 1024
 const DEFAULT_DEPTH = 2
 const DEFAULT_LIMIT = 20
+
+/*
+ * Hot-key sampling. Recording a hit in the tracker costs a hash and a sketch update, several times the cost of the
+ * hit itself. So each region records its first EXACT_HITS_PER_SECOND hits of every second exactly — a quiet region
+ * shows exact counts — and beyond that samples hits with probability 1/HIT_SAMPLE_WEIGHT, each sample standing for
+ * HIT_SAMPLE_WEIGHT hits (an unbiased estimate; the heavy keys the tracker exists for are sampled thousands of
+ * times a minute). Misses and regenerations are rare and always recorded. The second boundary is a shared coarse
+ * tick, so the hit path reads no clock for this.
+ */
+const EXACT_HITS_PER_SECOND = 1000
+const HIT_SAMPLE_WEIGHT = 32
+/** Geometric skip length: the number of hits until the next sampled one, mean HIT_SAMPLE_WEIGHT. */
+const LOG_KEEP = Math.log(1 - 1 / HIT_SAMPLE_WEIGHT)
+const nextSkip = () => 1 + Math.floor(Math.log(1 - Math.random()) / LOG_KEEP)
 
 /** HeavyKeeper's decay base: a bucket holding count `c` is decremented with probability `DECAY_BASE^-c`. */
 const DECAY_BASE = 1.08
@@ -198,6 +213,9 @@ export class HotKeyTracker {
   private nextRotation: number
   /** xorshift32 state for the decay coin flips (deterministic, so tests are reproducible). */
   private random = 0x2545f491
+  private hitTick = -1
+  private exactHitsLeft = 0
+  private hitsToSkip = 1
 
   constructor(options: HotKeyTrackerOptions = {}) {
     this.capacity = positiveInteger(options.capacity, DEFAULT_CAPACITY, 'capacity', 1_000_000)
@@ -242,6 +260,22 @@ export class HotKeyTracker {
       return
     }
     this.offer(window, key, result === 'hit', weight)
+  }
+
+  /** A served read (hit or stale) of `key`, from the hit path: recorded exactly, or sampled under load. */
+  hit(key: string): void {
+    const tick = currentTick()
+    if (this.hitTick !== tick) {
+      this.hitTick = tick
+      this.exactHitsLeft = EXACT_HITS_PER_SECOND
+    }
+    if (this.exactHitsLeft > 0) {
+      this.exactHitsLeft--
+      this.record(key, 'hit')
+    } else if (--this.hitsToSkip <= 0) {
+      this.hitsToSkip = nextSkip()
+      this.record(key, 'hit', HIT_SAMPLE_WEIGHT)
+    }
   }
 
   /** The creator ran for `key` (does not count as a request). Counted only while `key` is tracked. */

@@ -3,7 +3,6 @@ import { regionEvents } from './events.js'
 import type { HotKeyTracker } from './hot-keys.js'
 import type { RegionObservers } from './metrics.js'
 import type { RegionStats, StampedeLog } from './stats.js'
-import { currentTick } from './tick.js'
 
 /** pino-compatible: `logger.debug({ region, key }, 'message')`. */
 export interface Logger {
@@ -15,25 +14,8 @@ export interface Logger {
  * counters, the hot-key tracker and the histograms, writes dogpile.cache's debug lines, and builds an event
  * payload only when someone listens to that event (on the region or its registry).
  */
-/*
- * Hot-key sampling. Recording a hit in the tracker costs a hash and a sketch update, several times the cost of the
- * hit itself. So each region records its first EXACT_HITS_PER_SECOND hits of every second exactly — a quiet region
- * shows exact counts — and beyond that samples hits with probability 1/HIT_SAMPLE_WEIGHT, each sample standing for
- * HIT_SAMPLE_WEIGHT hits (an unbiased estimate; the heavy keys the tracker exists for are sampled thousands of
- * times a minute). Misses and regenerations are rare and always recorded. The second boundary is a shared coarse
- * tick, so the hit path reads no clock for this.
- */
-const EXACT_HITS_PER_SECOND = 1000
-const HIT_SAMPLE_WEIGHT = 32
-/** Geometric skip length: the number of hits until the next sampled one, mean HIT_SAMPLE_WEIGHT. */
-const LOG_KEEP = Math.log(1 - 1 / HIT_SAMPLE_WEIGHT)
-const nextSkip = () => 1 + Math.floor(Math.log(1 - Math.random()) / LOG_KEEP)
-
 export class Instrumentation {
   observers: RegionObservers | undefined
-  private hitTick = -1
-  private exactHitsLeft = 0
-  private hitsToSkip = 1
 
   constructor(
     private readonly region: string,
@@ -44,24 +26,6 @@ export class Instrumentation {
     private readonly stampedes: StampedeLog | undefined,
     private readonly logger: Logger | undefined,
   ) {}
-
-  /** Feeds a served read (hit or stale) to the hot-key tracker, sampling under load. */
-  private recordHotHit(key: string): void {
-    const hotKeys = this.hotKeys
-    if (hotKeys === undefined) return
-    const tick = currentTick()
-    if (this.hitTick !== tick) {
-      this.hitTick = tick
-      this.exactHitsLeft = EXACT_HITS_PER_SECOND
-    }
-    if (this.exactHitsLeft > 0) {
-      this.exactHitsLeft--
-      hotKeys.record(key, 'hit')
-    } else if (--this.hitsToSkip <= 0) {
-      this.hitsToSkip = nextSkip()
-      hotKeys.record(key, 'hit', HIT_SAMPLE_WEIGHT)
-    }
-  }
 
   private listening(name: RegionEventName): boolean {
     return this.hub.listening[name] || (this.registryHub !== undefined && this.registryHub.listening[name])
@@ -74,7 +38,7 @@ export class Instrumentation {
 
   hit(key: string): void {
     this.stats.hits++
-    this.recordHotHit(key)
+    this.hotKeys?.hit(key)
     if (this.listening('hit')) this.emit('hit', regionEvents.hit(this.region, key))
   }
 
@@ -94,7 +58,7 @@ export class Instrumentation {
   /** A stale value served: by a caller that lost the race for the lock, or handed to an async runner. */
   stale(key: string, ageSeconds: number): void {
     this.stats.stale++
-    this.recordHotHit(key)
+    this.hotKeys?.hit(key)
     if (this.listening('stale')) this.emit('stale', regionEvents.stale(this.region, key, ageSeconds))
   }
 
