@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import type { Client as MemjsClient } from 'memjs'
 import {
   NO_VALUE,
@@ -8,25 +8,37 @@ import {
   type CachedValue,
   type NoValue,
   type Serializer,
-} from '../cached-value.js'
-import { type Duration } from '../durations.js'
-import { describeValue } from '../describe-value.js'
-import { BackendError, ValidationError } from '../errors.js'
-import { LocalInvalidator } from '../invalidation.js'
-import type { BackendContext, CacheBackend, CacheMutex, InvalidationState, RegionInvalidator } from './api.js'
-import { readArguments } from './arguments.js'
+} from '../../cached-value.js'
+import { type Duration } from '../../durations.js'
+import { describeValue } from '../../describe-value.js'
+import { BackendError, ValidationError } from '../../errors.js'
+import type { BackendContext, CacheBackend, CacheMutex, RegionInvalidator } from '../api.js'
+import { readArguments } from '../arguments.js'
+import { ErrorThrottle, durationMs, loadOptionalPeer, serverTtlSeconds } from '../shared/distributed.js'
+import { InvalidatorSet } from '../shared/mirrored-invalidator.js'
+import { TAG_MARK_GRACE_MS } from '../shared/tag-marks.js'
+import { MemcachedInvalidator } from './invalidator.js'
+import { MemcachedMutex } from './mutex.js'
 import {
-  ErrorThrottle,
-  Poller,
-  durationMs,
-  jittered,
-  loadOptionalPeer,
-  serverTtlSeconds,
-  sleep,
-  waitForLock,
-  type LockAttempt,
-} from './distributed.js'
-import { NO_MARKS, TAG_MARK_GRACE_MS, TagMirror, chunks, formatTagMarks, parseTagMarks } from './tag-marks.js'
+  EMPTY,
+  MAX_KEY_BYTES,
+  OP_ADD,
+  OP_DELETE,
+  OP_GET,
+  OP_INCREMENT,
+  OP_SET,
+  OP_TOUCH,
+  STATUS_EXISTS,
+  STATUS_NOT_FOUND,
+  STATUS_NOT_STORED,
+  STATUS_OK,
+  expiryField,
+  request,
+  statusError,
+  unsafeKey,
+  type Item,
+  type Response,
+} from './protocol.js'
 
 type Memjs = typeof import('memjs')
 
@@ -55,55 +67,17 @@ export interface MemcachedBackendOptions {
   invalidationPollInterval?: Duration
 }
 
-/** memcached's longest relative expiry; anything longer is read as a unix timestamp. */
-const MAX_RELATIVE_EXPIRY = 60 * 60 * 24 * 30
-const MAX_KEY_BYTES = 250
-/** Whitespace (ASCII and Unicode) and control characters: memcached's text protocol cannot carry them in keys. */
-function unsafeKey(key: string): boolean {
-  for (let i = 0; i < key.length; i++) {
-    const code = key.charCodeAt(i)
-    if (code <= 0x20 || (code >= 0x7f && code <= 0x9f)) return true
-  }
-  return /\s/u.test(key)
-}
+/** Keys that look like a mangled key are mangled too, so that no two keys can share a stored key. */
 const MANGLED = /^sha1:[0-9a-f]{40}$/
-const LOCK_GRACE_MS = 100
-
-// memcached binary protocol (the one memjs speaks)
-const OP_GET = 0x00
-const OP_SET = 0x01
-const OP_ADD = 0x02
-const OP_DELETE = 0x04
-const OP_INCREMENT = 0x05
-const OP_TOUCH = 0x1c
-const STATUS_OK = 0x0000
-const STATUS_NOT_FOUND = 0x0001
-const STATUS_EXISTS = 0x0002
-const STATUS_NOT_STORED = 0x0005
-const STATUS_NAMES: Record<number, string> = {
-  0x0003: 'value too large',
-  0x0004: 'invalid arguments',
-  0x0006: 'not a number (incr on a value that is not a counter)',
-  0x0081: 'unknown command',
-  0x0082: 'out of memory',
-  0x0084: 'internal error',
-  0x0085: 'busy',
-  0x0086: 'temporary failure',
-}
-
-interface Item {
-  readonly value: Buffer
-  /** the item's CAS version, for compare-and-swap / compare-and-delete */
-  readonly cas: Buffer
-}
 
 /**
  * A memcached backend on memjs. Values are `encodeCachedValue` bytes with a server-side expiry derived from the
  * region's. Keys memcached cannot hold (over 250 bytes, whitespace or control characters) are replaced by
  * `keyPrefix + 'sha1:' + sha1(key)` inside the backend, whatever the region's `keyMangler` says.
  *
- * Commands go through memjs's `perform` with binary-protocol requests built here, because memjs's own methods
- * do not expose CAS: the lock uses it for a true compare-and-delete and to take over an expired lock atomically.
+ * Commands go through memjs's `perform` with binary-protocol requests built in `protocol.ts`, because memjs's own
+ * methods do not expose CAS: the lock uses it for a true compare-and-delete and to take over an expired lock
+ * atomically.
  *
  * The distributed lock is an `add` of `<token>:<expiresAtMs>` under `<prefix>corral:lock:<key>`; waiters poll
  * with jittered exponential backoff (memcached has no notifications). Invalidation marks live under
@@ -130,8 +104,7 @@ export class MemcachedBackend implements CacheBackend {
   #ttlSeconds: number | undefined
   #serializer: Serializer = jsonSerializer
   readonly #errors = new ErrorThrottle()
-  readonly #invalidators = new Set<MemcachedInvalidator>()
-  readonly #pendingLoads = new Set<Promise<void>>()
+  readonly #invalidators = new InvalidatorSet<MemcachedInvalidator>()
   #closed = false
 
   constructor(options: MemcachedBackendOptions = {}) {
@@ -221,14 +194,14 @@ export class MemcachedBackend implements CacheBackend {
   // ---------------------------------------------------------------- values
 
   async get(key: string): Promise<CachedValue | NoValue> {
-    if (this.#pendingLoads.size > 0) await Promise.all(this.#pendingLoads)
+    if (this.#invalidators.loading) await this.#invalidators.loaded()
     const item = await this.getItem(this.keyFor(key))
     return item === null ? NO_VALUE : decodeCachedValue(item.value, this.#serializer)
   }
 
   async getMulti(keys: readonly string[]): Promise<Array<CachedValue | NoValue>> {
     if (keys.length === 0) return []
-    if (this.#pendingLoads.size > 0) await Promise.all(this.#pendingLoads)
+    if (this.#invalidators.loading) await this.#invalidators.loaded()
     // memjs 1.x has no multi-get: the GETs are written back to back on one connection per server and answered in
     // one round trip.
     const items = await Promise.all(keys.map((key) => this.getItem(this.keyFor(key))))
@@ -312,16 +285,13 @@ export class MemcachedBackend implements CacheBackend {
   }
 
   createInvalidator(regionName: string): RegionInvalidator {
-    const invalidator = new MemcachedInvalidator(this, regionName)
-    this.#invalidators.add(invalidator)
-    const loading = invalidator.loaded.finally(() => this.#pendingLoads.delete(loading))
-    this.#pendingLoads.add(loading)
-    return invalidator
+    // The first reads wait for its marks to be loaded, so nothing invalidated is served at startup.
+    return this.#invalidators.add(new MemcachedInvalidator(this, regionName))
   }
 
   /** @internal */
   forgetInvalidator(invalidator: MemcachedInvalidator): void {
-    this.#invalidators.delete(invalidator)
+    this.#invalidators.forget(invalidator)
   }
 
   /** @internal */
@@ -361,354 +331,15 @@ export class MemcachedBackend implements CacheBackend {
     throw statusError('DELETE', response.status)
   }
 
-  #request(
-    opcode: number,
-    key: string,
-    extras: Buffer,
-    value: Buffer,
-    cas?: Buffer,
-  ): Promise<{ status: number; value: Buffer; cas: Buffer }> {
+  #request(opcode: number, key: string, extras: Buffer, value: Buffer, cas?: Buffer): Promise<Response> {
     if (this.#closed) return Promise.reject(new BackendError('memcached backend: closed'))
-    return new Promise((resolve, reject) => {
-      const client = this.client
-      client.incrSeq()
-      const seq = client.seq
-      const request = buildRequest(opcode, Buffer.from(key, 'utf8'), extras, value, seq, cas)
-      client.perform(key, request, seq, (error: Error | null, response?: MemjsResponse) => {
-        if (error || !response) {
-          reject(new BackendError(`memcached: ${error?.message ?? String(error)}`, { cause: error }))
-          return
-        }
-        resolve({ status: response.header.status, value: response.val, cas: response.header.cas })
-      })
-    })
+    return request(this.client, opcode, key, extras, value, cas)
   }
 
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    for (const invalidator of [...this.#invalidators]) invalidator.stop()
-    this.#invalidators.clear()
+    this.#invalidators.stopAll()
     if (this.#ownsClient) this.client.close()
-  }
-}
-
-interface MemjsResponse {
-  header: { status: number; cas: Buffer }
-  val: Buffer
-}
-
-const EMPTY = Buffer.alloc(0)
-
-/** A binary-protocol request: the 24-byte header (with CAS), extras, key, value. */
-function buildRequest(
-  opcode: number,
-  key: Buffer,
-  extras: Buffer,
-  value: Buffer,
-  opaque: number,
-  cas?: Buffer,
-): Buffer {
-  const request = Buffer.alloc(24 + extras.length + key.length + value.length)
-  request.writeUInt8(0x80, 0)
-  request.writeUInt8(opcode, 1)
-  request.writeUInt16BE(key.length, 2)
-  request.writeUInt8(extras.length, 4)
-  request.writeUInt32BE(extras.length + key.length + value.length, 8)
-  request.writeUInt32BE(opaque >>> 0, 12)
-  if (cas) cas.copy(request, 16, 0, 8)
-  extras.copy(request, 24)
-  key.copy(request, 24 + extras.length)
-  value.copy(request, 24 + extras.length + key.length)
-  return request
-}
-
-function statusError(command: string, status: number): BackendError {
-  return new BackendError(
-    `memcached ${command} failed: ${STATUS_NAMES[status] ?? `status 0x${status.toString(16).padStart(4, '0')}`}`,
-  )
-}
-
-/** The expiry field for a time to live in seconds (0: never; past 30 days, memcached wants a unix time). */
-export function expiryField(ttlSeconds: number | undefined): number {
-  if (ttlSeconds === undefined) return 0
-  const seconds = Math.max(1, Math.ceil(ttlSeconds))
-  return seconds <= MAX_RELATIVE_EXPIRY ? seconds : Math.floor(Date.now() / 1000) + seconds
-}
-
-/** A lock's value: `<token>:<expiresAtMs>`. */
-function parseLock(value: Buffer): { token: string; expiresAt: number } {
-  const text = value.toString('latin1')
-  const at = text.lastIndexOf(':')
-  return at < 0
-    ? { token: text, expiresAt: Number.NaN }
-    : { token: text.slice(0, at), expiresAt: Number(text.slice(at + 1)) }
-}
-
-/**
- * The memcached lock. memcached's own expiry has a granularity of one second, so the holder also writes when its
- * lock runs out (`expiresAtMs`, wall clock): a waiter that finds an expired lock takes it over with a CAS write,
- * so a dead holder blocks others for `lockTimeout`, not up to a second more. (This compares clocks across hosts:
- * keep them in sync, as for any distributed lock with expiry.) Release is a CAS delete of the version that holds
- * our token, so it never frees a lock someone else took over.
- */
-class MemcachedMutex implements CacheMutex {
-  #token: string | undefined
-
-  constructor(
-    private readonly backend: MemcachedBackend,
-    private readonly lockKey: string,
-  ) {}
-
-  async acquire(wait: boolean): Promise<boolean> {
-    const token = randomBytes(12).toString('hex')
-    const attempt = () => this.#attempt(token)
-    const acquired = wait
-      ? await waitForLock(
-          attempt,
-          { wait: sleep, dispose: () => {} },
-          {
-            lockTimeoutMs: this.backend.lockTimeoutMs,
-            // jittered exponential backoff: 10ms, 20ms, 40ms ... up to lockPollInterval
-            nextDelayMs: (round) => jittered(Math.min(this.backend.lockPollIntervalMs, 10 * 2 ** Math.min(round, 16))),
-            graceMs: LOCK_GRACE_MS,
-          },
-        )
-      : (await attempt()).acquired
-    if (acquired) this.#token = token
-    return acquired
-  }
-
-  async #attempt(token: string): Promise<LockAttempt> {
-    const backend = this.backend
-    const value = () => Buffer.from(`${token}:${Date.now() + backend.lockTimeoutMs}`, 'latin1')
-    if (await backend.store(OP_ADD, this.lockKey, value(), backend.lockExpirySeconds)) return { acquired: true }
-    const current = await backend.getItem(this.lockKey)
-    // Released between the two calls: try again at once.
-    if (current === null) return { acquired: false, remainingMs: 0 }
-    const holder = parseLock(current.value)
-    // memjs retried our ADD after a lost answer: the lock is ours.
-    if (holder.token === token) return { acquired: true }
-    if (!Number.isFinite(holder.expiresAt)) return { acquired: false, remainingMs: undefined }
-    const remaining = holder.expiresAt - Date.now()
-    if (remaining > 0) return { acquired: false, remainingMs: remaining, holder: holder.token }
-    // The holder's time is up (it died, or is too slow): take the lock over, unless someone else just did.
-    if (await backend.store(OP_SET, this.lockKey, value(), backend.lockExpirySeconds, current.cas))
-      return { acquired: true }
-    return { acquired: false, remainingMs: 0 }
-  }
-
-  async release(): Promise<void> {
-    const token = this.#token
-    if (token === undefined) return
-    this.#token = undefined
-    try {
-      const current = await this.backend.getItem(this.lockKey)
-      if (current !== null && parseLock(current.value).token === token)
-        await this.backend.remove(this.lockKey, current.cas)
-    } catch (error) {
-      // The lock runs out by itself after lockTimeout.
-      this.backend.reportBackground('unlock', error)
-    }
-  }
-
-  async locked(): Promise<boolean> {
-    const current = await this.backend.getItem(this.lockKey)
-    if (current === null) return false
-    const { expiresAt } = parseLock(current.value)
-    return !Number.isFinite(expiresAt) || expiresAt > Date.now()
-  }
-}
-
-/**
- * Region invalidation marks shared through memcached: `{"hard":ms,"soft":ms}` under one key, max-merged with
- * CAS writes, and re-read at least every `invalidationPollInterval` (jittered; memcached has no pub/sub, so that
- * interval bounds the propagation delay). memcached may evict the key under memory pressure; every process keeps
- * its marks and writes back any that the server lost, at its next poll.
- *
- * Tag marks: one key per tag, `<prefix>corral:tag:<region>:<tag>` (SHA-1 mangled when memcached cannot hold it),
- * holding `"<hardAt>,<softAt>"`, max-merged the same way (ADD when absent, else a CAS write), with an expiry
- * `tagMarkTtlMs` after the mark's latest time (none when values never expire). Each process mirrors the tags it
- * reads (`TagMirror`) and trusts a mirrored mark for `invalidationPollInterval`; at every poll it re-reads, in one
- * batch, the tags read since the previous poll. So another process's tag invalidation is seen within about one
- * `invalidationPollInterval`, a hit on a value whose tags are mirrored costs its one GET, and unknown tags cost
- * one more round trip (their GETs pipelined).
- */
-class MemcachedInvalidator implements RegionInvalidator {
-  readonly #local = new LocalInvalidator()
-  readonly #tags: TagMirror
-  readonly #key: string
-  readonly #tagPrefix: string
-  readonly #poller: Poller
-  readonly loaded: Promise<void>
-  #stopped = false
-
-  constructor(
-    private readonly backend: MemcachedBackend,
-    regionName: string,
-  ) {
-    this.#key = backend.keyFor(`corral:invalidation:${regionName}`)
-    this.#tagPrefix = `corral:tag:${regionName}:`
-    this.#tags = new TagMirror(backend.invalidationPollIntervalMs, () => backend.tagMarkTtlMs)
-    this.loaded = this.refresh()
-    this.#poller = new Poller(backend.invalidationPollIntervalMs, () => this.refresh())
-  }
-
-  current(): InvalidationState {
-    return this.#local.current()
-  }
-
-  async invalidate(hard: boolean, at: number): Promise<void> {
-    this.#local.apply(hard, at)
-    await this.#merge(this.#local.current())
-  }
-
-  tagMarks(tag: string): InvalidationState | undefined {
-    return this.#tags.marks(tag)
-  }
-
-  async invalidateTags(tags: readonly string[], hard: boolean, at: number): Promise<void> {
-    for (const tag of tags) this.#tags.applyLocal(tag, hard, at)
-    const marks = hard ? { hardAt: at, softAt: 0 } : { hardAt: 0, softAt: at }
-    const results = await Promise.allSettled(tags.map((tag) => this.#mergeTag(tag, marks)))
-    const failed = tags.filter((_, i) => results[i]!.status === 'rejected')
-    if (failed.length > 0) {
-      // Kept here, and written back at a later poll once memcached answers.
-      this.#tags.markUnsynced(failed)
-      throw (results.find((result) => result.status === 'rejected') as PromiseRejectedResult).reason
-    }
-  }
-
-  loadTags(tags: readonly string[]): Promise<void> {
-    return this.#tags.load(tags, (missing) => this.#fetchTags(missing))
-  }
-
-  /** Re-reads the marks; never throws (failures are reported, rate-limited). */
-  async refresh(): Promise<void> {
-    if (this.#stopped) return
-    try {
-      const item = await this.backend.getItem(this.#key)
-      const remote = item === null ? { hardAt: 0, softAt: 0 } : parseMarks(item.value)
-      this.#local.apply(true, remote.hardAt)
-      this.#local.apply(false, remote.softAt)
-      const local = this.#local.current()
-      if (local.hardAt > remote.hardAt || local.softAt > remote.softAt) await this.#merge(local)
-    } catch (error) {
-      this.backend.reportBackground('invalidationRefresh', error)
-    }
-    await this.#refreshTags()
-  }
-
-  /** Writes back marks memcached lacks, then re-reads the tags read since the last poll. Never throws. */
-  async #refreshTags(): Promise<void> {
-    const unsynced = this.#tags.takeUnsynced()
-    const results = await Promise.allSettled(unsynced.map(([tag, marks]) => this.#mergeTag(tag, marks)))
-    const failed = unsynced.filter((_, i) => results[i]!.status === 'rejected').map(([tag]) => tag)
-    if (failed.length > 0) {
-      this.#tags.markUnsynced(failed)
-      this.backend.reportBackground(
-        'tagRefresh',
-        (results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason,
-      )
-    }
-    try {
-      for (const chunk of chunks(this.#tags.takeUsed())) await this.#fetchTags(chunk)
-    } catch (error) {
-      this.backend.reportBackground('tagRefresh', error)
-    }
-  }
-
-  #tagKey(tag: string): string {
-    return this.backend.keyFor(this.#tagPrefix + tag)
-  }
-
-  /** GETs of every tag, written back to back (one round trip); absent tags are recorded as not invalidated. */
-  async #fetchTags(tags: readonly string[]): Promise<void> {
-    if (this.#stopped || tags.length === 0) return
-    const items = await Promise.all(tags.map((tag) => this.backend.getItem(this.#tagKey(tag))))
-    tags.forEach((tag, i) => {
-      const item = items[i]
-      this.#tags.record(tag, item ? parseTagMarks(item.value.toString('latin1')) : NO_MARKS)
-    })
-  }
-
-  /** Max-merges `marks` into the tag's key: ADD when absent, else a CAS write, retried on contention. */
-  async #mergeTag(tag: string, marks: InvalidationState): Promise<void> {
-    const key = this.#tagKey(tag)
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const item = await this.backend.getItem(key)
-      const remote = item === null ? NO_MARKS : parseTagMarks(item.value.toString('latin1'))
-      const merged = {
-        hardAt: Math.max(remote.hardAt, marks.hardAt),
-        softAt: Math.max(remote.softAt, marks.softAt),
-      }
-      if (item !== null && merged.hardAt === remote.hardAt && merged.softAt === remote.softAt) {
-        this.#tags.record(tag, remote)
-        return
-      }
-      const value = Buffer.from(formatTagMarks(merged), 'latin1')
-      const expiry = this.#tagExpiry(merged)
-      const stored =
-        item === null
-          ? await this.backend.store(OP_ADD, key, value, expiry)
-          : await this.backend.store(OP_SET, key, value, expiry, item.cas)
-      if (stored) {
-        this.#tags.record(tag, merged)
-        return
-      }
-      await sleep(jittered(10))
-    }
-    throw new BackendError('memcached backend: could not record the tag invalidation (too much contention)')
-  }
-
-  /** The expiry field of a tag mark: `tagMarkTtlMs` after its latest time (0, never, without one). */
-  #tagExpiry(marks: InvalidationState): number {
-    const ttl = this.backend.tagMarkTtlMs
-    if (ttl === undefined) return 0
-    return expiryField(Math.max(1, (Math.max(marks.hardAt, marks.softAt) + ttl - Date.now()) / 1000))
-  }
-
-  /** Max-merges `marks` into the stored ones: ADD when absent, else a CAS write, retried on contention. */
-  async #merge(marks: InvalidationState): Promise<void> {
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const item = await this.backend.getItem(this.#key)
-      if (item === null) {
-        if (await this.backend.store(OP_ADD, this.#key, formatMarks(marks), 0)) return
-        continue
-      }
-      const remote = parseMarks(item.value)
-      this.#local.apply(true, remote.hardAt)
-      this.#local.apply(false, remote.softAt)
-      const merged = this.#local.current()
-      if (merged.hardAt === remote.hardAt && merged.softAt === remote.softAt) return
-      if (await this.backend.store(OP_SET, this.#key, formatMarks(merged), 0, item.cas)) return
-      await sleep(jittered(10))
-    }
-    throw new BackendError('memcached backend: could not record the invalidation (too much contention)')
-  }
-
-  stop(): void {
-    this.#stopped = true
-    this.#poller.stop()
-  }
-
-  async close(): Promise<void> {
-    this.stop()
-    this.backend.forgetInvalidator(this)
-  }
-}
-
-function formatMarks(marks: InvalidationState): Buffer {
-  return Buffer.from(JSON.stringify({ hard: marks.hardAt, soft: marks.softAt }), 'utf8')
-}
-
-function parseMarks(value: Buffer): InvalidationState {
-  try {
-    const parsed = JSON.parse(value.toString('utf8')) as { hard?: unknown; soft?: unknown }
-    const hard = Number(parsed?.hard)
-    const soft = Number(parsed?.soft)
-    return { hardAt: Number.isFinite(hard) ? hard : 0, softAt: Number.isFinite(soft) ? soft : 0 }
-  } catch {
-    return { hardAt: 0, softAt: 0 }
   }
 }
