@@ -1,8 +1,6 @@
 import type { Registry } from 'prom-client'
 import { BackendAccess } from './backend-access.js'
 import type { CacheBackend } from './backends/api.js'
-import { createBackend } from './backends/plugins.js'
-import { ProxyBackend } from './backends/proxy.js'
 import { CachedValue, FORMAT_VERSION, NO_VALUE, jsonSerializer, type NoValue, type Serializer } from './cached-value.js'
 import {
   cacheMultiOnArguments,
@@ -13,6 +11,7 @@ import {
   type CacheMultiOnArgumentsOptions,
   type CacheOnArgumentsOptions,
 } from './decorators.js'
+import { buildBackendChain, fromFlatConfig } from './configuration.js'
 import { CacheDependency, type DependencyHost } from './dependency.js'
 import { describeValue } from './describe-value.js'
 import { parseExpiration, type Duration } from './durations.js'
@@ -38,10 +37,9 @@ import type {
   RegionOptions,
   SetOptions,
   ValueMetadata,
-  WrapEntry,
 } from './region-options.js'
 import type { RegionRegistry } from './registry.js'
-import { MAX_TAG_LENGTH, validateTags } from './tags.js'
+import { validateTags } from './tags.js'
 import { CallReporter } from './telemetry/call-reporter.js'
 import { EventHub, type RegionEventListener, type RegionEventName } from './telemetry/events.js'
 import { HotKeyTracker, type HotKey } from './telemetry/hot-keys.js'
@@ -166,23 +164,7 @@ export class CacheRegion {
     const previous = this.#backend
     const previousOwned = this.#ownsBackend
     // Build the whole chain before changing any state, so a configure() that fails changes nothing.
-    const owned = typeof backend === 'string'
-    let instance: CacheBackend
-    if (owned) {
-      instance = createBackend(backend, options.arguments ?? {})
-    } else if (isBackend(backend)) {
-      instance = backend
-    } else {
-      throw new ValidationError(
-        `configure(): the backend must be a registered name or a CacheBackend instance; got ${describeValue(backend)}`,
-      )
-    }
-    try {
-      for (const entry of [...(options.wrap ?? [])].reverse()) instance = toProxy(entry).wrap(instance)
-    } catch (error) {
-      if (owned) this.#closeQuietly(instance)
-      throw error
-    }
+    const { instance, owned } = buildBackendChain(backend, options, (built) => this.#closeQuietly(built))
     this.#ownsBackend = owned
 
     this.#backend = instance
@@ -226,22 +208,8 @@ export class CacheRegion {
    * converted by the backend's argument checks).
    */
   configureFromConfig(config: Record<string, unknown>, prefix: string): this {
-    if (config === null || typeof config !== 'object')
-      throw new ValidationError(`configureFromConfig(): config must be an object; got ${describeValue(config)}`)
-    const backend = config[`${prefix}backend`]
-    if (typeof backend !== 'string' || backend === '') {
-      throw new ValidationError(`configureFromConfig(): "${prefix}backend" is missing or not a string`)
-    }
-    const args: Record<string, unknown> = {}
-    const argumentPrefix = `${prefix}arguments.`
-    for (const [key, value] of Object.entries(config)) {
-      if (key.startsWith(argumentPrefix)) args[key.slice(argumentPrefix.length)] = value
-    }
-    const expiration = config[`${prefix}expiration_time`]
-    return this.configure(backend, {
-      ...(expiration !== undefined && expiration !== '' ? { expirationTime: expiration as Duration } : {}),
-      arguments: args,
-    })
+    const { backend, options } = fromFlatConfig(config, prefix)
+    return this.configure(backend, options)
   }
 
   // ---------------------------------------------------------------- reads
@@ -404,14 +372,7 @@ export class CacheRegion {
    */
   async invalidate(options: { hard?: boolean } = {}): Promise<void> {
     this.#requireBackend()
-    const hard = options.hard ?? true
-    if (typeof hard !== 'boolean')
-      throw new ValidationError(`invalidate(): hard must be a boolean; got ${describeValue(hard)}`)
-    if (!hard && this.#expirationTime === undefined) {
-      throw new ValidationError(
-        `region "${this.name}" has no expiration time, so soft invalidation has nothing to compare with: configure an expirationTime or use invalidate({ hard: true })`,
-      )
-    }
+    const hard = this.#invalidationKind(options, 'invalidate', 'invalidate({ hard: true })')
     const at = this.#stamp()
     await this.#traced('region', hard, [], () =>
       this.#access.write('invalidate', () => this.#freshness.invalidator.invalidate(hard, at)),
@@ -427,14 +388,7 @@ export class CacheRegion {
   async invalidateTags(tags: readonly string[] | string, options: { hard?: boolean } = {}): Promise<void> {
     this.#requireBackend()
     const list = validateTags(typeof tags === 'string' ? [tags] : tags, 'invalidateTags', { atLeastOne: true })
-    const hard = options.hard ?? true
-    if (typeof hard !== 'boolean')
-      throw new ValidationError(`invalidateTags(): hard must be a boolean; got ${describeValue(hard)}`)
-    if (!hard && this.#expirationTime === undefined) {
-      throw new ValidationError(
-        `region "${this.name}" has no expiration time, so soft invalidation has nothing to compare with: configure an expirationTime or use invalidateTags(tags, { hard: true })`,
-      )
-    }
+    const hard = this.#invalidationKind(options, 'invalidateTags', 'invalidateTags(tags, { hard: true })')
     const invalidator = this.#freshness.invalidator
     if (!invalidator.invalidateTags) {
       throw new ValidationError(`region "${this.name}": its invalidator does not support tags`)
@@ -453,22 +407,9 @@ export class CacheRegion {
    * 2 x the region's expiration time + 60 s, or one day).
    */
   dependency(name: string, options: { expirationTime?: Duration } = {}): CacheDependency {
-    if (typeof name !== 'string' || name.length === 0 || name.length > MAX_TAG_LENGTH) {
-      throw new ValidationError(
-        `dependency(): the name must be a non-empty string of at most ${MAX_TAG_LENGTH} characters`,
-      )
-    }
-    const expiration = parseExpiration(options.expirationTime, `dependency "${name}": expirationTime`)
-    // By default the bookkeeping lives as long as the values it tracks can (the backends keep values for
-    // 2 x expiration + 60 s, serving them stale after expiration), or a day without an expiration time.
-    const ttl =
-      expiration !== undefined && expiration !== Number.POSITIVE_INFINITY
-        ? expiration
-        : this.#expirationTime === undefined
-          ? 86_400
-          : 2 * this.#expirationTime + 60
     const host: DependencyHost = {
       name: this.name,
+      expirationTime: this.#expirationTime,
       backend: () => this.#requireBackend(),
       storeKey: (key) => this.#storeKey(key),
       now: () => this.#stamp(),
@@ -480,7 +421,7 @@ export class CacheRegion {
         this.#instrumentation.invalidateDependency(dependency, keys, this.#clock())
       },
     }
-    return new CacheDependency(host, name, Math.max(1, Math.ceil(ttl)))
+    return CacheDependency.create(host, name, options)
   }
 
   /** The time of the last region invalidation still in force, in milliseconds, for each kind. */
@@ -490,17 +431,8 @@ export class CacheRegion {
 
   /** Whether a creator holds the lock for `key`, in this process or (with a distributed lock) in any. */
   async keyIsLocked(key: string): Promise<boolean> {
-    const backend = this.backend
-    const storeKey = this.#storeKey(key)
-    if (this.#lock.flights.get(storeKey)) return true
-    const mutex = backend.getMutex?.(storeKey)
-    if (!mutex) return false
-    try {
-      return await mutex.locked()
-    } catch (error) {
-      this.#instrumentation.backendError('lock', error)
-      return false
-    }
+    this.#requireBackend()
+    return this.#lock.isLocked(this.#storeKey(key))
   }
 
   // ---------------------------------------------------------------- decorators
@@ -616,28 +548,23 @@ export class CacheRegion {
     return this.#lastStamp
   }
 
+  /** `hard` of an invalidation's options; soft needs an expiration time to compare with. */
+  #invalidationKind(options: { hard?: boolean }, method: string, hardCall: string): boolean {
+    const hard = options.hard ?? true
+    if (typeof hard !== 'boolean')
+      throw new ValidationError(`${method}(): hard must be a boolean; got ${describeValue(hard)}`)
+    if (!hard && this.#expirationTime === undefined) {
+      throw new ValidationError(
+        `region "${this.name}" has no expiration time, so soft invalidation has nothing to compare with: configure an expirationTime or use ${hardCall}`,
+      )
+    }
+    return hard
+  }
+
   /** Runs an invalidation inside a `corral.invalidate` span when tracing is on. */
   #traced(scope: string, hard: boolean, targets: readonly string[], run: () => Promise<void>): Promise<void> {
     return this.#tracing?.enabled ? this.#tracing.invalidation(scope, hard, targets, run) : run()
   }
-}
-
-function isBackend(value: unknown): value is CacheBackend {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as CacheBackend).get === 'function' &&
-    typeof (value as CacheBackend).set === 'function'
-  )
-}
-
-function toProxy(entry: WrapEntry): ProxyBackend {
-  if (entry instanceof ProxyBackend) return entry
-  if (typeof entry === 'function' && (entry === ProxyBackend || entry.prototype instanceof ProxyBackend))
-    return new entry()
-  throw new ValidationError(
-    `configure(): every wrap entry must be a ProxyBackend subclass or instance; got ${describeValue(entry)}`,
-  )
 }
 
 function assertKeyList(keys: unknown, method: string): asserts keys is readonly string[] {

@@ -184,6 +184,19 @@ export class DogpileLock {
     }
   }
 
+  /** Whether a creator holds the lock for `storeKey`, in this process or (with a distributed lock) in any. */
+  async isLocked(storeKey: string): Promise<boolean> {
+    if (this.flights.get(storeKey)) return true
+    const mutex = this.host.backend().getMutex?.(storeKey)
+    if (!mutex) return false
+    try {
+      return await mutex.locked()
+    } catch (error) {
+      this.host.report.backendError('lock', error)
+      return false
+    }
+  }
+
   /**
    * Takes the backend's lock: waits when there is no value, one attempt when there is a stale one. `failed`: the
    * lock server is unreachable, so the caller regenerates as if there were no lock (availability first).
