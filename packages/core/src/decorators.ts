@@ -3,7 +3,8 @@ import { parseExpiration, type Duration } from './durations.js'
 import { describeValue } from './describe-value.js'
 import { ValidationError } from './errors.js'
 import type { ArgToString, KeyGenerator, MultiKeyGenerator } from './keys.js'
-import type { CacheRegion, ShouldCache } from './region.js'
+import type { ShouldCache } from './region-options.js'
+import type { CacheRegion } from './region.js'
 
 export interface CacheOnArgumentsOptions<R, Args extends unknown[] = unknown[]> {
   /** Told apart from other functions of the same name: the key becomes `name|namespace|args`. */

@@ -1,6 +1,8 @@
 import { CachedValue, NO_VALUE } from './cached-value.js'
 import type { CacheBackend } from './backends/api.js'
+import { parseExpiration, type Duration } from './durations.js'
 import { ValidationError } from './errors.js'
+import { MAX_TAG_LENGTH } from './tags.js'
 
 /**
  * Where a dependency keeps its bookkeeping in the backend: `corral:dep:<name>` holds a counter, and
@@ -12,6 +14,8 @@ export const DEPENDENCY_PREFIX = 'corral:dep:'
 /** What a dependency needs from its region. */
 export interface DependencyHost {
   readonly name: string
+  /** the region's expiration time in seconds, if any */
+  readonly expirationTime: number | undefined
   backend(): CacheBackend
   storeKey(key: string): string
   now(): number
@@ -30,6 +34,27 @@ export interface DependencyHost {
  * without bound.
  */
 export class CacheDependency {
+  /**
+   * A dependency of the region `host`. Its bookkeeping lives `expirationTime` after the last add; by default as
+   * long as the backends keep the values it tracks (2 x the region's expiration time + 60 s, so they can still be
+   * served stale after expiring), or a day for a region without an expiration time.
+   */
+  static create(host: DependencyHost, name: string, options: { expirationTime?: Duration }): CacheDependency {
+    if (typeof name !== 'string' || name.length === 0 || name.length > MAX_TAG_LENGTH) {
+      throw new ValidationError(
+        `dependency(): the name must be a non-empty string of at most ${MAX_TAG_LENGTH} characters`,
+      )
+    }
+    const expiration = parseExpiration(options.expirationTime, `dependency "${name}": expirationTime`)
+    const ttl =
+      expiration !== undefined && expiration !== Number.POSITIVE_INFINITY
+        ? expiration
+        : host.expirationTime === undefined
+          ? 86_400
+          : 2 * host.expirationTime + 60
+    return new CacheDependency(host, name, Math.max(1, Math.ceil(ttl)))
+  }
+
   constructor(
     private readonly host: DependencyHost,
     readonly name: string,

@@ -1,21 +1,20 @@
 export { createRegion, regions, RegionRegistry } from './registry.js'
 export { MAX_TAGS, MAX_TAG_LENGTH, tagListProblem, validateTags } from './tags.js'
-export {
-  CacheRegion,
-  backgroundRunner,
-  type AsyncCreationRunner,
-  type ConfigureOptions,
-  type Creator,
-  type GetOptions,
-  type GetOrCreateOptions,
-  type RegionDescription,
-  type RegionOptions,
-  type ShouldCache,
-  type SetOptions,
-  type TelemetryOptions,
-  type ValueMetadata,
-  type WrapEntry,
-} from './region.js'
+export { CacheRegion } from './region.js'
+export { backgroundRunner, type AsyncCreationRunner } from './lock/async-runner.js'
+export type {
+  ConfigureOptions,
+  Creator,
+  GetOptions,
+  GetOrCreateOptions,
+  RegionDescription,
+  RegionOptions,
+  SetOptions,
+  ShouldCache,
+  TelemetryOptions,
+  ValueMetadata,
+  WrapEntry,
+} from './region-options.js'
 export {
   NO_VALUE,
   CachedValue,

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { Registry } from 'prom-client'
 import { ValidationError } from './errors.js'
-import { CacheRegion, type RegionOptions } from './region.js'
+import type { RegionOptions } from './region-options.js'
+import { CacheRegion } from './region.js'
 import { EventHub, type RegionEventListener, type RegionEventName } from './telemetry/events.js'
 import { StampedeLog, type StampedeRecord } from './telemetry/stats.js'
 

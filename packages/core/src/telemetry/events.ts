@@ -33,6 +33,13 @@ export const regionEvents = {
 type Factories = typeof regionEvents
 export type RegionEventName = keyof Factories
 export type RegionEventMap = { [Name in RegionEventName]: ReturnType<Factories[Name]> }
+/** The arguments of an event's factory after `region`. */
+export type EventArguments<Name extends RegionEventName> = Factories[Name] extends (
+  region: string,
+  ...rest: infer Rest
+) => unknown
+  ? Rest
+  : never
 export type RegionEventListener<Name extends RegionEventName> = (payload: RegionEventMap[Name]) => void
 
 export const REGION_EVENT_NAMES = Object.keys(regionEvents) as RegionEventName[]

@@ -1,7 +1,15 @@
-import type { EventHub, InvalidationScope, MissReason, RegionEventMap, RegionEventName } from './events.js'
+import type {
+  EventArguments,
+  EventHub,
+  InvalidationScope,
+  MissReason,
+  RegionEventMap,
+  RegionEventName,
+} from './events.js'
 import { regionEvents } from './events.js'
 import type { HotKeyTracker } from './hot-keys.js'
 import type { RegionObservers } from './metrics.js'
+import type { CounterName, Counts } from './counters.js'
 import type { RegionStats, StampedeLog } from './stats.js'
 
 /** pino-compatible: `logger.debug({ region, key }, 'message')`. */
@@ -16,6 +24,7 @@ export interface Logger {
  */
 export class Instrumentation {
   observers: RegionObservers | undefined
+  private readonly counts: Counts
 
   constructor(
     private readonly region: string,
@@ -25,7 +34,9 @@ export class Instrumentation {
     readonly hotKeys: HotKeyTracker | undefined,
     private readonly stampedes: StampedeLog | undefined,
     private readonly logger: Logger | undefined,
-  ) {}
+  ) {
+    this.counts = stats.counts
+  }
 
   private listening(name: RegionEventName): boolean {
     return this.hub.listening[name] || (this.registryHub !== undefined && this.registryHub.listening[name])
@@ -36,15 +47,34 @@ export class Instrumentation {
     this.registryHub?.emit(name, payload)
   }
 
+  /**
+   * The generic step: counts `counter` (when given) and emits `name` with the payload its factory in events.ts
+   * builds from `args`, only when someone listens. A new event or counter needs no method here.
+   */
+  note<Name extends RegionEventName>(
+    counter: CounterName | undefined,
+    name: Name,
+    ...args: EventArguments<Name>
+  ): void {
+    if (counter !== undefined) this.counts[counter]++
+    if (this.listening(name)) {
+      const factory = regionEvents[name] as unknown as (
+        region: string,
+        ...rest: EventArguments<Name>
+      ) => RegionEventMap[Name]
+      this.emit(name, factory(this.region, ...args))
+    }
+  }
+
   hit(key: string): void {
-    this.stats.hits++
+    this.counts.hits++
     this.hotKeys?.hit(key)
     if (this.listening('hit')) this.emit('hit', regionEvents.hit(this.region, key))
   }
 
   /** A read that found no usable value. `counted` is false when the caller will be counted as stale instead. */
   miss(key: string, reason: MissReason): void {
-    this.stats.misses++
+    this.counts.misses++
     this.hotKeys?.record(key, 'miss')
     if (this.logger) {
       this.logger.debug(
@@ -57,19 +87,19 @@ export class Instrumentation {
 
   /** A stale value served: by a caller that lost the race for the lock, or handed to an async runner. */
   stale(key: string, ageSeconds: number): void {
-    this.stats.stale++
+    this.counts.stale++
     this.hotKeys?.hit(key)
     if (this.listening('stale')) this.emit('stale', regionEvents.stale(this.region, key, ageSeconds))
   }
 
   coalesced(key: string, mode: 'waited' | 'stale'): void {
-    if (mode === 'waited') this.stats.coalescedWaited++
-    else this.stats.coalescedStale++
+    if (mode === 'waited') this.counts.coalescedWaited++
+    else this.counts.coalescedStale++
     if (this.listening('coalesced')) this.emit('coalesced', regionEvents.coalesced(this.region, key, mode))
   }
 
   lockWait(key: string, seconds: number, distributed: boolean): void {
-    this.stats.lockWaits++
+    this.counts.lockWaits++
     this.observers?.lockWait(seconds)
     if (this.logger)
       this.logger.debug(
@@ -102,21 +132,21 @@ export class Instrumentation {
   }
 
   invalidate(hard: boolean, scope: 'region' | 'key', at: number, key?: string): void {
-    if (scope === 'key') this.stats.invalidations.key++
-    else if (hard) this.stats.invalidations.hardRegion++
-    else this.stats.invalidations.softRegion++
+    if (scope === 'key') this.counts.keyInvalidations++
+    else if (hard) this.counts.hardRegionInvalidations++
+    else this.counts.softRegionInvalidations++
     this.recordInvalidation(hard, scope, at, key)
   }
 
   invalidateTag(hard: boolean, tag: string, at: number): void {
-    if (hard) this.stats.invalidations.hardTag++
-    else this.stats.invalidations.softTag++
+    if (hard) this.counts.hardTagInvalidations++
+    else this.counts.softTagInvalidations++
     this.recordInvalidation(hard, 'tag', at, tag)
   }
 
   /** A dependency's keys were deleted (always hard). */
   invalidateDependency(name: string, keys: number, at: number): void {
-    this.stats.invalidations.dependency++
+    this.counts.dependencyInvalidations++
     this.recordInvalidation(true, 'dependency', at, name, keys)
   }
 

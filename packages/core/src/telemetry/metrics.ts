@@ -1,8 +1,9 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { COUNTER_METRICS, seriesOf, type CounterMetricName } from './counters.js'
 import type { RegionStats } from './stats.js'
 
 /** What the metrics read from a region at scrape time. */
-export interface MetricsSource {
+export interface RegionMetricsSource {
   readonly name: string
   readonly stats: RegionStats
   backendName(): string | undefined
@@ -33,7 +34,7 @@ export interface RegionObservers {
  */
 export class CorralMetrics {
   private static readonly byRegistry = new WeakMap<Registry, CorralMetrics>()
-  private readonly sources = new Set<MetricsSource>()
+  private readonly sources = new Set<RegionMetricsSource>()
   private readonly regenerationSeconds: Histogram<'region'>
   private readonly lockWaitSeconds: Histogram<'region'>
 
@@ -50,64 +51,22 @@ export class CorralMetrics {
   private constructor(registry: Registry) {
     const sources = this.sources
     const registers = [registry]
-    new Counter({
-      name: 'corral_gets_total',
-      help: 'Cache reads by result: hit (fresh value), stale (old value served while another caller regenerates), miss.',
-      labelNames: ['region', 'result'] as const,
-      registers,
-      collect() {
-        this.reset()
-        for (const { name: region, stats } of sources) {
-          this.inc({ region, result: 'hit' }, stats.hits)
-          this.inc({ region, result: 'stale' }, stats.stale)
-          this.inc({ region, result: 'miss' }, stats.misses)
-        }
-      },
-    })
-    new Counter({
-      name: 'corral_regenerations_total',
-      help: 'Creator runs by outcome.',
-      labelNames: ['region', 'outcome'] as const,
-      registers,
-      collect() {
-        this.reset()
-        for (const { name: region, stats } of sources) {
-          this.inc({ region, outcome: 'success' }, stats.regenerations)
-          this.inc({ region, outcome: 'error' }, stats.regenerationErrors)
-        }
-      },
-    })
-    new Counter({
-      name: 'corral_coalesced_total',
-      help: 'Callers that needed a new value but did not run the creator because another caller held the lock: stampedes prevented.',
-      labelNames: ['region', 'mode'] as const,
-      registers,
-      collect() {
-        this.reset()
-        for (const { name: region, stats } of sources) {
-          this.inc({ region, mode: 'waited' }, stats.coalescedWaited)
-          this.inc({ region, mode: 'stale' }, stats.coalescedStale)
-        }
-      },
-    })
-    new Counter({
-      name: 'corral_invalidations_total',
-      help: 'Invalidations by kind (hard: values become misses; soft: values become stale) and scope.',
-      labelNames: ['region', 'kind', 'scope'] as const,
-      registers,
-      collect() {
-        this.reset()
-        for (const { name: region, stats } of sources) {
-          const counts = stats.invalidations
-          this.inc({ region, kind: 'hard', scope: 'region' }, counts.hardRegion)
-          this.inc({ region, kind: 'soft', scope: 'region' }, counts.softRegion)
-          this.inc({ region, kind: 'hard', scope: 'key' }, counts.key)
-          this.inc({ region, kind: 'hard', scope: 'tag' }, counts.hardTag)
-          this.inc({ region, kind: 'soft', scope: 'tag' }, counts.softTag)
-          this.inc({ region, kind: 'hard', scope: 'dependency' }, counts.dependency)
-        }
-      },
-    })
+    // The counter families declared in counters.ts, each series read from its counter at scrape time.
+    for (const [metric, { help, labels }] of Object.entries(COUNTER_METRICS)) {
+      const series = seriesOf(metric as CounterMetricName)
+      new Counter({
+        name: metric,
+        help,
+        labelNames: ['region', ...labels],
+        registers,
+        collect() {
+          this.reset()
+          for (const { name: region, stats } of sources) {
+            for (const { counter, labels } of series) this.inc({ region, ...labels }, stats.counts[counter])
+          }
+        },
+      })
+    }
     new Counter({
       name: 'corral_backend_errors_total',
       help: 'Backend operations that failed (the cache answered anyway where it could).',
@@ -163,7 +122,7 @@ export class CorralMetrics {
   }
 
   /** Starts reporting `source`; returns its histogram observers, bound to its region label. */
-  add(source: MetricsSource): RegionObservers {
+  add(source: RegionMetricsSource): RegionObservers {
     this.sources.add(source)
     const labels = { region: source.name }
     const regeneration = this.regenerationSeconds.labels(labels)

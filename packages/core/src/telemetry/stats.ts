@@ -1,25 +1,28 @@
+import {
+  COUNTERS,
+  COUNTER_METRICS,
+  COUNTER_NAMES,
+  seriesOf,
+  type CounterMetricName,
+  type Counts,
+  type SnapshotCounterName,
+} from './counters.js'
+
 /**
- * Plain-number counters per region. The hit path increments a field; Prometheus reads these at scrape time
- * (see metrics.ts), so no label hashing happens per get.
+ * Plain-number counters per region (declared in counters.ts). The hit path increments a field; Prometheus reads
+ * these at scrape time (see metrics.ts), so no label hashing happens per get.
  */
 export class RegionStats {
-  hits = 0
-  misses = 0
-  stale = 0
-  regenerations = 0
-  regenerationErrors = 0
-  lockWaits = 0
-  coalescedWaited = 0
-  coalescedStale = 0
-  readonly invalidations = { hardRegion: 0, softRegion: 0, key: 0, hardTag: 0, softTag: 0, dependency: 0 }
+  /** one number per counter of `COUNTERS` */
+  readonly counts: Counts = Object.fromEntries(COUNTER_NAMES.map((name) => [name, 0])) as Counts
   readonly backendErrors = new Map<string, number>()
   lastInvalidation: { at: number; hard: boolean; scope: string } | null = null
   private readonly durations = new Float64Array(1024)
   private durationCount = 0
 
   recordRegeneration(seconds: number, ok: boolean): void {
-    if (ok) this.regenerations++
-    else this.regenerationErrors++
+    if (ok) this.counts.regenerations++
+    else this.counts.regenerationErrors++
     this.durations[this.durationCount++ % this.durations.length] = seconds
   }
 
@@ -36,47 +39,51 @@ export class RegionStats {
     return { p50: at(0.5), p99: at(0.99) }
   }
 
+  /** The sum of the counters that are series of the Prometheus family `metric`, optionally only those with `label`. */
+  private sum(metric: CounterMetricName, label?: readonly [string, string]): number {
+    let total = 0
+    for (const { counter, labels } of SERIES[metric]) {
+      if (label === undefined || labels[label[0]] === label[1]) total += this.counts[counter]
+    }
+    return total
+  }
+
   snapshot(): RegionStatsSnapshot {
-    const gets = this.hits + this.stale + this.misses
+    const own = {} as Record<SnapshotCounterName, number>
+    for (const name of SNAPSHOT_COUNTERS) own[name] = this.counts[name]
+    const gets = this.sum('corral_gets_total')
+    const { hits, stale } = this.counts
     return {
-      hits: this.hits,
-      misses: this.misses,
-      stale: this.stale,
+      ...own,
       gets,
-      regenerations: this.regenerations,
-      regenerationErrors: this.regenerationErrors,
-      lockWaits: this.lockWaits,
-      coalesced: this.coalescedWaited + this.coalescedStale,
-      coalescedWaited: this.coalescedWaited,
-      coalescedStale: this.coalescedStale,
+      coalesced: this.sum('corral_coalesced_total'),
       invalidations: {
-        hard:
-          this.invalidations.hardRegion +
-          this.invalidations.key +
-          this.invalidations.hardTag +
-          this.invalidations.dependency,
-        soft: this.invalidations.softRegion + this.invalidations.softTag,
+        hard: this.sum('corral_invalidations_total', ['kind', 'hard']),
+        soft: this.sum('corral_invalidations_total', ['kind', 'soft']),
       },
       backendErrors: [...this.backendErrors.values()].reduce((a, b) => a + b, 0),
-      hitRatio: gets === 0 ? null : (this.hits + this.stale) / gets,
+      hitRatio: gets === 0 ? null : (hits + stale) / gets,
       regenerationTime: this.regenerationTime(),
     }
   }
 }
 
-export interface RegionStatsSnapshot {
-  hits: number
-  misses: number
-  /** stale values served while another caller regenerated */
-  stale: number
+const SERIES = Object.fromEntries(
+  (Object.keys(COUNTER_METRICS) as CounterMetricName[]).map((metric) => [metric, seriesOf(metric)]),
+) as Record<CounterMetricName, ReturnType<typeof seriesOf>>
+const SNAPSHOT_COUNTERS = COUNTER_NAMES.filter((name) => COUNTERS[name].snapshot) as SnapshotCounterName[]
+
+/**
+ * A region's stats at one moment: every counter declared with `snapshot: true` under its own name (hits, misses,
+ * stale, regenerations, regenerationErrors, lockWaits, coalescedWaited, coalescedStale, ...), plus the fields
+ * derived from the counters. This is the `stats` object of the admin API.
+ */
+export interface RegionStatsSnapshot extends Record<SnapshotCounterName, number> {
+  /** reads of every result (the series of corral_gets_total) */
   gets: number
-  regenerations: number
-  regenerationErrors: number
-  lockWaits: number
   /** callers that needed a value and did not run the creator: stampedes prevented */
   coalesced: number
-  coalescedWaited: number
-  coalescedStale: number
+  /** invalidations by kind, every scope included */
   invalidations: { hard: number; soft: number }
   backendErrors: number
   /** (hits + stale) / gets, or null before the first get */

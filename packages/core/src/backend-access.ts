@@ -1,0 +1,69 @@
+import type { CacheBackend } from './backends/api.js'
+import { NO_VALUE, type CachedValue, type NoValue } from './cached-value.js'
+import { BackendError, CorralError, SerializationError } from './errors.js'
+
+/**
+ * How a region talks to its backend, with one failure policy: reads never fail (a failing backend is reported
+ * and reads as a miss, so the creator still runs), value writes report and go on (the caller still gets the value
+ * it created), and deletes and invalidations report and throw `BackendError` (they must not fail silently). A value
+ * the serializer cannot encode is always the caller's `SerializationError`.
+ */
+export class BackendAccess {
+  constructor(
+    private readonly regionName: string,
+    private readonly reportError: (operation: string, error: unknown) => void,
+  ) {}
+
+  async read(backend: CacheBackend, storeKey: string): Promise<CachedValue | NoValue> {
+    try {
+      return await backend.get(storeKey)
+    } catch (error) {
+      this.reportError('get', error)
+      return NO_VALUE
+    }
+  }
+
+  async readMulti(backend: CacheBackend, storeKeys: readonly string[]): Promise<Array<CachedValue | NoValue>> {
+    if (storeKeys.length === 0) return []
+    try {
+      return await backend.getMulti(storeKeys)
+    } catch (error) {
+      this.reportError('getMulti', error)
+      return storeKeys.map(() => NO_VALUE)
+    }
+  }
+
+  async store(backend: CacheBackend, storeKey: string, value: CachedValue): Promise<void> {
+    try {
+      await backend.set(storeKey, value)
+    } catch (error) {
+      if (error instanceof SerializationError) throw error
+      this.reportError('set', error)
+    }
+  }
+
+  async storeMulti(backend: CacheBackend, entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {
+    try {
+      await backend.setMulti(entries)
+    } catch (error) {
+      if (error instanceof SerializationError) throw error
+      this.reportError('setMulti', error)
+    }
+  }
+
+  /** Deletes and invalidations: report, then throw a `BackendError` naming the operation. */
+  async write(operation: string, run: () => Promise<void>): Promise<void> {
+    try {
+      await run()
+    } catch (error) {
+      if (error instanceof CorralError) throw error
+      this.reportError(operation, error)
+      throw new BackendError(
+        `region "${this.regionName}": ${operation} failed: ${(error as Error)?.message ?? error}`,
+        {
+          cause: error,
+        },
+      )
+    }
+  }
+}

@@ -1,0 +1,124 @@
+import type { RegionInvalidator } from './backends/api.js'
+import { NO_VALUE, FORMAT_VERSION, type CachedValue, type NoValue } from './cached-value.js'
+import { LocalInvalidator } from './invalidation.js'
+import type { MissReason } from './telemetry/events.js'
+
+/** What a read found, judged against expiry and invalidation. */
+export type Lookup =
+  | { readonly state: 'fresh'; readonly value: unknown }
+  | {
+      readonly state: 'stale'
+      readonly value: unknown
+      /** the value's creation time, epoch milliseconds */
+      readonly ct: number
+      readonly reason: 'expired' | 'invalidated'
+    }
+  | { readonly state: 'absent'; readonly reason: MissReason }
+
+export type NotFresh = Exclude<Lookup, { state: 'fresh' }>
+export type Stale = Extract<Lookup, { state: 'stale' }>
+
+const ABSENT: Lookup = { state: 'absent', reason: 'absent' }
+const HARD_INVALIDATED: Lookup = { state: 'absent', reason: 'invalidated' }
+
+/**
+ * The freshness decision, in one place: whether a stored value is fresh, stale (expired, or created before a soft
+ * invalidation of its region or of one of its tags) or absent (missing, of another format version, or created
+ * before a hard invalidation). Invalidation is lazy, as in dogpile.cache: nothing is deleted when a region or a
+ * tag is invalidated; each read compares the value's creation time with the marks.
+ *
+ * A value created in the same millisecond as an invalidation counts as invalidated: across processes both times
+ * have millisecond resolution, and one extra regeneration is the safe side of the tie.
+ */
+export class Freshness {
+  /** Where the region's marks live; replaced when the region is configured with a backend that shares them. */
+  invalidator: RegionInvalidator = new LocalInvalidator()
+
+  constructor(
+    private readonly clock: () => number,
+    private readonly reportError: (operation: string, error: unknown) => void,
+  ) {}
+
+  /**
+   * The hit path's check, synchronous and allocation-free: true only when `stored` is fresh by expiry and by the
+   * region's marks, and the marks of each of its tags are known here and older than it. Anything else takes the
+   * full `lookup`.
+   */
+  isFresh(stored: CachedValue | NoValue, expirationMs: number): stored is CachedValue {
+    if (stored === NO_VALUE || stored.metadata.v !== FORMAT_VERSION) return false
+    const ct = stored.metadata.ct
+    const marks = this.invalidator.current()
+    return (
+      ct > marks.hardAt &&
+      ct > marks.softAt &&
+      this.clock() - ct <= expirationMs &&
+      (stored.metadata.tags === undefined || this.#tagsAllow(stored.metadata.tags, ct))
+    )
+  }
+
+  /** Classifies a value whose tags' marks are known (see `lookup` for one whose tags may not be). */
+  classify(stored: CachedValue | NoValue, expirationMs: number): Lookup {
+    if (stored === NO_VALUE || stored.metadata.v !== FORMAT_VERSION) return ABSENT
+    const ct = stored.metadata.ct
+    const marks = this.invalidator.current()
+    if (ct <= marks.hardAt) return HARD_INVALIDATED
+    let softAt = marks.softAt
+    const tags = stored.metadata.tags
+    if (tags !== undefined) {
+      for (const tag of tags) {
+        const tagMarks = this.invalidator.tagMarks?.(tag)
+        if (tagMarks === undefined) continue
+        if (ct <= tagMarks.hardAt) return HARD_INVALIDATED
+        if (tagMarks.softAt > softAt) softAt = tagMarks.softAt
+      }
+    }
+    if (ct <= softAt) return { state: 'stale', value: stored.payload, ct, reason: 'invalidated' }
+    if (this.clock() - ct > expirationMs) return { state: 'stale', value: stored.payload, ct, reason: 'expired' }
+    return { state: 'fresh', value: stored.payload }
+  }
+
+  /** Classifies a value read from the backend, after fetching the marks of any of its tags not known yet. */
+  async lookup(stored: CachedValue | NoValue, expirationMs: number): Promise<Lookup> {
+    if (stored !== NO_VALUE && stored.metadata.tags !== undefined) await this.loadTagsOf([stored])
+    return this.classify(stored, expirationMs)
+  }
+
+  /** Whether a value was hard-invalidated (by its region or one of its tags), whatever its age. */
+  isHardInvalidated(stored: CachedValue): boolean {
+    return this.classify(stored, Number.POSITIVE_INFINITY) === HARD_INVALIDATED
+  }
+
+  /**
+   * Makes sure the invalidator knows the marks of every tag these values carry: one batched fetch for the tags it
+   * does not know. If the fetch fails, the values are judged without those marks (and the failure is reported):
+   * availability over strictness.
+   */
+  async loadTagsOf(values: ReadonlyArray<CachedValue | NoValue>): Promise<void> {
+    const invalidator = this.invalidator
+    if (!invalidator.loadTags || !invalidator.tagMarks) return
+    let unknown: Set<string> | undefined
+    for (const value of values) {
+      if (value === NO_VALUE || value.metadata.tags === undefined) continue
+      for (const tag of value.metadata.tags) {
+        if (invalidator.tagMarks(tag) === undefined) (unknown ??= new Set()).add(tag)
+      }
+    }
+    if (!unknown) return
+    try {
+      await invalidator.loadTags([...unknown])
+    } catch (error) {
+      this.reportError('loadTags', error)
+    }
+  }
+
+  /** The hit path's tag check: true only when every tag's marks are known and older than the value. */
+  #tagsAllow(tags: readonly string[], ct: number): boolean {
+    const invalidator = this.invalidator
+    if (!invalidator.tagMarks) return true
+    for (const tag of tags) {
+      const marks = invalidator.tagMarks(tag)
+      if (marks === undefined || ct <= marks.hardAt || ct <= marks.softAt) return false
+    }
+    return true
+  }
+}

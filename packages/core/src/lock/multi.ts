@@ -1,0 +1,167 @@
+import type { CacheMutex } from '../backends/api.js'
+import { CachedValue, NO_VALUE } from '../cached-value.js'
+import { describeValue } from '../describe-value.js'
+import { ValidationError } from '../errors.js'
+import type { NotFresh, Stale } from '../freshness.js'
+import type { ShouldCache } from '../region-options.js'
+import type { Call, DogpileLock, LockHost } from './dogpile.js'
+import type { Flight } from './flight.js'
+
+/** A `getOrCreateMulti` request, its keys already unique, sorted and mapped to backend keys. */
+export interface MultiRequest<T> {
+  readonly keys: readonly string[]
+  readonly storeKeys: readonly string[]
+  readonly creator: (...keys: string[]) => readonly T[] | Promise<readonly T[]>
+  readonly expirationMs: number
+  readonly shouldCache: ShouldCache<T> | undefined
+  readonly tags: readonly string[] | undefined
+}
+
+interface Pending {
+  readonly key: string
+  readonly storeKey: string
+  readonly lookup: NotFresh
+}
+
+/**
+ * The dogpile lock for many keys at once (`getOrCreateMulti`): the per-key semantics of `DogpileLock`, with one
+ * creator call for every key this caller leads. Keys another caller is regenerating are joined exactly as
+ * `getOrCreate` would; the rest are locked (backend locks in sorted key order, so two multi-callers cannot
+ * deadlock), re-read once they are held, and created together. Returns the values by key.
+ */
+export async function getOrCreateMulti<T>(
+  lock: DogpileLock,
+  host: LockHost,
+  request: MultiRequest<T>,
+): Promise<Map<string, unknown>> {
+  const { keys, storeKeys, creator, expirationMs, shouldCache, tags } = request
+  const stored = await host.access.readMulti(host.backend(), storeKeys)
+  await host.freshness.loadTagsOf(stored)
+  const values = new Map<string, unknown>()
+  const waits: Array<Promise<void>> = []
+  const toCreate: Pending[] = []
+
+  keys.forEach((key, i) => {
+    const storeKey = storeKeys[i]!
+    const lookup = host.freshness.classify(stored[i] ?? NO_VALUE, expirationMs)
+    if (lookup.state === 'fresh') {
+      host.report.hit({ key, startedAt: undefined })
+      values.set(key, lookup.value)
+      return
+    }
+    const flight = host.coalesce() ? lock.flights.get(storeKey) : undefined
+    if (flight === undefined) {
+      toCreate.push({ key, storeKey, lookup })
+      return
+    }
+    // Another caller is creating this key: join it, exactly as getOrCreate would.
+    const single: Call<T> = {
+      key,
+      storeKey,
+      creator: async () => (await creator(key))[0] as T,
+      expirationMs,
+      shouldCache,
+      tags,
+      startedAt: undefined,
+    }
+    waits.push(lock.createOrJoin(single, lookup).then((value) => void values.set(key, value)))
+  })
+
+  if (toCreate.length > 0) {
+    const created = await leadMulti(lock, host, toCreate, request)
+    for (const [key, value] of created) values.set(key, value)
+  }
+  await Promise.all(waits)
+  return values
+}
+
+async function leadMulti<T>(
+  lock: DogpileLock,
+  host: LockHost,
+  entries: Pending[],
+  { creator, expirationMs, shouldCache, tags }: MultiRequest<T>,
+): Promise<Map<string, unknown>> {
+  const { report } = host
+  const results = new Map<string, unknown>()
+  const flights = new Map<string, Flight>()
+  const mutexes: CacheMutex[] = []
+  if (host.coalesce()) for (const { storeKey } of entries) flights.set(storeKey, lock.flights.begin(storeKey))
+  try {
+    // Backend locks in sorted key order (entries are sorted), so two multi-callers cannot deadlock.
+    let pending = entries
+    const backend = host.backend()
+    if (backend.getMutex) {
+      pending = []
+      for (const entry of entries) {
+        const mutex = backend.getMutex(entry.storeKey)
+        const acquired = mutex
+          ? await lock.acquire(mutex, entry.key, entry.lookup.state === 'absent', undefined)
+          : 'failed'
+        if (acquired === 'busy') {
+          const stale = entry.lookup as Stale
+          report.servedStale(entry.key, stale, true)
+          results.set(entry.key, stale.value)
+          flights.get(entry.storeKey)?.settle({ kind: 'reread' })
+          continue
+        }
+        if (acquired === 'acquired') mutexes.push(mutex!)
+        pending.push(entry)
+      }
+      if (mutexes.length > 0 && pending.length > 0) {
+        // Some may have been created by another process while we waited for their locks.
+        const again = await host.access.readMulti(
+          host.backend(),
+          pending.map((entry) => entry.storeKey),
+        )
+        await host.freshness.loadTagsOf(again)
+        pending = pending.filter((entry, i) => {
+          const lookup = host.freshness.classify(again[i] ?? NO_VALUE, expirationMs)
+          if (lookup.state !== 'fresh') return true
+          report.coalesced(entry.key, 'waited')
+          report.miss(entry.key, entry.lookup.reason)
+          results.set(entry.key, lookup.value)
+          flights.get(entry.storeKey)?.settle({ kind: 'value', value: lookup.value })
+          return false
+        })
+      }
+    }
+    if (pending.length === 0) return results
+
+    for (const entry of pending) report.miss(entry.key, entry.lookup.reason)
+    const keys = pending.map((entry) => entry.key)
+    const started = performance.now()
+    let failure: unknown
+    try {
+      const created = await creator(...keys)
+      if (!Array.isArray(created) || created.length !== keys.length) {
+        throw new ValidationError(
+          `getOrCreateMulti(): the creator must return an array with one value per key it received (${keys.length}); got ${Array.isArray(created) ? `${created.length} values` : describeValue(created)}`,
+        )
+      }
+      const ct = host.stamp()
+      const toStore: Array<readonly [string, CachedValue]> = []
+      pending.forEach((entry, i) => {
+        const value = created[i] as T
+        results.set(entry.key, value)
+        if (shouldCache === undefined || shouldCache(value))
+          toStore.push([entry.storeKey, CachedValue.create(value, ct, tags)])
+      })
+      if (toStore.length > 0) await host.access.storeMulti(host.backend(), toStore)
+      for (const entry of pending) flights.get(entry.storeKey)?.settle({ kind: 'value', value: results.get(entry.key) })
+    } catch (error) {
+      failure = error
+      for (const entry of pending) flights.get(entry.storeKey)?.settle({ kind: 'error', error })
+      throw error
+    } finally {
+      const coalesced = pending.reduce((sum, entry) => sum + (flights.get(entry.storeKey)?.coalesced ?? 0), 0)
+      report.regenerated(keys, (performance.now() - started) / 1000, failure, coalesced)
+    }
+    return results
+  } finally {
+    await Promise.all(mutexes.map((mutex) => lock.release(mutex)))
+    for (const [storeKey, flight] of flights) {
+      flight.settle({ kind: 'reread' })
+      lock.flights.end(storeKey, flight)
+    }
+  }
+}

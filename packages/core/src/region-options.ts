@@ -1,0 +1,94 @@
+/** The options of `createRegion()`, `configure()` and the region's methods. */
+import type { Registry } from 'prom-client'
+import type { RegionInvalidator } from './backends/api.js'
+import type { ProxyBackend } from './backends/proxy.js'
+import type { Serializer } from './cached-value.js'
+import type { Duration } from './durations.js'
+import type { KeyGenerator, KeyMangler, MultiKeyGenerator } from './keys.js'
+import type { AsyncCreationRunner } from './lock/async-runner.js'
+import type { RegionRegistry } from './registry.js'
+import type { HotKeyTrackerOptions } from './telemetry/hot-keys.js'
+import type { Logger } from './telemetry/instrumentation.js'
+
+export type Creator<T> = () => T | Promise<T>
+export type ShouldCache<T> = (value: T) => boolean
+
+export interface TelemetryOptions {
+  /** Register Corral's metrics on this prom-client Registry instead of the region registry's `metrics`. */
+  metricsRegistry?: Registry
+  /** Put cache keys in span attributes (`corral.key`). Default true. Keys never appear in metric labels. */
+  recordKeys?: boolean
+  /** Hot-key tracking options, or `false` to turn it off. */
+  hotKeys?: false | HotKeyTrackerOptions
+}
+
+export interface RegionOptions {
+  /** Unique within its registry; omitted → a unique generated name. */
+  name?: string
+  keyGenerator?: KeyGenerator
+  multiKeyGenerator?: MultiKeyGenerator
+  /** Applied to every key before it reaches the backend; `false` disables the backend's default mangler. */
+  keyMangler?: KeyMangler | false
+  asyncCreationRunner?: AsyncCreationRunner
+  /** How backends that store bytes encode values. JSON by default. */
+  serializer?: Serializer
+  /** Default: the process-wide `regions`. */
+  registry?: RegionRegistry
+  /** Metrics, hot keys and span options; `false` turns metrics, hot keys and spans off (events still work). */
+  telemetry?: TelemetryOptions | false
+  /** pino-style logger for dogpile.cache's debug lines. */
+  logger?: Logger
+  /** Milliseconds since the epoch; injectable so tests control expiry without sleeping. */
+  clock?: () => number
+}
+
+export type WrapEntry = ProxyBackend | (new () => ProxyBackend)
+
+export interface ConfigureOptions {
+  /** Seconds, or '30s' / '5m' ...; omitted: values never expire (hard invalidation still applies). */
+  expirationTime?: Duration
+  /** The backend's arguments (ignored when `backend` is an instance). */
+  arguments?: Record<string, unknown>
+  /** Proxy backends to chain in front of the backend: `[A, B]` makes `A -> B -> backend`. */
+  wrap?: WrapEntry[]
+  /** Allow configuring a region that already has a backend. */
+  replaceExistingBackend?: boolean
+  /** Where invalidation marks live; default: the backend's (shared across processes) or this process's. */
+  regionInvalidator?: RegionInvalidator
+}
+
+export interface GetOptions {
+  /** Overrides the region's expiration time for this read (`-1`: never expires). */
+  expirationTime?: Duration
+  /** Return a value even if it expired or was soft-invalidated (not if hard-invalidated). */
+  ignoreExpiration?: boolean
+}
+
+export interface GetOrCreateOptions<T> {
+  /** Overrides the region's expiration time for this call (`-1`: never expires). */
+  expirationTime?: Duration
+  /** Decides whether the creator's value is stored; it is returned either way. */
+  shouldCache?: ShouldCache<T>
+  /** Tags stored with a created value, for `invalidateTags()`. */
+  tags?: readonly string[]
+}
+
+export interface SetOptions {
+  /** Tags stored with the value, for `invalidateTags()`. */
+  tags?: readonly string[]
+}
+
+export interface ValueMetadata<T = unknown> {
+  value: T
+  /** seconds since the epoch when the value was created */
+  cachedTime: number
+  /** seconds since then */
+  age: number
+}
+
+export interface RegionDescription {
+  name: string
+  backend: string | null
+  /** seconds, or null for "never expires" */
+  expirationTime: number | null
+}

@@ -1,0 +1,168 @@
+import type { Link, Span } from '@opentelemetry/api'
+import type { Stale, NotFresh } from '../freshness.js'
+import type { Flight } from '../lock/flight.js'
+import type { MissReason } from './events.js'
+import type { Instrumentation } from './instrumentation.js'
+import { endSpan, type GetResult, type RegionTracing } from './tracing.js'
+
+/** What telemetry needs to know of one `getOrCreate` call. */
+export interface CallIdentity {
+  readonly key: string
+  /** `performance.now()` at the call's start when tracing is on, else undefined */
+  readonly startedAt: number | undefined
+}
+
+/**
+ * The dogpile lock's one port to telemetry. Each method is a step of the lock as a caller lives it (served fresh,
+ * joined a regeneration, served stale, waited, led a regeneration); it fans out to the instrumentation (counters,
+ * events, hot keys, histograms, debug lines) and to the call's OpenTelemetry span, so the lock never touches
+ * either directly. Span handles are opaque to the lock: `undefined` when tracing is off.
+ */
+export class CallReporter {
+  constructor(
+    private readonly instrumentation: Instrumentation,
+    private readonly tracing: RegionTracing | undefined,
+    private readonly clock: () => number,
+  ) {}
+
+  /** Whether this call is traced: the caller records `performance.now()` as its start only then. */
+  get traced(): boolean {
+    return this.tracing !== undefined && this.tracing.enabled
+  }
+
+  // ------------------------------------------------------------ callers that did not regenerate
+
+  /** A fresh value was served. */
+  hit(call: CallIdentity): void {
+    this.instrumentation.hit(call.key)
+    if (call.startedAt !== undefined) this.tracing!.recordFinished(call.key, 'hit', call.startedAt)
+  }
+
+  /** Another caller of this process regenerates and this one had a stale value: it was served at once. */
+  servedStaleWhileJoined(call: CallIdentity, lookup: Stale, flight: Flight): void {
+    this.instrumentation.coalesced(call.key, 'stale')
+    this.instrumentation.stale(call.key, this.#age(lookup))
+    this.#finish(call, 'stale', flight)
+  }
+
+  /** This caller had no value and joined another caller's regeneration (counted when it joins). */
+  joined(call: CallIdentity): void {
+    this.instrumentation.coalesced(call.key, 'waited')
+  }
+
+  /** A joined caller got the regeneration's outcome after `seconds`. */
+  joinedAnswered(call: CallIdentity, reason: MissReason, seconds: number, flight: Flight): void {
+    this.instrumentation.lockWait(call.key, seconds, false)
+    this.instrumentation.miss(call.key, reason)
+    this.#finish(call, 'miss', flight, seconds)
+  }
+
+  // ------------------------------------------------------------ the leader of a flight
+
+  /** The span of a caller that leads (it takes the lock and may regenerate); undefined when not traced. */
+  startSpan(call: CallIdentity): Span | undefined {
+    return call.startedAt !== undefined ? this.tracing!.start(call.key, call.startedAt) : undefined
+  }
+
+  /** The leader waited `seconds` for the backend's lock (reported from a millisecond on). */
+  waitedForLock(key: string, seconds: number, span: Span | undefined): void {
+    if (seconds < 0.001) return
+    this.instrumentation.lockWait(key, seconds, true)
+    span?.addEvent('cache.lock_wait', { duration_s: seconds })
+  }
+
+  /** Another process regenerates and the leader has a stale value: served at once (dogpile's non-blocking lock). */
+  servedStaleWhileLockedElsewhere(key: string, lookup: Stale, span: Span | undefined): void {
+    this.instrumentation.coalesced(key, 'stale')
+    this.instrumentation.stale(key, this.#age(lookup))
+    if (span) endSpan(span, 'stale')
+  }
+
+  /** Once it held the lock, the leader found a fresh value another process had made meanwhile. */
+  createdElsewhere(key: string, lookup: NotFresh, span: Span | undefined): void {
+    if (lookup.state === 'absent') this.instrumentation.coalesced(key, 'waited')
+    this.instrumentation.miss(key, lookup.reason)
+    if (span) endSpan(span, 'miss')
+  }
+
+  /** The regeneration of a stale value went to the async creation runner; the leader served the stale value. */
+  handedOff(key: string, lookup: Stale, span: Span | undefined): void {
+    this.instrumentation.stale(key, this.#age(lookup))
+    if (span) endSpan(span, 'stale')
+  }
+
+  /** The leader regenerates: a miss, with the reason on its span. */
+  regenerating(key: string, lookup: NotFresh, span: Span | undefined): void {
+    this.miss(key, lookup.reason)
+    span?.addEvent('cache.miss', { reason: lookup.reason })
+    if (lookup.reason === 'invalidated')
+      span?.addEvent(lookup.state === 'absent' ? 'cache.hard_invalidation' : 'cache.soft_invalidation')
+  }
+
+  /** The leader's call ended (with its value or `error`). */
+  leaderAnswered(span: Span | undefined, error?: unknown): void {
+    if (span) endSpan(span, 'miss', error)
+  }
+
+  // ------------------------------------------------------------ shared steps
+
+  miss(key: string, reason: MissReason): void {
+    this.instrumentation.miss(key, reason)
+  }
+
+  /** A stale value served by the multi-key lock, whose calls are not traced. */
+  servedStale(key: string, lookup: Stale, coalesced: boolean): void {
+    if (coalesced) this.instrumentation.coalesced(key, 'stale')
+    this.instrumentation.stale(key, this.#age(lookup))
+  }
+
+  coalesced(key: string, mode: 'waited' | 'stale'): void {
+    this.instrumentation.coalesced(key, mode)
+  }
+
+  backendError(operation: string, error: unknown): void {
+    this.instrumentation.backendError(operation, error)
+  }
+
+  /**
+   * Runs a regeneration: inside a `corral.regenerate` span (a child of the leader's span) when traced, so the
+   * creator's own spans nest under it, and reported as a `regenerate` with its duration, outcome and the number
+   * of callers that were coalesced onto `flight`.
+   */
+  async regeneration<T>(
+    keys: string[],
+    traced: boolean,
+    parent: Span | undefined,
+    flight: Flight | undefined,
+    run: () => Promise<T>,
+  ): Promise<T> {
+    const started = performance.now()
+    let failure: unknown
+    try {
+      return parent !== undefined || (this.tracing !== undefined && traced)
+        ? await this.tracing!.regenerate(parent, keys, (span) => flight && (flight.regenerateSpan = span), run)
+        : await run()
+    } catch (error) {
+      failure = error
+      throw error
+    } finally {
+      this.regenerated(keys, (performance.now() - started) / 1000, failure, flight?.coalesced ?? 0)
+    }
+  }
+
+  /** A regeneration of `keys` ended after `seconds`, with `coalesced` callers that did not run the creator. */
+  regenerated(keys: string[], seconds: number, failure: unknown, coalesced: number): void {
+    this.instrumentation.regenerate(keys, seconds, failure, coalesced, this.clock())
+  }
+
+  #age(lookup: Stale): number {
+    return (this.clock() - lookup.ct) / 1000
+  }
+
+  /** The span of a caller that did not lead, linked to the regeneration it was coalesced onto. */
+  #finish(call: CallIdentity, result: GetResult, flight?: Flight, waitedSeconds?: number): void {
+    if (call.startedAt === undefined) return
+    const links: Link[] | undefined = flight?.regenerateSpan ? [{ context: flight.regenerateSpan }] : undefined
+    this.tracing!.recordFinished(call.key, result, call.startedAt, links, waitedSeconds)
+  }
+}
