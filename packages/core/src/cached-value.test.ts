@@ -68,9 +68,9 @@ describe('encodeCachedValue / decodeCachedValue', () => {
   it.each([
     ['bytes written by another program', 'just a plain string'],
     ['an empty buffer', ''],
-    ['a non-numeric creation time', 'c1:abc:v\n1'],
-    ['an unknown payload kind', 'c1:1000:x\n1'],
-    ['a payload the serializer rejects', 'c1:1000:v\n{not json'],
+    ['a non-numeric creation time', `c${FORMAT_VERSION}:abc:v\n1`],
+    ['an unknown payload kind', `c${FORMAT_VERSION}:1000:x\n1`],
+    ['a payload the serializer rejects', `c${FORMAT_VERSION}:1000:v\n{not json`],
   ])('reads %s as a miss', (_label, text) => {
     expect(decodeCachedValue(Buffer.from(text, 'utf8'), jsonSerializer)).toBe(NO_VALUE)
   })

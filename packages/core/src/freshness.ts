@@ -1,17 +1,18 @@
 import type { RegionInvalidator } from './backends/api.js'
-import { NO_VALUE, FORMAT_VERSION, type CachedValue, type NoValue } from './cached-value.js'
+import { NO_VALUE, type CachedValue, type NoValue, type ValueExtensions } from './cached-value.js'
 import { LocalInvalidator } from './invalidation.js'
 import type { MissReason } from './telemetry/events.js'
 
 /** What a read found, judged against expiry and invalidation. */
 export type Lookup =
-  | { readonly state: 'fresh'; readonly value: unknown }
+  | { readonly state: 'fresh'; readonly value: unknown; readonly stored: CachedValue }
   | {
       readonly state: 'stale'
       readonly value: unknown
-      /** the value's creation time, epoch milliseconds */
+      /** the value's creation time, epoch milliseconds (`-Infinity` when it claimed to be from the future) */
       readonly ct: number
       readonly reason: 'expired' | 'invalidated'
+      readonly stored: CachedValue
     }
   | { readonly state: 'absent'; readonly reason: MissReason }
 
@@ -20,6 +21,13 @@ export type Stale = Extract<Lookup, { state: 'stale' }>
 
 const ABSENT: Lookup = { state: 'absent', reason: 'absent' }
 const HARD_INVALIDATED: Lookup = { state: 'absent', reason: 'invalidated' }
+
+/**
+ * How far in the future a creation time may lie (a writer's clock slightly ahead) and still be believed. Beyond
+ * it the creation time is unknown, and the value is judged as old as can be: expired, and created before every
+ * invalidation. Otherwise a host with a fast clock would write values that outlive `invalidate({ hard: true })`.
+ */
+export const FUTURE_CREATION_TOLERANCE_MS = 1000
 
 /**
  * The freshness decision, in one place: whether a stored value is fresh, stale (expired, or created before a soft
@@ -40,30 +48,33 @@ export class Freshness {
   ) {}
 
   /**
-   * The hit path's check, synchronous and allocation-free: true only when `stored` is fresh by expiry and by the
-   * region's marks, and the marks of each of its tags are known here and older than it. Anything else takes the
-   * full `lookup`.
+   * The hit path's check, synchronous and allocation-free: true only when `stored` is fresh by expiry (or trusted
+   * as a fail-safe value) and by the region's marks, and the marks of each of its tags are known here and older
+   * than it. Anything else takes the full `lookup`.
    */
   isFresh(stored: CachedValue | NoValue, expirationMs: number): stored is CachedValue {
-    if (stored === NO_VALUE || stored.metadata.v !== FORMAT_VERSION) return false
-    const ct = stored.metadata.ct
+    if (stored === NO_VALUE) return false
+    const ct = stored.ct
     const marks = this.invalidator.current()
-    return (
-      ct > marks.hardAt &&
-      ct > marks.softAt &&
-      this.clock() - ct <= expirationMs &&
-      (stored.metadata.tags === undefined || this.#tagsAllow(stored.metadata.tags, ct))
-    )
+    if (ct <= marks.hardAt || ct <= marks.softAt) return false
+    const now = this.clock()
+    const ext = stored.ext
+    if (ext === undefined) return now - ct <= expirationMs && ct <= now + FUTURE_CREATION_TOLERANCE_MS
+    if (ct > now + FUTURE_CREATION_TOLERANCE_MS || !unexpired(stored, ext, now, expirationMs)) return false
+    return ext.tags === undefined || this.#tagsAllow(ext.tags, ct)
   }
 
   /** Classifies a value whose tags' marks are known (see `lookup` for one whose tags may not be). */
   classify(stored: CachedValue | NoValue, expirationMs: number): Lookup {
-    if (stored === NO_VALUE || stored.metadata.v !== FORMAT_VERSION) return ABSENT
-    const ct = stored.metadata.ct
+    // NaN: a value of another format version (see CachedValue's constructor)
+    if (stored === NO_VALUE || Number.isNaN(stored.ct)) return ABSENT
+    const now = this.clock()
+    // A creation time from the future is not believed: the value is as old as can be.
+    const ct = stored.ct > now + FUTURE_CREATION_TOLERANCE_MS ? Number.NEGATIVE_INFINITY : stored.ct
     const marks = this.invalidator.current()
     if (ct <= marks.hardAt) return HARD_INVALIDATED
     let softAt = marks.softAt
-    const tags = stored.metadata.tags
+    const tags = stored.ext?.tags
     if (tags !== undefined) {
       for (const tag of tags) {
         const tagMarks = this.invalidator.tagMarks?.(tag)
@@ -72,14 +83,15 @@ export class Freshness {
         if (tagMarks.softAt > softAt) softAt = tagMarks.softAt
       }
     }
-    if (ct <= softAt) return { state: 'stale', value: stored.payload, ct, reason: 'invalidated' }
-    if (this.clock() - ct > expirationMs) return { state: 'stale', value: stored.payload, ct, reason: 'expired' }
-    return { state: 'fresh', value: stored.payload }
+    if (ct <= softAt) return { state: 'stale', value: stored.payload, ct, reason: 'invalidated', stored }
+    if (ct === Number.NEGATIVE_INFINITY || !unexpired(stored, stored.ext, now, expirationMs))
+      return { state: 'stale', value: stored.payload, ct, reason: 'expired', stored }
+    return { state: 'fresh', value: stored.payload, stored }
   }
 
   /** Classifies a value read from the backend, after fetching the marks of any of its tags not known yet. */
   async lookup(stored: CachedValue | NoValue, expirationMs: number): Promise<Lookup> {
-    if (stored !== NO_VALUE && stored.metadata.tags !== undefined) await this.loadTagsOf([stored])
+    if (stored !== NO_VALUE && stored.ext?.tags !== undefined) await this.loadTagsOf([stored])
     return this.classify(stored, expirationMs)
   }
 
@@ -98,8 +110,9 @@ export class Freshness {
     if (!invalidator.loadTags || !invalidator.tagMarks) return
     let unknown: Set<string> | undefined
     for (const value of values) {
-      if (value === NO_VALUE || value.metadata.tags === undefined) continue
-      for (const tag of value.metadata.tags) {
+      const tags = value === NO_VALUE ? undefined : value.ext?.tags
+      if (tags === undefined) continue
+      for (const tag of tags) {
         if (invalidator.tagMarks(tag) === undefined) (unknown ??= new Set()).add(tag)
       }
     }
@@ -121,4 +134,14 @@ export class Freshness {
     }
     return true
   }
+}
+
+/**
+ * Whether a value is within its expiration time (extended by its jitter), or trusted beyond it as a fail-safe
+ * value until `trustedUntil`.
+ */
+function unexpired(stored: CachedValue, ext: ValueExtensions | undefined, now: number, expirationMs: number): boolean {
+  if (ext === undefined) return now - stored.ct <= expirationMs
+  if (now - stored.ct <= expirationMs + (ext.jitterMs ?? 0)) return true
+  return ext.trustedUntil !== undefined && now <= ext.trustedUntil
 }

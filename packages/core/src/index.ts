@@ -23,7 +23,7 @@ export {
   encodeCachedValue,
   decodeCachedValue,
 } from './cached-value.js'
-export type { NoValue, Serializer, CachedValueMetadata } from './cached-value.js'
+export type { NoValue, Serializer, CachedValueMetadata, ValueExtensions } from './cached-value.js'
 export type {
   CacheBackend,
   CacheMutex,

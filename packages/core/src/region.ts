@@ -1,7 +1,7 @@
 import type { Registry } from 'prom-client'
 import { BackendAccess } from './backend-access.js'
 import type { CacheBackend } from './backends/api.js'
-import { CachedValue, FORMAT_VERSION, NO_VALUE, jsonSerializer, type NoValue, type Serializer } from './cached-value.js'
+import { CachedValue, NO_VALUE, jsonSerializer, type NoValue, type Serializer } from './cached-value.js'
 import {
   cacheMultiOnArguments,
   cacheOnArguments,
@@ -261,13 +261,13 @@ export class CacheRegion {
   /** The value with its creation time and age (seconds), regardless of expiry; undefined when absent. */
   async getValueMetadata<T = unknown>(key: string): Promise<ValueMetadata<T> | undefined> {
     const stored = await this.#access.read(this.backend, this.#storeKey(key))
-    if (stored === NO_VALUE || stored.metadata.v !== FORMAT_VERSION) return undefined
+    if (stored === NO_VALUE || Number.isNaN(stored.ct)) return undefined
     await this.#freshness.loadTagsOf([stored])
     if (this.#freshness.isHardInvalidated(stored)) return undefined
     return {
       value: stored.payload as T,
-      cachedTime: stored.metadata.ct / 1000,
-      age: (this.#clock() - stored.metadata.ct) / 1000,
+      cachedTime: stored.ct / 1000,
+      age: (this.#clock() - stored.ct) / 1000,
     }
   }
 

@@ -4,14 +4,16 @@
  * URLs are relative ("api/regions", not "/api/regions"): the exporter serves the dashboard at `/`, where both
  * resolve alike, and a reverse proxy that mounts the exporter under a prefix keeps working.
  */
-import { type SseMessage, SseParser } from './sse'
 import type {
-  HotKeysResponse,
-  InvalidateResponse,
-  InvalidateTagsResponse,
-  RegionsResponse,
-  StampedesResponse,
-} from './types'
+  HotKeysJson,
+  InvalidateBody,
+  InvalidateJson,
+  InvalidateTagsBody,
+  InvalidateTagsJson,
+  RegionsJson,
+  StampedesJson,
+} from '@corral/exporter/api'
+import { type SseMessage, SseParser } from './sse'
 
 export class ApiError extends Error {
   constructor(
@@ -88,18 +90,22 @@ export async function requestJson<T>(
 const region = (name: string) => `api/regions/${encodeURIComponent(name)}`
 
 export const api = {
-  regions: (token: string | null) => requestJson<RegionsResponse>('api/regions', { token }),
+  regions: (token: string | null) => requestJson<RegionsJson>('api/regions', { token }),
   hotKeys: (name: string, limit: number, token: string | null) =>
-    requestJson<HotKeysResponse>(`${region(name)}/hot-keys?limit=${limit}`, { token }),
+    requestJson<HotKeysJson>(`${region(name)}/hot-keys?limit=${limit}`, { token }),
   stampedes: (limit: number, token: string | null) =>
-    requestJson<StampedesResponse>(`api/stampedes?limit=${limit}`, { token }),
+    requestJson<StampedesJson>(`api/stampedes?limit=${limit}`, { token }),
   invalidate: (name: string, hard: boolean, token: string | null) =>
-    requestJson<InvalidateResponse>(`${region(name)}/invalidate`, { token, method: 'POST', body: { hard } }),
-  invalidateTags: (name: string, tags: readonly string[], hard: boolean, token: string | null) =>
-    requestJson<InvalidateTagsResponse>(`${region(name)}/invalidate-tags`, {
+    requestJson<InvalidateJson>(`${region(name)}/invalidate`, {
       token,
       method: 'POST',
-      body: { tags, hard },
+      body: { hard } satisfies InvalidateBody,
+    }),
+  invalidateTags: (name: string, tags: readonly string[], hard: boolean, token: string | null) =>
+    requestJson<InvalidateTagsJson>(`${region(name)}/invalidate-tags`, {
+      token,
+      method: 'POST',
+      body: { tags, hard } satisfies InvalidateTagsBody,
     }),
 }
 

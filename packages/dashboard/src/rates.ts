@@ -8,7 +8,13 @@
  * - a counter that goes down was reset (the application restarted): its new value is all new increase;
  * - a region that disappears keeps its last value, and continues from it (as above) if it comes back.
  */
+import type { RegionJson } from '@corral/exporter/api'
 
+type RegionStats = RegionJson['stats']
+/** The names of the numeric fields of a region's `stats`. */
+type NumericStat = { [K in keyof RegionStats]: RegionStats[K] extends number ? K : never }[keyof RegionStats]
+
+/** The counters charted as rates: numeric fields of `stats`, checked against the exporter's types. */
 export const COUNTERS = [
   'hits',
   'stale',
@@ -17,7 +23,7 @@ export const COUNTERS = [
   'regenerationErrors',
   'lockWaits',
   'coalesced',
-] as const
+] as const satisfies readonly NumericStat[]
 export type CounterName = (typeof COUNTERS)[number]
 export type Counters = Record<CounterName, number>
 

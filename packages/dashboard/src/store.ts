@@ -1,8 +1,8 @@
 /** The dashboard's state: small signals, written by live.ts and read by the components. */
 import { computed, signal } from '@preact/signals'
+import type { HotKeysJson, RegionJson, StampedeJson } from '@corral/exporter/api'
 import { emptyHistory, type SampleHistory, windowRates } from './rates'
 import type { ConnectionState } from './schedule'
-import type { HotKeysResponse, RegionInfo, Stampede } from './types'
 
 const TOKEN_KEY = 'corral.dashboard.token'
 
@@ -37,16 +37,16 @@ export const authProblem = signal<'required' | 'rejected' | null>(null)
 export const tokenFormOpen = signal(false)
 
 // Data
-export const regions = signal<RegionInfo[] | null>(null)
+export const regions = signal<RegionJson[] | null>(null)
 export const regionsError = signal<string | null>(null)
 export const history = signal<SampleHistory>(emptyHistory())
 export const lastUpdated = signal<number | null>(null)
 export interface HotKeysState {
-  data?: HotKeysResponse
+  data?: HotKeysJson
   error?: string
 }
 export const hotKeys = signal<Record<string, HotKeysState>>({})
-export const stampedes = signal<Stampede[] | null>(null)
+export const stampedes = signal<StampedeJson[] | null>(null)
 export const stampedesError = signal<string | null>(null)
 
 // Events seen on the stream since the page loaded
@@ -61,12 +61,12 @@ export const now = signal(Date.now())
 export const chartRegion = signal('')
 export const hotKeysRegion = signal('')
 export interface PendingInvalidation {
-  region: RegionInfo
+  region: RegionJson
   hard: boolean
 }
 export const pendingInvalidation = signal<PendingInvalidation | null>(null)
 /** The region whose "Invalidate tags" dialog is open. */
-export const pendingTagInvalidation = signal<{ region: RegionInfo } | null>(null)
+export const pendingTagInvalidation = signal<{ region: RegionJson } | null>(null)
 export const invalidating = signal(false)
 export interface Feedback {
   kind: 'success' | 'error'

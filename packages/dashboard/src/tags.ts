@@ -1,8 +1,12 @@
 /** The tags of an "Invalidate tags" form, as the user types them. */
+import type { MaxTagLength, MaxTags } from '@corral/exporter/api'
 
-/** As `MAX_TAGS` and `MAX_TAG_LENGTH` of @corral/core; the exporter checks them again. */
-export const MAX_TAGS = 64
-export const MAX_TAG_LENGTH = 256
+/**
+ * `MAX_TAGS` and `MAX_TAG_LENGTH` of @corral/core, which the exporter checks again. Copied because the page does
+ * not bundle core, and typed with core's literal types, so the type check fails when core's limits change.
+ */
+export const MAX_TAGS: MaxTags = 64
+export const MAX_TAG_LENGTH: MaxTagLength = 256
 
 /**
  * Splits the input on commas (and line breaks), trims each tag, and drops empty entries and duplicates. Returns the

@@ -2,7 +2,7 @@ import { ProxyBackend, RegionRegistry, ValidationError } from '@corral/core'
 import { Gauge, Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { createExporter } from './app.js'
-import { fixture, memoryLogger, postJson } from './test/helpers.js'
+import { fixture, memoryLogger, postJson } from './test-support/helpers.js'
 
 class FailingDeletes extends ProxyBackend {
   override async delete(): Promise<void> {

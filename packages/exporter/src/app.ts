@@ -3,7 +3,8 @@
  *
  * Request pipeline for `/api/*`: audit (write paths only: logs and counts whatever happens next) → loopback Host
  * check (only without a token) → bearer token (only with one) → cross-site check, JSON content type and body limit
- * (mutating methods) → route. Errors: client mistakes are 4xx `{ error }`; anything unexpected is logged and
+ * (mutating methods) → well-formed path (region paths) → route. The write routes, their audit and their 405
+ * answers all come from one table, `ADMIN_WRITE_ROUTES` in admin-writes.ts. Errors: client mistakes are 4xx `{ error }`; anything unexpected is logged and
  * answered `500 { error: 'internal error' }`.
  */
 import { existsSync, statSync } from 'node:fs'
@@ -13,10 +14,12 @@ import { Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { HTTPException } from 'hono/http-exception'
 import { secureHeaders } from 'hono/secure-headers'
-import { ExporterMetrics, jsonLineLogger } from './audit.js'
+import { ADMIN_ACTIONS, adminWriteAudits, adminWriteRoutes } from './admin-writes.js'
+import { jsonLineLogger } from './audit.js'
 import { adminAuth, loopbackHostGuard, requireJson, resolveAdminToken, sameOrigin } from './auth.js'
-import type { MetricsSource } from './exposition.js'
-import { corralCode, type ExporterEnv } from './http.js'
+import { ExporterMetrics } from './exporter-metrics.js'
+import type { MetricsRegistryLike } from './exposition.js'
+import { corralCode, wellFormedPath, type ExporterEnv } from './http.js'
 import type { ExporterLogger, ExporterOptions } from './options.js'
 import { dashboardRoutes, defaultDashboardDir } from './routes/dashboard.js'
 import {
@@ -27,7 +30,7 @@ import {
   eventRoutes,
 } from './routes/events.js'
 import { metricsRoutes } from './routes/metrics.js'
-import { regionRoutes, regionWriteAudits } from './routes/regions.js'
+import { regionRoutes } from './routes/regions.js'
 
 export const DEFAULT_BODY_LIMIT = 16 * 1024
 
@@ -70,7 +73,7 @@ function checkOptions(options: ExporterOptions): void {
     throw new ValidationError('createExporter(): registry must be a RegionRegistry')
   const extra = options.metricsRegistry === undefined ? [] : [options.metricsRegistry].flat()
   for (const registry of extra) {
-    if (typeof (registry as Partial<MetricsSource>)?.getMetricsAsJSON !== 'function')
+    if (typeof (registry as Partial<MetricsRegistryLike>)?.getMetricsAsJSON !== 'function')
       throw new ValidationError('createExporter(): metricsRegistry must be a prom-client Registry or an array of them')
   }
   const { dashboard } = options
@@ -89,7 +92,7 @@ export function buildExporter(options: ExporterOptions = {}): ExporterParts {
   const adminToken = resolveAdminToken(options.adminToken)
   const logger: ExporterLogger | undefined = options.logger === false ? undefined : (options.logger ?? jsonLineLogger)
   const extraRegistries = options.metricsRegistry === undefined ? [] : [options.metricsRegistry].flat()
-  const metrics = new ExporterMetrics()
+  const metrics = new ExporterMetrics(ADMIN_ACTIONS)
   const fanout = new EventFanout(registry)
   const maxBody = positiveInteger(options.bodyLimit, 'bodyLimit', DEFAULT_BODY_LIMIT)
   const events = options.events ?? {}
@@ -129,7 +132,7 @@ export function buildExporter(options: ExporterOptions = {}): ExporterParts {
   )
 
   const api = new Hono<ExporterEnv>()
-  api.route('/', regionWriteAudits(metrics, logger))
+  api.route('/', adminWriteAudits(metrics, logger))
   api.use('*', loopbackHostGuard(adminToken !== undefined, options.allowedHosts ?? []))
   api.use('*', adminAuth(adminToken))
   api.use('*', sameOrigin(options.allowedOrigins ?? []))
@@ -141,7 +144,10 @@ export function buildExporter(options: ExporterOptions = {}): ExporterParts {
       onError: (c) => c.json({ error: `the body is larger than ${maxBody} bytes` }, 413),
     }),
   )
+  // before the region reads and writes alike: a malformed percent-escape is a 400, never a guessed key
+  api.use('/regions/*', wellFormedPath)
   api.route('/', regionRoutes(registry))
+  api.route('/', adminWriteRoutes(registry))
   api.route(
     '/',
     eventRoutes({

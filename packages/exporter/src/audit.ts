@@ -4,15 +4,15 @@
  */
 import { getConnInfo } from '@hono/node-server/conninfo'
 import type { Context, MiddlewareHandler } from 'hono'
-import { Counter, Gauge, Registry } from 'prom-client'
+import type { AdminAction } from './admin-writes.js'
 import type { AuthEnv } from './auth.js'
+import type { ExporterMetrics } from './exporter-metrics.js'
 import type { ExporterLogger } from './options.js'
 
-export type AdminAction = 'invalidate' | 'invalidate_tags' | 'delete_key'
+export type { AdminAction } from './admin-writes.js'
 /** success (2xx), unauthorized (401), forbidden (403), rejected (any other 4xx), error (5xx). */
 export type AdminOutcome = 'success' | 'unauthorized' | 'forbidden' | 'rejected' | 'error'
 
-export const ADMIN_ACTIONS: readonly AdminAction[] = ['invalidate', 'invalidate_tags', 'delete_key']
 export const ADMIN_OUTCOMES: readonly AdminOutcome[] = ['success', 'unauthorized', 'forbidden', 'rejected', 'error']
 
 export interface AuditVariables {
@@ -21,36 +21,6 @@ export interface AuditVariables {
 }
 
 export type AuditEnv = { Variables: AuditVariables & AuthEnv['Variables'] }
-
-/** The exporter's own metrics, on a registry of its own (served on `/metrics` with the others). */
-export class ExporterMetrics {
-  readonly registry = new Registry()
-  readonly adminActions: Counter<'action' | 'outcome'>
-  readonly sseClients: Gauge
-  readonly sseDropped: Counter
-
-  constructor() {
-    const registers = [this.registry]
-    this.adminActions = new Counter({
-      name: 'corral_admin_actions_total',
-      help: 'Mutating admin API requests (invalidate, invalidate_tags, delete_key) by outcome.',
-      labelNames: ['action', 'outcome'] as const,
-      registers,
-    })
-    for (const action of ADMIN_ACTIONS)
-      for (const outcome of ADMIN_OUTCOMES) this.adminActions.inc({ action, outcome }, 0)
-    this.sseClients = new Gauge({
-      name: 'corral_exporter_event_clients',
-      help: 'Clients connected to the /api/events stream.',
-      registers,
-    })
-    this.sseDropped = new Counter({
-      name: 'corral_exporter_events_dropped_total',
-      help: 'Events dropped because an /api/events client read too slowly.',
-      registers,
-    })
-  }
-}
 
 export function outcomeOf(status: number): AdminOutcome {
   if (status < 400) return 'success'

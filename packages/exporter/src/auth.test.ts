@@ -1,7 +1,7 @@
 import { ValidationError } from '@corral/core'
 import { describe, expect, it } from 'vitest'
 import { hostName, isJsonContentType, isLoopbackHostname, resolveAdminToken, tokenFingerprint } from './auth.js'
-import { fixture, JSON_HEADERS, postJson } from './test/helpers.js'
+import { fixture, JSON_HEADERS, postJson } from './test-support/helpers.js'
 
 const TOKEN = 's3cret-token-0123456789abcdef'
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` })

@@ -15,10 +15,16 @@ import type { MetricObjectWithValues, MetricValue } from 'prom-client'
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8'
 
-/** What `/metrics` reads from a registry: a prom-client `Registry` satisfies it. */
-export interface MetricsSource {
+/** What `/metrics` reads from a registry: the one method of a prom-client `Registry` it needs. */
+export interface MetricsRegistryLike {
   getMetricsAsJSON(): Promise<MetricObjectWithValues<MetricValue<string>>[]>
 }
+
+/**
+ * @deprecated Renamed `MetricsRegistryLike` (core's telemetry has a `MetricsSource` of its own); this alias goes in
+ * the next major version.
+ */
+export type MetricsSource = MetricsRegistryLike
 
 type LabelValue = string | number
 
@@ -37,7 +43,7 @@ export interface MetricFamily {
 
 /** Collects every registry's metrics (each registry once), merging same-named families. */
 export async function collectFamilies(
-  sources: readonly MetricsSource[],
+  sources: readonly MetricsRegistryLike[],
   onConflict: (name: string, type: string, previousType: string) => void = () => {},
 ): Promise<MetricFamily[]> {
   const unique = [...new Set(sources)]

@@ -1,4 +1,5 @@
 /** Small HTTP helpers shared by the routes. */
+import type { MiddlewareHandler } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import type { AuditEnv } from './audit.js'
@@ -34,6 +35,16 @@ export function rawPath(url: string): string {
   if (start < 0) return '/'
   const end = url.slice(start).search(/[?#]/)
   return end < 0 ? url.slice(start) : url.slice(start, start + end)
+}
+
+/** 400 when the request path holds a malformed percent-escape (`%E0%A4%A`), instead of guessing a key. */
+export const wellFormedPath: MiddlewareHandler = async function corralWellFormedPath(c, next) {
+  try {
+    decodeURIComponent(rawPath(c.req.url))
+  } catch {
+    throw httpError(400, 'the request path holds a malformed percent-encoding')
+  }
+  return next()
 }
 
 /** The string `code` of a Corral error (any copy of core), else undefined. */

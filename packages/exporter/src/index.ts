@@ -4,7 +4,7 @@ export type { StartExporterOptions, RunningExporter } from './server.js'
 export type { ExporterOptions, ExporterLogger, EventStreamOptions } from './options.js'
 export type { ExporterEnv } from './http.js'
 export type { AdminAction, AdminOutcome } from './audit.js'
-export type { RegionJson } from './routes/regions.js'
+export type * from './api-types.js'
 export { tokenFingerprint } from './auth.js'
 export {
   OPENMETRICS_CONTENT_TYPE,
@@ -12,6 +12,7 @@ export {
   collectFamilies,
   renderOpenMetrics,
   renderPrometheus,
+  type MetricsRegistryLike,
   type MetricsSource,
   type MetricFamily,
 } from './exposition.js'

@@ -1,7 +1,7 @@
 import { RegionRegistry, ValidationError } from '@corral/core'
 import { describe, expect, it } from 'vitest'
 import { startExporter } from './server.js'
-import { memoryLogger } from './test/helpers.js'
+import { memoryLogger } from './test-support/helpers.js'
 
 describe('startExporter', () => {
   it('listens on port 0, reports the real URL, serves, and closes its event streams on close()', async () => {

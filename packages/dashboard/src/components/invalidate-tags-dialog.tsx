@@ -1,8 +1,8 @@
 import { useRef, useState } from 'preact/hooks'
+import type { RegionJson } from '@corral/exporter/api'
 import { invalidateTags } from '../live'
 import { invalidating, pendingTagInvalidation } from '../store'
 import { MAX_TAGS, parseTagsInput } from '../tags'
-import type { RegionInfo } from '../types'
 import { ModalDialog } from './modal-dialog'
 
 /** Asks which tags to invalidate in a region, hard (the default) or soft, and confirms it. */
@@ -19,7 +19,7 @@ export function InvalidateTagsDialog() {
   )
 }
 
-function TagsForm({ region, onCancel }: { region: RegionInfo; onCancel: () => void }) {
+function TagsForm({ region, onCancel }: { region: RegionJson; onCancel: () => void }) {
   const [hard, setHard] = useState(true)
   const [invalid, setInvalid] = useState<string | null>(null)
   const input = useRef<HTMLInputElement>(null)

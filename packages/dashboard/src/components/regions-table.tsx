@@ -1,6 +1,6 @@
+import type { RegionJson } from '@corral/exporter/api'
 import { formatDuration, formatExpiration, formatInt, formatPercent } from '../format'
 import { feedback, pendingInvalidation, pendingTagInvalidation, regions, regionsError } from '../store'
-import type { RegionInfo } from '../types'
 import { RelativeTime } from './relative-time'
 
 function HitRatio({ ratio }: { ratio: number | null }) {
@@ -16,7 +16,7 @@ function HitRatio({ ratio }: { ratio: number | null }) {
   )
 }
 
-function Row({ region }: { region: RegionInfo }) {
+function Row({ region }: { region: RegionJson }) {
   const s = region.stats
   const gets = s.hits + s.stale + s.misses
   const p50 = s.regenerationTime?.p50 ?? null

@@ -5,7 +5,7 @@ import { ValidationError } from '@corral/core'
 import { Hono } from 'hono'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createExporter } from '../app.js'
-import { fixture } from '../test/helpers.js'
+import { fixture } from '../test-support/helpers.js'
 import { defaultDashboardDir } from './dashboard.js'
 
 let tmp: string

@@ -1,6 +1,6 @@
 import { CorralError } from '@corral/core'
 import { describe, expect, it, vi } from 'vitest'
-import { fixture, sseReader, until } from '../test/helpers.js'
+import { fixture, sseReader, until } from '../test-support/helpers.js'
 import { droppedFrame, EventClient, eventFrame, parseEventFilter, serializeError } from './events.js'
 
 class CreatorError extends CorralError {

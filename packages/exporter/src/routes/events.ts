@@ -16,7 +16,7 @@
 import { REGION_EVENT_NAMES, type RegionEventName, type RegionRegistry } from '@corral/core'
 import { Hono } from 'hono'
 import { streamSSE } from 'hono/streaming'
-import type { ExporterMetrics } from '../audit.js'
+import type { ExporterMetrics } from '../exporter-metrics.js'
 import { httpError, type ExporterEnv } from '../http.js'
 
 export const DEFAULT_EVENTS: readonly RegionEventName[] = REGION_EVENT_NAMES.filter((name) => name !== 'hit')

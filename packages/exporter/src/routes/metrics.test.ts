@@ -9,7 +9,7 @@ import {
   renderOpenMetrics,
   renderPrometheus,
 } from '../exposition.js'
-import { fixture } from '../test/helpers.js'
+import { fixture } from '../test-support/helpers.js'
 
 /** The Accept header Prometheus 2.x sends when it scrapes. */
 const PROMETHEUS_ACCEPT =

@@ -11,13 +11,13 @@ import {
   PROMETHEUS_CONTENT_TYPE,
   renderOpenMetrics,
   renderPrometheus,
-  type MetricsSource,
+  type MetricsRegistryLike,
 } from '../exposition.js'
 import type { ExporterEnv } from '../http.js'
 
 export interface MetricsRouteOptions {
   /** Read in this order; a metric name already seen is merged into the first family of that name. */
-  sources: () => MetricsSource[]
+  sources: () => MetricsRegistryLike[]
   onConflict?: (name: string, type: string, previousType: string) => void
 }
 

@@ -1,6 +1,6 @@
 import { MAX_TAG_LENGTH, MAX_TAGS, NO_VALUE } from '@corral/core'
 import { describe, expect, it } from 'vitest'
-import { fixture, postJson } from '../test/helpers.js'
+import { fixture, postJson } from '../test-support/helpers.js'
 
 const TOKEN = 'admin-token-for-the-audit-tests'
 
