@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import {
   CachedValue,
+  FORMAT_VERSION,
   LockTimeoutError,
   NO_VALUE,
   RegionRegistry,
@@ -88,8 +89,13 @@ export interface FaultOptions {
    */
   downBudgetMs?: number
   /**
-   * How long one `getOrCreate` may take while the server is frozen: it reads, tries the lock and writes, each
-   * bounded by the backend's command timeout. Default 5000 ms.
+   * Backend arguments that shorten its command timeouts, for the test that waits for them (a frozen server answers
+   * nothing, so every command runs into its timeout), e.g. `{ commandTimeout: 0.2 }`.
+   */
+  shortTimeouts?: Record<string, unknown>
+  /**
+   * How long one `getOrCreate` may take while the server is frozen, with `shortTimeouts`: it reads, tries the lock
+   * and writes, each bounded by the backend's command timeout. Default 5000 ms.
    */
   frozenBudgetMs?: number
 }
@@ -271,9 +277,10 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
         const { region, backend } = await regionFor(60)
         const garbage: Buffer[] = [
           Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x0a, 0x80]),
-          Buffer.from('c1:notanumber:v\n"x"'),
-          Buffer.from('c1:1700000000000:v\n{"truncated": '),
-          Buffer.from('c2:1700000000000:v\n"a future format"'),
+          Buffer.from(`c${FORMAT_VERSION}:notanumber:v\n"x"`),
+          Buffer.from(`c${FORMAT_VERSION}:1700000000000:v\n{"truncated": `),
+          Buffer.from(`c${FORMAT_VERSION + 1}:1700000000000:v\n"a future format"`),
+          Buffer.from(`c${FORMAT_VERSION - 1}:1700000000000:v\n"a format of the past"`),
           Buffer.from('plain text someone SET by hand'),
           Buffer.alloc(0),
         ]
@@ -688,7 +695,7 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
             const unhandled: unknown[] = []
             const onUnhandled = (reason: unknown) => unhandled.push(reason)
             process.on('unhandledRejection', onUnhandled)
-            const { region, backendErrors } = await faultRegion()
+            const { region, backendErrors } = await faultRegion(faults.shortTimeouts)
             const [before, during] = [key('before'), key('during')]
             try {
               expect(await region.getOrCreate(before, () => 'B1')).toBe('B1')

@@ -46,8 +46,7 @@ describeBackendConformance('memcached', {
     startServer: startControlledMemcached,
     // 20 calls on a server that just went away take longer than on Redis
     downBudgetMs: 20 * 200,
-    // memjs retries a request that timed out (0.5 s; connecting: 1 s) before it fails
-    frozenBudgetMs: 7000,
+    shortTimeouts: { timeout: 0.2 },
   },
 })
 

@@ -30,7 +30,7 @@ describeBackendConformance('redis', {
   writeRaw: async (key, bytes) => {
     await raw.set(`conf:${key}`, bytes)
   },
-  faults: { startServer: startControlledRedis },
+  faults: { startServer: startControlledRedis, shortTimeouts: { commandTimeout: 0.2 } },
 })
 
 /** A Redis server of the fault tests' own, and backends on it (as another process would use it). */
