@@ -34,6 +34,7 @@ import {
   STATUS_OK,
   expiryField,
   request,
+  requestBoundMs,
   statusError,
   unsafeKey,
   type Item,
@@ -105,6 +106,8 @@ export class MemcachedBackend implements CacheBackend {
   #serializer: Serializer = jsonSerializer
   readonly #errors = new ErrorThrottle()
   readonly #invalidators = new InvalidatorSet<MemcachedInvalidator>()
+  /** how long a request may go unanswered before it is taken as lost (see `request`) */
+  readonly #requestBoundMs: number
   #closed = false
 
   constructor(options: MemcachedBackendOptions = {}) {
@@ -171,6 +174,7 @@ export class MemcachedBackend implements CacheBackend {
       })
       this.#ownsClient = true
     }
+    this.#requestBoundMs = requestBoundMs(this.client)
   }
 
   attach(context: BackendContext): void {
@@ -333,7 +337,7 @@ export class MemcachedBackend implements CacheBackend {
 
   #request(opcode: number, key: string, extras: Buffer, value: Buffer, cas?: Buffer): Promise<Response> {
     if (this.#closed) return Promise.reject(new BackendError('memcached backend: closed'))
-    return request(this.client, opcode, key, extras, value, cas)
+    return request(this.client, opcode, key, extras, value, cas, this.#requestBoundMs)
   }
 
   async close(): Promise<void> {

@@ -51,6 +51,12 @@ interface MemjsResponse {
 /**
  * Sends one request on memjs's connection for `key` and resolves with the response. A failed connection rejects
  * with `BackendError`; a response with an error status resolves (the caller decides what the status means).
+ *
+ * A request memjs has not settled within `boundMs` rejects too. memjs 1.x can lose one: a connection it gave up on
+ * (a request timed out) is only half-closed, and when it finally closes its handler clears the state of the
+ * connection that replaced it, so a request queued on that one is never written and never fails. A server that
+ * froze (SIGSTOP, a long pause) and came back is enough. `boundMs` lies beyond memjs's own timeouts and retries
+ * (`requestBoundMs`), so it only catches such requests.
  */
 export function request(
   client: MemjsClient,
@@ -58,13 +64,19 @@ export function request(
   key: string,
   extras: Buffer,
   value: Buffer,
-  cas?: Buffer,
+  cas: Buffer | undefined,
+  boundMs: number,
 ): Promise<Response> {
   return new Promise((resolve, reject) => {
     client.incrSeq()
     const seq = client.seq
     const message = buildRequest(opcode, Buffer.from(key, 'utf8'), extras, value, seq, cas)
+    const lost = setTimeout(
+      () => reject(new BackendError(`memcached: no answer and no error from memjs within ${boundMs} ms`)),
+      boundMs,
+    )
     client.perform(key, message, seq, (error: Error | null, response?: MemjsResponse) => {
+      clearTimeout(lost)
       if (error || !response) {
         reject(new BackendError(`memcached: ${error?.message ?? String(error)}`, { cause: error }))
         return
@@ -72,6 +84,26 @@ export function request(
       resolve({ status: response.header.status, value: response.val, cas: response.header.cas })
     })
   })
+}
+
+/** memjs's settings, where `requestBoundMs` reads them (they are not in its type declarations). */
+interface MemjsSettings {
+  options?: { retries?: number; retry_delay?: number; failover?: boolean }
+  servers?: Array<{ options?: { timeout?: number; conntimeout?: number } }>
+}
+
+/**
+ * The longest memjs takes to answer or fail a request, from the client's own settings (memjs's defaults where it
+ * has none): each attempt may wait to connect, then for the answer; attempts are `retries` apart by
+ * `retry_delay`. One second more is allowed for a loaded event loop. Past that, `request` takes it as lost.
+ */
+export function requestBoundMs(client: MemjsClient): number {
+  const { options = {}, servers = [] } = client as unknown as MemjsSettings
+  const timeout = servers[0]?.options?.timeout ?? 0.5
+  const connect = servers[0]?.options?.conntimeout ?? 2 * timeout
+  const attempts = Math.max(1, options.retries ?? 2) * (options.failover ? Math.max(1, servers.length) : 1)
+  const seconds = attempts * (connect + timeout) + (attempts - 1) * (options.retry_delay ?? 0.2)
+  return Math.ceil(seconds * 1000) + 1000
 }
 
 /** A binary-protocol request: the 24-byte header (with CAS), extras, key, value. */
