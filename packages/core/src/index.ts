@@ -67,6 +67,7 @@ export {
   PluginNotFoundError,
   BackendError,
   LockTimeoutError,
+  CreatorTimeoutError,
   SerializationError,
 } from './errors.js'
 export {

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
-import { CachedValue, NO_VALUE, jsonSerializer, type NoValue } from '../../cached-value.js'
+import { CachedValue, FORMAT_VERSION, NO_VALUE, jsonSerializer, type NoValue } from '../../cached-value.js'
 import { SerializationError } from '../../errors.js'
 import { RegionRegistry } from '../../registry.js'
 import type { BackendContext, CacheBackend, CacheMutex } from '../api.js'
@@ -217,9 +217,10 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
         const { region, backend } = await regionFor(60)
         const garbage: Buffer[] = [
           Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x0a, 0x80]),
-          Buffer.from('c1:notanumber:v\n"x"'),
-          Buffer.from('c1:1700000000000:v\n{"truncated": '),
-          Buffer.from('c2:1700000000000:v\n"a future format"'),
+          Buffer.from(`c${FORMAT_VERSION}:notanumber:v\n"x"`),
+          Buffer.from(`c${FORMAT_VERSION}:1700000000000:v\n{"truncated": `),
+          Buffer.from(`c${FORMAT_VERSION + 1}:1700000000000:v\n"a future format"`),
+          Buffer.from('c1:1700000000000:v\n"an older format"'),
           Buffer.from('plain text someone SET by hand'),
           Buffer.alloc(0),
         ]
