@@ -129,7 +129,7 @@ describe('fail-safe', () => {
     const { region, named } = setup()
     await expect(
       region.getOrCreate('k', () => {
-        throw undefined // eslint-disable-line @typescript-eslint/only-throw-error
+        throw undefined
       }),
     ).rejects.toBeUndefined()
     expect(named('regenerate').map((e) => e.outcome)).toEqual(['error'])
