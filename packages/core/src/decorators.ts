@@ -3,10 +3,11 @@ import { parseExpiration, type Duration } from './durations.js'
 import { describeValue } from './describe-value.js'
 import { ValidationError } from './errors.js'
 import type { ArgToString, KeyGenerator, MultiKeyGenerator } from './keys.js'
-import type { ShouldCache } from './region-options.js'
+import { RESILIENCE_OPTION_NAMES, rejectUnknown, setsPolicy } from './policy.js'
+import type { ResilienceOptions, ShouldCache } from './region-options.js'
 import type { CacheRegion } from './region.js'
 
-export interface CacheOnArgumentsOptions<R, Args extends unknown[] = unknown[]> {
+export interface CacheOnArgumentsOptions<R, Args extends unknown[] = unknown[]> extends ResilienceOptions {
   /** Told apart from other functions of the same name: the key becomes `name|namespace|args`. */
   namespace?: string
   /** Tags stored with each value (for `region.invalidateTags`), or a function of the call's arguments. */
@@ -78,12 +79,41 @@ function assertFunction(fn: unknown, method: string): void {
     throw new ValidationError(`${method}(): expected a function to cache; got ${describeValue(fn)}`)
 }
 
+const CACHE_ON_ARGUMENTS_OPTIONS = [
+  'namespace',
+  'tags',
+  'expirationTime',
+  'shouldCache',
+  'toStr',
+  'keyGenerator',
+  ...RESILIENCE_OPTION_NAMES,
+]
+const CACHE_MULTI_ON_ARGUMENTS_OPTIONS = [
+  'namespace',
+  'tags',
+  'expirationTime',
+  'shouldCache',
+  'toStr',
+  'keyGenerator',
+  'asDict',
+]
+
+/** The resilience options a decorator passes on to every call (an empty object when it sets none). */
+function pickResilience(options: ResilienceOptions): ResilienceOptions {
+  if (!setsPolicy(options)) return {}
+  const picked: Record<string, unknown> = {}
+  for (const name of RESILIENCE_OPTION_NAMES) if (options[name] !== undefined) picked[name] = options[name]
+  return picked as ResilienceOptions
+}
+
 export function cacheOnArguments<Args extends unknown[], R, This>(
   region: CacheRegion,
   fn: (this: This, ...args: Args) => R,
   options: CacheOnArgumentsOptions<Awaited<R>, Args> = {},
 ): CachedFunction<Args, R, This> {
   assertFunction(fn, 'cacheOnArguments')
+  rejectUnknown(options, CACHE_ON_ARGUMENTS_OPTIONS, 'cacheOnArguments()')
+  const resilience = pickResilience(options)
   const generate = (options.keyGenerator ?? region.keyGenerator)(options.namespace, fn as never, {
     toStr: options.toStr,
   })
@@ -98,6 +128,7 @@ export function cacheOnArguments<Args extends unknown[], R, This>(
     const expirationTime = expiration()
     const tags = tagsFor(args)
     return region.getOrCreate(keyFor(args), () => fn.apply(this, args) as Awaited<R>, {
+      ...resilience,
       ...(expirationTime !== undefined ? { expirationTime } : {}),
       ...(shouldCache ? { shouldCache } : {}),
       ...(tags !== undefined ? { tags } : {}),
@@ -131,6 +162,7 @@ export function cacheMultiOnArguments<A, R>(
   options: CacheMultiOnArgumentsOptions<R> = {},
 ): CachedMultiFunction<A, R, never> {
   assertFunction(fn, 'cacheMultiOnArguments')
+  rejectUnknown(options, CACHE_MULTI_ON_ARGUMENTS_OPTIONS, 'cacheMultiOnArguments()')
   const generate = (options.keyGenerator ?? region.multiKeyGenerator)(options.namespace, fn as never, {
     toStr: options.toStr,
   })

@@ -48,3 +48,11 @@ export class LockTimeoutError extends CorralError {
 export class SerializationError extends CorralError {
   static override readonly code = 'E_SERIALIZATION'
 }
+
+/**
+ * A creator ran past its `hardTimeout` (or, without one, past the lock timeout): its caller and every caller
+ * waiting for it get this error, unless fail-safe has a value to serve. The creator's `signal` is aborted with it.
+ */
+export class CreatorTimeoutError extends CorralError {
+  static override readonly code = 'E_CREATOR_TIMEOUT'
+}

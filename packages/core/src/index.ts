@@ -65,6 +65,7 @@ export {
   PluginNotFoundError,
   BackendError,
   LockTimeoutError,
+  CreatorTimeoutError,
   SerializationError,
 } from './errors.js'
 export {

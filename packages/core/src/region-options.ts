@@ -2,7 +2,7 @@
 import type { Registry } from 'prom-client'
 import type { RegionInvalidator } from './backends/api.js'
 import type { ProxyBackend } from './backends/proxy.js'
-import type { Serializer } from './cached-value.js'
+import type { NoValue, Serializer } from './cached-value.js'
 import type { Duration } from './durations.js'
 import type { KeyGenerator, KeyMangler, MultiKeyGenerator } from './keys.js'
 import type { AsyncCreationRunner } from './lock/async-runner.js'
@@ -10,7 +10,18 @@ import type { RegionRegistry } from './registry.js'
 import type { HotKeyTrackerOptions } from './telemetry/hot-keys.js'
 import type { Logger } from './telemetry/instrumentation.js'
 
-export type Creator<T> = () => T | Promise<T>
+/**
+ * What a creator is called with: the key as the caller gave it, an `AbortSignal` aborted (with a
+ * `CreatorTimeoutError`) when the call's hard timeout passes, and the stale value being replaced (`NO_VALUE` when
+ * there is none). Creators that take no argument are unaffected.
+ */
+export interface CreatorContext<T = unknown> {
+  readonly key: string
+  readonly signal: AbortSignal
+  readonly staleValue: T | NoValue
+}
+
+export type Creator<T> = (context: CreatorContext<T>) => T | Promise<T>
 export type ShouldCache<T> = (value: T) => boolean
 
 export interface TelemetryOptions {
@@ -44,7 +55,41 @@ export interface RegionOptions {
 
 export type WrapEntry = ProxyBackend | (new () => ProxyBackend)
 
-export interface ConfigureOptions {
+/** Fail-safe: serve a recent value instead of the creator's error. */
+export interface FailSafeOptions {
+  /** How old (since its creation) a value may be and still be served when the creator fails or times out. */
+  maxStaleAge: Duration
+  /** For how long a value served by fail-safe is trusted again, so a failing source is not hammered. Default 10 s. */
+  throttle?: Duration
+}
+
+/**
+ * How a region stays right on bad days (a failing or hanging source, expiry storms). Region defaults on
+ * `configure()`, overridable per `getOrCreate()` call and on the decorators.
+ */
+export interface ResilienceOptions {
+  /** Serve a value no older than `maxStaleAge` when the creator throws or times out. `false` turns it off. */
+  failSafe?: FailSafeOptions | false
+  /**
+   * When a stale value exists and the creator takes longer than this, the caller and every waiter get the stale
+   * value; the creator goes on in the background and stores its value when it finishes.
+   */
+  softTimeout?: Duration
+  /**
+   * After this the caller and every waiter get `CreatorTimeoutError` (unless fail-safe has a value), the lock is
+   * released and the creator's `signal` is aborted. Without it, the lock timeout bounds a creator.
+   */
+  hardTimeout?: Duration
+  /**
+   * A fraction in (0, 1): a hit on a value older than this fraction of its expiration time returns the value and
+   * starts one background regeneration. Needs an expiration time.
+   */
+  eagerRefresh?: number
+  /** Each stored value expires up to this much later, at random, so keys written together do not expire together. */
+  expirationJitter?: Duration
+}
+
+export interface ConfigureOptions extends ResilienceOptions {
   /** Seconds, or '30s' / '5m' ...; omitted: values never expire (hard invalidation still applies). */
   expirationTime?: Duration
   /** The backend's arguments (ignored when `backend` is an instance). */
@@ -64,7 +109,7 @@ export interface GetOptions {
   ignoreExpiration?: boolean
 }
 
-export interface GetOrCreateOptions<T> {
+export interface GetOrCreateOptions<T> extends ResilienceOptions {
   /** Overrides the region's expiration time for this call (`-1`: never expires). */
   expirationTime?: Duration
   /** Decides whether the creator's value is stored; it is returned either way. */

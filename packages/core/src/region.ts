@@ -1,7 +1,7 @@
 import type { Registry } from 'prom-client'
 import { BackendAccess } from './backend-access.js'
 import type { CacheBackend } from './backends/api.js'
-import { CachedValue, NO_VALUE, jsonSerializer, type NoValue, type Serializer } from './cached-value.js'
+import { NO_VALUE, jsonSerializer, type NoValue, type Serializer } from './cached-value.js'
 import {
   cacheMultiOnArguments,
   cacheOnArguments,
@@ -40,6 +40,15 @@ import type {
 } from './region-options.js'
 import type { RegionRegistry } from './registry.js'
 import { validateTags } from './tags.js'
+import {
+  NO_POLICY,
+  RESILIENCE_OPTION_NAMES,
+  createValue,
+  rejectUnknown,
+  resolvePolicy,
+  setsPolicy,
+  type Policy,
+} from './policy.js'
 import { CallReporter } from './telemetry/call-reporter.js'
 import { EventHub, type RegionEventListener, type RegionEventName } from './telemetry/events.js'
 import { HotKeyTracker, type HotKey } from './telemetry/hot-keys.js'
@@ -47,6 +56,19 @@ import { Instrumentation } from './telemetry/instrumentation.js'
 import { CorralMetrics } from './telemetry/metrics.js'
 import { RegionStats, type RegionStatsSnapshot } from './telemetry/stats.js'
 import { RegionTracing } from './telemetry/tracing.js'
+
+const CONFIGURE_OPTIONS = [
+  'expirationTime',
+  'arguments',
+  'wrap',
+  'replaceExistingBackend',
+  'regionInvalidator',
+  ...RESILIENCE_OPTION_NAMES,
+]
+const GET_OPTIONS = ['expirationTime', 'ignoreExpiration']
+const GET_OR_CREATE_OPTIONS = ['expirationTime', 'shouldCache', 'tags', ...RESILIENCE_OPTION_NAMES]
+const GET_OR_CREATE_MULTI_OPTIONS = ['expirationTime', 'shouldCache', 'tags', 'expirationJitter']
+const SET_OPTIONS = ['tags']
 
 /** Seconds → milliseconds, `Infinity` for "never expires". */
 const expirationToMs = (seconds: number | undefined) =>
@@ -73,6 +95,8 @@ export class CacheRegion {
   #expirationTime: number | undefined
   #expirationMs = Number.POSITIVE_INFINITY
   #coalesce = true
+  /** fail-safe, timeouts, eager refresh and jitter defaults (configure's resilience options) */
+  #policy: Policy = NO_POLICY
   readonly #hub: EventHub
   readonly #instrumentation: Instrumentation
   readonly #tracing: RegionTracing | undefined
@@ -126,6 +150,7 @@ export class CacheRegion {
       access: this.#access,
       report: new CallReporter(this.#instrumentation, this.#tracing, this.#clock),
       stamp: () => this.#stamp(),
+      now: () => this.#clock(),
     }
     this.#lock = new DogpileLock(this.#lockHost)
   }
@@ -155,12 +180,19 @@ export class CacheRegion {
     if (this.#closed) throw new ValidationError(`region "${this.name}" is closed`)
     if (options === null || typeof options !== 'object')
       throw new ValidationError(`configure(): options must be an object; got ${describeValue(options)}`)
+    rejectUnknown(options, CONFIGURE_OPTIONS, `region "${this.name}": configure()`)
     if (this.#backend && !options.replaceExistingBackend) {
       throw new RegionAlreadyConfiguredError(
         `region "${this.name}" already has a backend (${this.#backend.name}); pass { replaceExistingBackend: true } to replace it`,
       )
     }
     const expirationTime = parseExpiration(options.expirationTime, `region "${this.name}": expirationTime`)
+    const policy = resolvePolicy(
+      NO_POLICY,
+      options,
+      `region "${this.name}": configure()`,
+      expirationToMs(expirationTime === Number.POSITIVE_INFINITY ? undefined : expirationTime),
+    )
     const previous = this.#backend
     const previousOwned = this.#ownsBackend
     // Build the whole chain before changing any state, so a configure() that fails changes nothing.
@@ -170,11 +202,13 @@ export class CacheRegion {
     this.#backend = instance
     this.#expirationTime = expirationTime === Number.POSITIVE_INFINITY ? undefined : expirationTime
     this.#expirationMs = expirationToMs(this.#expirationTime)
+    this.#policy = policy
     this.#coalesce = instance.coalesce !== false
     this.#mangler = this.#userMangler === false ? undefined : (this.#userMangler ?? instance.keyMangler)
     instance.attach?.({
       regionName: this.name,
       expirationTime: this.#expirationTime,
+      failSafeMaxStaleAge: policy.failSafe === undefined ? undefined : policy.failSafe.maxStaleAgeMs / 1000,
       serializer: this.serializer,
       reportError: (operation, error) => this.#instrumentation.backendError(operation, error),
     })
@@ -216,6 +250,7 @@ export class CacheRegion {
 
   /** The value for `key`, or `NO_VALUE` if it is absent, expired or invalidated. */
   async get<T = unknown>(key: string, options?: GetOptions): Promise<T | NoValue> {
+    if (options !== undefined) rejectUnknown(options, GET_OPTIONS, 'get()')
     const backend = this.backend
     const lookup = await this.#freshness.lookup(
       await this.#access.read(backend, this.#storeKey(key)),
@@ -226,6 +261,7 @@ export class CacheRegion {
 
   /** Values in key order, `NO_VALUE` where missing: one backend round trip. */
   async getMulti<T = unknown>(keys: readonly string[], options?: GetOptions): Promise<Array<T | NoValue>> {
+    if (options !== undefined) rejectUnknown(options, GET_OPTIONS, 'getMulti()')
     assertKeyList(keys, 'getMulti')
     const backend = this.backend
     const expirationMs = this.#callExpirationMs(options?.expirationTime)
@@ -290,10 +326,16 @@ export class CacheRegion {
       )
     try {
       const storeKey = this.#mangler === undefined ? key : this.#mangler(key)
+      if (options === undefined)
+        return this.#lock.getOrCreate(key, storeKey, creator, this.#expirationMs, undefined, undefined, this.#policy)
+      rejectUnknown(options, GET_OR_CREATE_OPTIONS, 'getOrCreate()')
       const expirationMs =
-        options?.expirationTime === undefined ? this.#expirationMs : this.#callExpirationMs(options.expirationTime)
-      const tags = options?.tags === undefined ? undefined : validateTags(options.tags, 'getOrCreate')
-      return this.#lock.getOrCreate(key, storeKey, creator, expirationMs, options?.shouldCache, tags)
+        options.expirationTime === undefined ? this.#expirationMs : this.#callExpirationMs(options.expirationTime)
+      const tags = options.tags === undefined ? undefined : validateTags(options.tags, 'getOrCreate')
+      const policy = setsPolicy(options)
+        ? resolvePolicy(this.#policy, options, 'getOrCreate()', expirationMs)
+        : this.#policy
+      return this.#lock.getOrCreate(key, storeKey, creator, expirationMs, options.shouldCache, tags, policy)
     } catch (error) {
       return Promise.reject(error)
     }
@@ -313,8 +355,13 @@ export class CacheRegion {
     if (typeof creator !== 'function')
       throw new ValidationError(`getOrCreateMulti(): the creator must be a function; got ${describeValue(creator)}`)
     this.#requireBackend()
+    if (options !== undefined) rejectUnknown(options, GET_OR_CREATE_MULTI_OPTIONS, 'getOrCreateMulti()')
     const expirationMs = this.#callExpirationMs(options?.expirationTime)
     const tags = options?.tags === undefined ? undefined : validateTags(options.tags, 'getOrCreateMulti')
+    const policy =
+      options !== undefined && setsPolicy(options)
+        ? resolvePolicy(this.#policy, options, 'getOrCreateMulti()', expirationMs)
+        : this.#policy
     const unique = [...new Set(keys)].sort()
     const values = await getOrCreateMulti(this.#lock, this.#lockHost, {
       keys: unique,
@@ -323,6 +370,7 @@ export class CacheRegion {
       expirationMs,
       shouldCache: options?.shouldCache,
       tags,
+      policy,
     })
     return keys.map((key) => values.get(key) as T)
   }
@@ -331,12 +379,14 @@ export class CacheRegion {
 
   /** Stores `value` under `key`, created now. */
   async set(key: string, value: unknown, options?: SetOptions): Promise<void> {
+    if (options !== undefined) rejectUnknown(options, SET_OPTIONS, 'set()')
     const tags = options?.tags === undefined ? undefined : validateTags(options.tags, 'set')
-    await this.#access.store(this.backend, this.#storeKey(key), CachedValue.create(value, this.#stamp(), tags))
+    await this.#access.store(this.backend, this.#storeKey(key), createValue(value, this.#stamp(), tags, this.#policy))
   }
 
   /** Stores many values at once: a `Map` or a plain object of key → value. */
   async setMulti(entries: ReadonlyMap<string, unknown> | Record<string, unknown>, options?: SetOptions): Promise<void> {
+    if (options !== undefined) rejectUnknown(options, SET_OPTIONS, 'setMulti()')
     const tags = options?.tags === undefined ? undefined : validateTags(options.tags, 'setMulti')
     if (entries === null || typeof entries !== 'object')
       throw new ValidationError(`setMulti(): entries must be a Map or an object; got ${describeValue(entries)}`)
@@ -344,7 +394,7 @@ export class CacheRegion {
     const pairs = entries instanceof Map ? [...entries] : Object.entries(entries)
     await this.#access.storeMulti(
       this.backend,
-      pairs.map(([key, value]) => [this.#storeKey(key), CachedValue.create(value, ct, tags)] as const),
+      pairs.map(([key, value]) => [this.#storeKey(key), createValue(value, ct, tags, this.#policy)] as const),
     )
   }
 
@@ -371,6 +421,7 @@ export class CacheRegion {
    * served while one caller regenerates — which needs an expiration time.
    */
   async invalidate(options: { hard?: boolean } = {}): Promise<void> {
+    rejectUnknown(options ?? {}, ['hard'], 'invalidate()')
     this.#requireBackend()
     const hard = this.#invalidationKind(options, 'invalidate', 'invalidate({ hard: true })')
     const at = this.#stamp()
@@ -386,6 +437,7 @@ export class CacheRegion {
    * regenerates, which needs an expiration time. Enforced lazily on read, like `invalidate()`.
    */
   async invalidateTags(tags: readonly string[] | string, options: { hard?: boolean } = {}): Promise<void> {
+    rejectUnknown(options ?? {}, ['hard'], 'invalidateTags()')
     this.#requireBackend()
     const list = validateTags(typeof tags === 'string' ? [tags] : tags, 'invalidateTags', { atLeastOne: true })
     const hard = this.#invalidationKind(options, 'invalidateTags', 'invalidateTags(tags, { hard: true })')
@@ -407,6 +459,7 @@ export class CacheRegion {
    * 2 x the region's expiration time + 60 s, or one day).
    */
   dependency(name: string, options: { expirationTime?: Duration } = {}): CacheDependency {
+    rejectUnknown(options ?? {}, ['expirationTime'], 'dependency()')
     const host: DependencyHost = {
       name: this.name,
       expirationTime: this.#expirationTime,

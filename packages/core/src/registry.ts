@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { Registry } from 'prom-client'
 import { ValidationError } from './errors.js'
+import { rejectUnknown } from './policy.js'
 import type { RegionOptions } from './region-options.js'
 import { CacheRegion } from './region.js'
 import { EventHub, type RegionEventListener, type RegionEventName } from './telemetry/events.js'
@@ -29,6 +30,12 @@ export class RegionRegistry {
   createRegion(options: Omit<RegionOptions, 'registry'> = {}): CacheRegion {
     if (options === null || typeof options !== 'object')
       throw new ValidationError('createRegion(): options must be an object')
+    rejectUnknown(options, REGION_OPTIONS, 'createRegion()')
+    if (options.telemetry !== undefined && options.telemetry !== false) {
+      if (options.telemetry === null || typeof options.telemetry !== 'object')
+        throw new ValidationError('createRegion(): telemetry must be an object of options or false')
+      rejectUnknown(options.telemetry, ['metricsRegistry', 'recordKeys', 'hotKeys'], 'createRegion(): telemetry')
+    }
     const name = options.name ?? `region-${randomUUID().slice(0, 8)}`
     if (typeof name !== 'string' || name.trim() === '')
       throw new ValidationError(`createRegion(): name must be a non-empty string`)
@@ -107,6 +114,19 @@ function defaultListenerErrorHandler(error: unknown, region: string, event: Regi
     },
   )
 }
+
+const REGION_OPTIONS = [
+  'name',
+  'keyGenerator',
+  'multiKeyGenerator',
+  'keyMangler',
+  'asyncCreationRunner',
+  'serializer',
+  'registry',
+  'telemetry',
+  'logger',
+  'clock',
+]
 
 /** The process-wide registry. */
 export const regions = new RegionRegistry()

@@ -55,6 +55,11 @@ export interface BackendContext {
   readonly regionName: string
   /** the region's expiration time in seconds, if any: backends derive their server-side expiry from it */
   readonly expirationTime: number | undefined
+  /**
+   * seconds a value must stay available after its creation for fail-safe (`failSafe.maxStaleAge`), if the region
+   * uses it: backends with a server-side expiry keep values at least this long
+   */
+  readonly failSafeMaxStaleAge?: number | undefined
   readonly serializer: Serializer
   /** reports a failure the backend recovered from by itself (a dropped connection, a failed release) */
   readonly reportError: (operation: string, error: unknown) => void
@@ -73,6 +78,11 @@ export interface CacheBackend {
    * backend). Default true.
    */
   readonly coalesce?: boolean
+  /**
+   * How long a holder may keep the creation lock before others take over (a distributed lock's expiry). It also
+   * bounds a creator run without `hardTimeout`. Default for backends without one: 30 s.
+   */
+  readonly lockTimeoutMs?: number
   /** The mangler the region applies unless it has its own (or `keyMangler: false`). */
   readonly keyMangler?: KeyMangler | undefined
 

@@ -10,6 +10,8 @@ import {
 } from '../cached-value.js'
 import type { BackendContext, CacheBackend } from './api.js'
 import { readArguments } from './arguments.js'
+import { durationMs } from './shared/distributed.js'
+import type { Duration } from '../durations.js'
 
 export interface MemoryBackendOptions {
   /** LRU bound: the least recently used entries are evicted beyond it. Default 100000. */
@@ -20,12 +22,18 @@ export interface MemoryBackendOptions {
    * by reference, which is the fastest hit path.
    */
   serialize?: boolean
+  /**
+   * How long a creator may run before the callers waiting for it are answered (with `CreatorTimeoutError`, or a
+   * fail-safe value) when the call sets no `hardTimeout`. Default 30s.
+   */
+  lockTimeout?: Duration
 }
 
 /** An in-process LRU store. Coalescing uses the region's in-process lock; there is nothing to lock across. */
 export class MemoryBackend implements CacheBackend {
   readonly name = 'memory'
   readonly maxEntries: number
+  readonly lockTimeoutMs: number
   private readonly store: LRUCache<string, CachedValue | Buffer>
   private readonly serialized: boolean
   private serializer: Serializer = jsonSerializer
@@ -34,9 +42,11 @@ export class MemoryBackend implements CacheBackend {
     const args = readArguments('memory', options as Record<string, unknown>, {
       maxEntries: 'positiveInteger',
       serialize: 'boolean',
+      lockTimeout: 'duration',
     })
     this.maxEntries = (args.maxEntries as number | undefined) ?? 100_000
     this.serialized = (args.serialize as boolean | undefined) ?? false
+    this.lockTimeoutMs = durationMs('memory', 'lockTimeout', args.lockTimeout, 30)
     this.store = new LRUCache({ max: this.maxEntries })
   }
 

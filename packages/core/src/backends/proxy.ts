@@ -34,6 +34,9 @@ export class ProxyBackend implements CacheBackend {
   get coalesce(): boolean | undefined {
     return this.proxied.coalesce
   }
+  get lockTimeoutMs(): number | undefined {
+    return this.proxied.lockTimeoutMs
+  }
 
   get(key: string): Promise<CachedValue | NoValue> {
     return this.proxied.get(key)

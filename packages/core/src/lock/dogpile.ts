@@ -1,10 +1,11 @@
 import type { Span } from '@opentelemetry/api'
 import type { BackendAccess } from '../backend-access.js'
 import type { CacheBackend, CacheMutex } from '../backends/api.js'
-import { CachedValue } from '../cached-value.js'
-import { LockTimeoutError } from '../errors.js'
+import { NO_VALUE, type CachedValue } from '../cached-value.js'
+import { CreatorTimeoutError, LockTimeoutError } from '../errors.js'
 import type { Freshness, Lookup, NotFresh, Stale } from '../freshness.js'
-import type { Creator, ShouldCache } from '../region-options.js'
+import { createValue, type Policy } from '../policy.js'
+import type { Creator, CreatorContext, ShouldCache } from '../region-options.js'
 import type { AsyncCreationRunner } from './async-runner.js'
 import type { CacheRegion } from '../region.js'
 import type { CallIdentity, CallReporter } from '../telemetry/call-reporter.js'
@@ -46,7 +47,16 @@ export interface LockHost {
   readonly report: CallReporter
   /** a creation time: wall-clock milliseconds, strictly increasing within the region */
   stamp(): number
+  /** the region's clock, epoch milliseconds */
+  now(): number
 }
+
+/**
+ * How long a creator may run when the call sets no `hardTimeout`: the backend's lock timeout (a distributed lock
+ * expires then anyway, and another process takes over), or this for backends without one. No caller waits for a
+ * creator without bound.
+ */
+export const DEFAULT_LOCK_TIMEOUT_MS = 30_000
 
 /** One `getOrCreate` call that could not be answered from a fresh value. */
 export interface Call<T> extends CallIdentity {
@@ -56,6 +66,8 @@ export interface Call<T> extends CallIdentity {
   readonly shouldCache: ShouldCache<T> | undefined
   /** tags stored with a created value */
   readonly tags: readonly string[] | undefined
+  /** fail-safe, timeouts, eager refresh, jitter */
+  readonly policy: Policy
 }
 
 export class DogpileLock {
@@ -75,6 +87,7 @@ export class DogpileLock {
     expirationMs: number,
     shouldCache: ShouldCache<T> | undefined,
     tags: readonly string[] | undefined,
+    policy: Policy,
   ): Promise<T> {
     const { host } = this
     const backend = host.backend()
@@ -83,9 +96,15 @@ export class DogpileLock {
     // 1. The hit path: a fresh value is returned without touching any lock.
     if (host.freshness.isFresh(stored, expirationMs)) {
       host.report.hit({ key, startedAt })
+      if (policy.eagerRefresh !== undefined && host.now() - stored.ct > policy.eagerRefresh * expirationMs) {
+        this.#refreshEarly(
+          { key, storeKey, creator, expirationMs, shouldCache, tags, policy, startedAt: undefined },
+          stored,
+        )
+      }
       return stored.payload as T
     }
-    const call: Call<T> = { key, storeKey, creator, expirationMs, shouldCache, tags, startedAt }
+    const call: Call<T> = { key, storeKey, creator, expirationMs, shouldCache, tags, policy, startedAt }
     return this.createOrJoin(call, await host.freshness.lookup(stored, expirationMs))
   }
 
@@ -134,7 +153,7 @@ export class DogpileLock {
     const flight = host.coalesce() ? this.flights.begin(storeKey) : undefined
     const span = report.startSpan(call)
     let mutex: CacheMutex | undefined
-    let handedOff = false
+    let detached = false
     try {
       mutex = host.backend().getMutex?.(storeKey)
       if (mutex) {
@@ -160,27 +179,36 @@ export class DogpileLock {
       }
 
       if (lookup.state === 'stale' && host.asyncCreationRunner) {
-        handedOff = this.#handOff(call, lookup, flight, mutex)
-        if (handedOff) {
+        detached = this.#handOff(call, lookup, flight, mutex)
+        if (detached) {
           report.handedOff(key, lookup, span)
           return lookup.value as T
         }
       }
 
       report.regenerating(key, lookup, span)
-      const value = await this.#regenerate(call, flight, span)
-      flight?.settle({ kind: 'value', value })
+      const heldMutex = mutex
+      const produced = await this.#produce(call, flight, span, lookup, () => this.#finish(storeKey, flight, heldMutex))
+      detached = produced.detached
+      flight?.settle({ kind: 'value', value: produced.value })
       report.leaderAnswered(span)
-      return value
+      return produced.value
     } catch (error) {
       flight?.settle({ kind: 'error', error })
       report.leaderAnswered(span, error)
       throw error
     } finally {
-      if (!handedOff) {
-        if (mutex) await this.release(mutex)
-        if (flight) this.flights.end(storeKey, flight)
-      }
+      // A detached regeneration (handed to the async runner, or going on after a soft timeout) lets go itself.
+      if (!detached) await this.#finish(storeKey, flight, mutex)
+    }
+  }
+
+  /** Releases what a leader held: the backend's lock, then the flight (so later callers start a new one). */
+  async #finish(storeKey: string, flight: Flight | undefined, mutex: CacheMutex | undefined): Promise<void> {
+    if (mutex) await this.release(mutex)
+    if (flight) {
+      flight.settle({ kind: 'reread' })
+      this.flights.end(storeKey, flight)
     }
   }
 
@@ -251,7 +279,7 @@ export class DogpileLock {
     }
     const creator = async () => {
       host.report.miss(call.key, lookup.reason)
-      return this.#regenerate(call, flight, undefined)
+      return (await this.#produce(call, flight, undefined, lookup, release)).value
     }
     try {
       const running = host.asyncCreationRunner!(host.region, call.key, creator, { release })
@@ -270,15 +298,157 @@ export class DogpileLock {
     }
   }
 
-  /** Step 5: runs the creator inside its span, stores the value unless `shouldCache` declines. */
-  #regenerate<T>(call: Call<T>, flight: Flight | undefined, parent: Span | undefined): Promise<T> {
+  /**
+   * Step 5: runs the creator under the call's policy and answers with its value, or:
+   * - at `softTimeout`, when a stale value exists: the stale value; the creator goes on in the background
+   *   (`detached`), stores its value when it finishes, and then calls `finish` (releasing the lock and the flight);
+   * - at `hardTimeout` (or the lock timeout when there is none): a `CreatorTimeoutError`, the creator's signal
+   *   aborted and its late value discarded;
+   * - on an error or a hard timeout, a fail-safe value when the policy has one (see `#failSafe`).
+   * The flight is settled as soon as the caller has its answer, so waiters get the same answer at the same time.
+   */
+  #produce<T>(
+    call: Call<T>,
+    flight: Flight | undefined,
+    span: Span | undefined,
+    lookup: Lookup,
+    finish: () => Promise<void>,
+  ): Promise<{ value: T; detached: boolean }> {
+    const { host } = this
+    const { policy } = call
+    const controller = new AbortController()
+    const stale = lookup.state === 'absent' ? undefined : lookup
+    const context: CreatorContext<T> = {
+      key: call.key,
+      signal: controller.signal,
+      staleValue: stale === undefined ? NO_VALUE : (stale.value as T),
+    }
+    const creation = this.#regenerate(call, flight, span, context)
+    const hardMs = policy.hardTimeoutMs ?? host.backend().lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS
+    const softMs = lookup.state === 'stale' ? policy.softTimeoutMs : undefined
+
+    return new Promise((resolve, reject) => {
+      let answered = false
+      let detached = false
+      const answer = (value: T) => {
+        answered = true
+        flight?.settle({ kind: 'value', value })
+        resolve({ value, detached })
+      }
+      const fail = (error: unknown) => {
+        answered = true
+        const saved = lookup.state === 'stale' ? this.#failSafe(call, lookup, error) : undefined
+        if (saved) answer(saved.value as T)
+        else reject(error)
+      }
+      const softTimer =
+        softMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              if (answered) return
+              host.report.timedOut(call.key, 'soft')
+              detached = true
+              answer((lookup as Stale).value as T)
+            }, softMs)
+      const hardTimer = setTimeout(() => {
+        clearTimeout(softTimer)
+        controller.abort(
+          new CreatorTimeoutError(
+            `region "${host.region.name}": the creator of "${call.key}" did not finish within ${hardMs / 1000}s${policy.hardTimeoutMs === undefined ? ' (the lock timeout; set hardTimeout to choose)' : ''}`,
+          ),
+        )
+        host.report.timedOut(call.key, 'hard')
+        if (detached) void finish()
+        else if (!answered) fail(controller.signal.reason)
+      }, hardMs)
+      hardTimer.unref?.()
+      creation.then(
+        (value) => {
+          clearTimeout(softTimer)
+          clearTimeout(hardTimer)
+          if (detached) void finish()
+          else if (!answered) answer(value)
+        },
+        (error: unknown) => {
+          clearTimeout(softTimer)
+          clearTimeout(hardTimer)
+          if (detached) void finish()
+          else if (!answered) fail(error)
+        },
+      )
+    })
+  }
+
+  /**
+   * Fail-safe: when the creator failed or timed out and the stale value is no older than `maxStaleAge`, that
+   * value answers instead of the error, and it is trusted as fresh again for `throttle` (written back with its
+   * creation time kept, so `maxStaleAge` still counts from it), so a failing source is not hammered.
+   */
+  #failSafe<T>(call: Call<T>, stale: Stale, error: unknown): { value: unknown } | undefined {
+    const { host } = this
+    const failSafe = call.policy.failSafe
+    if (failSafe === undefined) return undefined
+    const now = host.now()
+    const age = now - stale.ct
+    if (!(age <= failSafe.maxStaleAgeMs)) return undefined
+    host.report.failSafe(call.key, age / 1000, error)
+    const trusted = stale.stored.withExtensions({ trustedUntil: now + failSafe.throttleMs })
+    void host.access.store(host.backend(), call.storeKey, trusted).catch((failure: unknown) => {
+      host.report.backendError('set', failure)
+    })
+    return { value: stale.value }
+  }
+
+  /** Runs the creator inside its span and stores the value unless `shouldCache` declines or the call was abandoned. */
+  #regenerate<T>(
+    call: Call<T>,
+    flight: Flight | undefined,
+    parent: Span | undefined,
+    context: CreatorContext<T>,
+  ): Promise<T> {
     const { host } = this
     return host.report.regeneration([call.key], call.startedAt !== undefined, parent, flight, async () => {
-      const created = await call.creator()
+      const created = await call.creator(context)
+      // A creator abandoned at its hard timeout must not store what it made late.
+      if (context.signal.aborted) return created
       if (call.shouldCache === undefined || call.shouldCache(created)) {
-        await host.access.store(host.backend(), call.storeKey, CachedValue.create(created, host.stamp(), call.tags))
+        const value = createValue(created, host.stamp(), call.tags, call.policy)
+        await host.access.store(host.backend(), call.storeKey, value)
       }
       return created
     })
+  }
+
+  /**
+   * Eager refresh: a hit on a value older than `eagerRefresh` × its expiration time starts one background
+   * regeneration (one across processes: it only proceeds if it gets the backend's lock at the first attempt). The
+   * caller already has its value; a failure is reported as a `regenerate` event and otherwise ignored.
+   */
+  #refreshEarly<T>(call: Call<T>, current: CachedValue): void {
+    const { host } = this
+    if (!host.coalesce() || this.flights.get(call.storeKey)) return
+    const flight = this.flights.begin(call.storeKey)
+    const lookup: Lookup = { state: 'fresh', value: current.payload, stored: current }
+    void (async () => {
+      let mutex: CacheMutex | undefined
+      let detached = false
+      try {
+        mutex = host.backend().getMutex?.(call.storeKey)
+        if (mutex) {
+          const acquired = await this.acquire(mutex, call.key, false, undefined)
+          if (acquired === 'busy') return
+          if (acquired === 'failed') mutex = undefined
+        }
+        const heldMutex = mutex
+        const produced = await this.#produce(call, flight, undefined, lookup, () =>
+          this.#finish(call.storeKey, flight, heldMutex),
+        )
+        detached = produced.detached
+      } catch (error) {
+        flight.settle({ kind: 'error', error })
+      } finally {
+        if (!detached) await this.#finish(call.storeKey, flight, mutex)
+      }
+    })()
   }
 }

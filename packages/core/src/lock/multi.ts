@@ -1,8 +1,9 @@
 import type { CacheMutex } from '../backends/api.js'
-import { CachedValue, NO_VALUE } from '../cached-value.js'
+import { NO_VALUE, type CachedValue } from '../cached-value.js'
 import { describeValue } from '../describe-value.js'
 import { ValidationError } from '../errors.js'
 import type { NotFresh, Stale } from '../freshness.js'
+import { createValue, type Policy } from '../policy.js'
 import type { ShouldCache } from '../region-options.js'
 import type { Call, DogpileLock, LockHost } from './dogpile.js'
 import type { Flight } from './flight.js'
@@ -15,6 +16,8 @@ export interface MultiRequest<T> {
   readonly expirationMs: number
   readonly shouldCache: ShouldCache<T> | undefined
   readonly tags: readonly string[] | undefined
+  /** the region's policy, for the keys joined as `getOrCreate` would */
+  readonly policy: Policy
 }
 
 interface Pending {
@@ -34,7 +37,7 @@ export async function getOrCreateMulti<T>(
   host: LockHost,
   request: MultiRequest<T>,
 ): Promise<Map<string, unknown>> {
-  const { keys, storeKeys, creator, expirationMs, shouldCache, tags } = request
+  const { keys, storeKeys, creator, expirationMs, shouldCache, tags, policy } = request
   const stored = await host.access.readMulti(host.backend(), storeKeys)
   await host.freshness.loadTagsOf(stored)
   const values = new Map<string, unknown>()
@@ -62,6 +65,7 @@ export async function getOrCreateMulti<T>(
       expirationMs,
       shouldCache,
       tags,
+      policy,
       startedAt: undefined,
     }
     waits.push(lock.createOrJoin(single, lookup).then((value) => void values.set(key, value)))
@@ -79,7 +83,7 @@ async function leadMulti<T>(
   lock: DogpileLock,
   host: LockHost,
   entries: Pending[],
-  { creator, expirationMs, shouldCache, tags }: MultiRequest<T>,
+  { creator, expirationMs, shouldCache, tags, policy }: MultiRequest<T>,
 ): Promise<Map<string, unknown>> {
   const { report } = host
   const results = new Map<string, unknown>()
@@ -130,6 +134,7 @@ async function leadMulti<T>(
     for (const entry of pending) report.miss(entry.key, entry.lookup.reason)
     const keys = pending.map((entry) => entry.key)
     const started = performance.now()
+    let failed = true
     let failure: unknown
     try {
       const created = await creator(...keys)
@@ -144,17 +149,18 @@ async function leadMulti<T>(
         const value = created[i] as T
         results.set(entry.key, value)
         if (shouldCache === undefined || shouldCache(value))
-          toStore.push([entry.storeKey, CachedValue.create(value, ct, tags)])
+          toStore.push([entry.storeKey, createValue(value, ct, tags, policy)])
       })
       if (toStore.length > 0) await host.access.storeMulti(host.backend(), toStore)
       for (const entry of pending) flights.get(entry.storeKey)?.settle({ kind: 'value', value: results.get(entry.key) })
+      failed = false
     } catch (error) {
       failure = error
       for (const entry of pending) flights.get(entry.storeKey)?.settle({ kind: 'error', error })
       throw error
     } finally {
       const coalesced = pending.reduce((sum, entry) => sum + (flights.get(entry.storeKey)?.coalesced ?? 0), 0)
-      report.regenerated(keys, (performance.now() - started) / 1000, failure, coalesced)
+      report.regenerated(keys, (performance.now() - started) / 1000, failed, failure, coalesced)
     }
     return results
   } finally {

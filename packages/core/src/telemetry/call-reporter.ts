@@ -1,7 +1,7 @@
 import type { Link, Span } from '@opentelemetry/api'
 import type { Stale, NotFresh } from '../freshness.js'
 import type { Flight } from '../lock/flight.js'
-import type { MissReason } from './events.js'
+import type { MissReason, TimeoutKind } from './events.js'
 import type { Instrumentation } from './instrumentation.js'
 import { endSpan, type GetResult, type RegionTracing } from './tracing.js'
 
@@ -137,22 +137,39 @@ export class CallReporter {
     run: () => Promise<T>,
   ): Promise<T> {
     const started = performance.now()
+    let failed = true
     let failure: unknown
     try {
-      return parent !== undefined || (this.tracing !== undefined && traced)
-        ? await this.tracing!.regenerate(parent, keys, (span) => flight && (flight.regenerateSpan = span), run)
-        : await run()
+      const value =
+        parent !== undefined || (this.tracing !== undefined && traced)
+          ? await this.tracing!.regenerate(parent, keys, (span) => flight && (flight.regenerateSpan = span), run)
+          : await run()
+      failed = false
+      return value
     } catch (error) {
       failure = error
       throw error
     } finally {
-      this.regenerated(keys, (performance.now() - started) / 1000, failure, flight?.coalesced ?? 0)
+      this.regenerated(keys, (performance.now() - started) / 1000, failed, failure, flight?.coalesced ?? 0)
     }
   }
 
-  /** A regeneration of `keys` ended after `seconds`, with `coalesced` callers that did not run the creator. */
-  regenerated(keys: string[], seconds: number, failure: unknown, coalesced: number): void {
-    this.instrumentation.regenerate(keys, seconds, failure, coalesced, this.clock())
+  /**
+   * A regeneration of `keys` ended after `seconds` (`failed` with `failure`, whatever the creator threw, even
+   * `undefined`), with `coalesced` callers that did not run the creator.
+   */
+  regenerated(keys: string[], seconds: number, failed: boolean, failure: unknown, coalesced: number): void {
+    this.instrumentation.regenerate(keys, seconds, failed, failure, coalesced, this.clock())
+  }
+
+  /** A creator ran past its soft or hard timeout. */
+  timedOut(key: string, kind: TimeoutKind): void {
+    this.instrumentation.note(kind === 'soft' ? 'softTimeouts' : 'hardTimeouts', 'timeout', key, kind)
+  }
+
+  /** Fail-safe served a value `ageSeconds` old instead of the creator's `error`. */
+  failSafe(key: string, ageSeconds: number, error: unknown): void {
+    this.instrumentation.note('failSafe', 'failSafe', key, ageSeconds, error)
   }
 
   #age(lookup: Stale): number {

@@ -20,6 +20,14 @@ export const COUNTER_METRICS = {
     help: 'Callers that needed a new value but did not run the creator because another caller held the lock: stampedes prevented.',
     labels: ['mode'],
   },
+  corral_fail_safe_total: {
+    help: 'Values served by fail-safe: the creator failed or timed out and a recent enough stale value was served instead of the error.',
+    labels: [],
+  },
+  corral_creator_timeouts_total: {
+    help: 'Creators that ran past their soft timeout (the stale value was served) or hard timeout (abandoned).',
+    labels: ['kind'],
+  },
   corral_invalidations_total: {
     help: 'Invalidations by kind (hard: values become misses; soft: values become stale) and scope.',
     labels: ['kind', 'scope'],
@@ -45,6 +53,10 @@ export const COUNTERS = {
   lockWaits: { snapshot: true },
   coalescedWaited: { metric: { name: 'corral_coalesced_total', labels: { mode: 'waited' } }, snapshot: true },
   coalescedStale: { metric: { name: 'corral_coalesced_total', labels: { mode: 'stale' } }, snapshot: true },
+  /** values served by fail-safe instead of the creator's error */
+  failSafe: { metric: { name: 'corral_fail_safe_total', labels: {} }, snapshot: true },
+  softTimeouts: { metric: { name: 'corral_creator_timeouts_total', labels: { kind: 'soft' } }, snapshot: true },
+  hardTimeouts: { metric: { name: 'corral_creator_timeouts_total', labels: { kind: 'hard' } }, snapshot: true },
   hardRegionInvalidations: {
     metric: { name: 'corral_invalidations_total', labels: { kind: 'hard', scope: 'region' } },
     snapshot: false,

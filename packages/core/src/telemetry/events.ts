@@ -6,6 +6,7 @@
 export type MissReason = 'absent' | 'expired' | 'invalidated'
 export type CoalescedMode = 'waited' | 'stale'
 export type InvalidationScope = 'region' | 'key' | 'tag' | 'dependency'
+export type TimeoutKind = 'soft' | 'hard'
 
 export const regionEvents = {
   hit: (region: string, key: string) => ({ region, key }),
@@ -28,6 +29,13 @@ export const regionEvents = {
   invalidate: (region: string, hard: boolean, scope: InvalidationScope, key?: string) =>
     key === undefined ? { region, hard, scope } : { region, hard, scope, key },
   backendError: (region: string, operation: string, error: unknown) => ({ region, operation, error }),
+  /**
+   * the creator failed or timed out and a value no older than `failSafe.maxStaleAge` was served instead of the
+   * error; `age` in seconds since that value was created
+   */
+  failSafe: (region: string, key: string, age: number, error: unknown) => ({ region, key, age, error }),
+  /** a creator ran past its soft timeout (the stale value was served) or its hard timeout (it was abandoned) */
+  timeout: (region: string, key: string, kind: TimeoutKind) => ({ region, key, kind }),
 } as const
 
 type Factories = typeof regionEvents

@@ -109,8 +109,19 @@ export class Instrumentation {
     if (this.listening('lockWait')) this.emit('lockWait', regionEvents.lockWait(this.region, key, seconds, distributed))
   }
 
-  regenerate(keys: string[], seconds: number, error: unknown, coalesced: number, finishedAt: number): void {
-    const ok = error === undefined
+  /**
+   * A regeneration of `keys` ended after `seconds`: `failed` with `error` (which may be any value a creator threw,
+   * `undefined` included), with `coalesced` callers that did not run the creator.
+   */
+  regenerate(
+    keys: string[],
+    seconds: number,
+    failed: boolean,
+    error: unknown,
+    coalesced: number,
+    finishedAt: number,
+  ): void {
+    const ok = !failed
     this.stats.recordRegeneration(seconds, ok)
     this.observers?.regeneration(seconds)
     if (this.hotKeys) for (const key of keys) this.hotKeys.recordRegeneration(key)

@@ -163,7 +163,18 @@ describe('GET /api/events', () => {
     await second.frame()
     // one registry listener per event name, shared by the clients
     expect(on.mock.calls.map(([name]) => name).sort()).toEqual(
-      ['backendError', 'coalesced', 'hit', 'invalidate', 'lockWait', 'miss', 'regenerate', 'stale'].sort(),
+      [
+        'backendError',
+        'coalesced',
+        'failSafe',
+        'hit',
+        'invalidate',
+        'lockWait',
+        'miss',
+        'regenerate',
+        'stale',
+        'timeout',
+      ].sort(),
     )
     expect(await (await f.app.request('/metrics')).text()).toContain('corral_exporter_event_clients 2')
 
@@ -171,7 +182,7 @@ describe('GET /api/events', () => {
     await until(() => off.mock.calls.length === 1)
     expect(off.mock.calls[0]?.[0]).toBe('hit')
     await first.cancel()
-    await until(() => off.mock.calls.length === 8)
+    await until(() => off.mock.calls.length === 10)
     // every listener added was removed, the very same function
     const added = on.mock.calls.map(([name, listener]) => [name, listener])
     const removed = off.mock.calls.map(([name, listener]) => [name, listener])
