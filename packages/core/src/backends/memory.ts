@@ -10,7 +10,7 @@ import {
 } from '../cached-value.js'
 import type { BackendContext, CacheBackend } from './api.js'
 import { readArguments } from './arguments.js'
-import { durationMs } from './distributed.js'
+import { durationMs } from './shared/distributed.js'
 import type { Duration } from '../durations.js'
 
 export interface MemoryBackendOptions {
