@@ -25,8 +25,12 @@ export {
 } from './cached-value.js'
 export type { NoValue, Serializer, CachedValueMetadata, ValueExtensions } from './cached-value.js'
 export type {
+  AcquireOptions,
   CacheBackend,
   CacheMutex,
+  FencedStore,
+  LockAcquisition,
+  LockHolder,
   BackendFactory,
   BackendContext,
   RegionInvalidator,

@@ -72,6 +72,15 @@ export class MemoryBackend implements CacheBackend {
     this.store.set(key, this.serialized ? encodeCachedValue(value, this.serializer) : value)
   }
 
+  async setIfNotNewer(key: string, value: CachedValue, since: number): Promise<boolean> {
+    const stored = this.store.peek(key)
+    const current =
+      stored === undefined || !this.serialized ? stored : decodeCachedValue(stored as Buffer, this.serializer)
+    if (current instanceof CachedValue && current.ct > since) return false
+    await this.set(key, value)
+    return true
+  }
+
   async setMulti(entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {
     // Encode everything first, so that one bad value stores nothing.
     const encoded = entries.map(

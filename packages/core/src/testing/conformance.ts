@@ -100,6 +100,9 @@ export interface FaultOptions {
   frozenBudgetMs?: number
 }
 
+/** One `acquire` of the lock: whether it was taken. */
+const take = async (mutex: CacheMutex, wait: boolean): Promise<boolean> => (await mutex.acquire({ wait })).acquired
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Polls `check` until it holds (or fails after `timeoutMs`). */
@@ -373,18 +376,18 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
           const [k, other] = [key('lock'), key('lock-other')]
           const m1 = mutex(one, k)
           expect(await m1.locked()).toBe(false)
-          expect(await m1.acquire(false)).toBe(true)
+          expect(await take(m1, false)).toBe(true)
           expect(await m1.locked()).toBe(true)
           expect(await mutex(two, k).locked()).toBe(true)
-          expect(await mutex(two, k).acquire(false)).toBe(false)
-          expect(await mutex(one, k).acquire(false)).toBe(false)
+          expect(await take(mutex(two, k), false)).toBe(false)
+          expect(await take(mutex(one, k), false)).toBe(false)
           const m3 = mutex(two, other)
-          expect(await m3.acquire(false)).toBe(true)
+          expect(await take(m3, false)).toBe(true)
           await m3.release()
           await m1.release()
           expect(await m1.locked()).toBe(false)
           const m2 = mutex(two, k)
-          expect(await m2.acquire(false)).toBe(true)
+          expect(await take(m2, false)).toBe(true)
           await m2.release()
           await m2.release()
         })
@@ -394,16 +397,16 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
           const k = key('not-mine')
           const holder = mutex(one, k)
           const stranger = mutex(two, k)
-          expect(await holder.acquire(false)).toBe(true)
+          expect(await take(holder, false)).toBe(true)
           await stranger.release() // never acquired: a no-op
           expect(await stranger.locked()).toBe(true)
           // The holder's lock runs out and someone else takes it: the late release must not free it.
           await sleep(450)
           const next = mutex(two, k)
-          expect(await next.acquire(false)).toBe(true)
+          expect(await take(next, false)).toBe(true)
           await holder.release()
           expect(await next.locked()).toBe(true)
-          expect(await mutex(one, k).acquire(false)).toBe(false)
+          expect(await take(mutex(one, k), false)).toBe(false)
           await next.release()
           expect(await next.locked()).toBe(false)
         })
@@ -412,9 +415,9 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
           const [one, two] = [await backendFor(), await backendFor()]
           const k = key('wait')
           const holder = mutex(one, k)
-          expect(await holder.acquire(false)).toBe(true)
+          expect(await take(holder, false)).toBe(true)
           const started = performance.now()
-          const waiting = mutex(two, k).acquire(true)
+          const waiting = take(mutex(two, k), true)
           await sleep(100)
           await holder.release()
           expect(await waiting).toBe(true)
@@ -426,10 +429,10 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
         it('acquire(true) takes the lock of a holder that never releases once its lockTimeout has passed', async () => {
           const [one, two] = [await backendFor({ lockTimeout: 0.5 }), await backendFor({ lockTimeout: 0.5 })]
           const k = key('dead-holder')
-          expect(await mutex(one, k).acquire(false)).toBe(true)
+          expect(await take(mutex(one, k), false)).toBe(true)
           const started = performance.now()
           const waiter = mutex(two, k)
-          expect(await waiter.acquire(true)).toBe(true)
+          expect(await take(waiter, true)).toBe(true)
           const waited = performance.now() - started
           expect(waited).toBeGreaterThanOrEqual(400)
           expect(waited).toBeLessThan(900)
@@ -442,8 +445,8 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
         const backend = await backendFor()
         const m = backend.getMutex?.(key('free'))
         if (m !== undefined) {
-          expect(await m.acquire(false)).toBe(true)
-          expect(await backend.getMutex!(key('free'))!.acquire(true)).toBe(true)
+          expect(await take(m, false)).toBe(true)
+          expect(await take(backend.getMutex!(key('free'))!, true)).toBe(true)
           expect(await m.locked()).toBe(false)
           await m.release()
         }

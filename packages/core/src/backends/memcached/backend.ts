@@ -275,7 +275,7 @@ export class MemcachedBackend implements CacheBackend {
 
   getMutex(key: string): CacheMutex | undefined {
     if (!this.distributedLock) return undefined
-    return new MemcachedMutex(this, this.keyFor(`corral:lock:${key}`))
+    return new MemcachedMutex(this, key, this.keyFor(`corral:lock:${key}`))
   }
 
   // ---------------------------------------------------------------- invalidation

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import type { CacheMutex } from '../api.js'
+import type { AcquireOptions, CacheMutex, FencedStore, LockAcquisition } from '../api.js'
 import { jittered, sleep, waitForLock, type LockAttempt } from '../shared/distributed.js'
 import type { MemcachedBackend } from './backend.js'
 import { OP_ADD, OP_SET } from './protocol.js'
@@ -28,10 +28,16 @@ export class MemcachedMutex implements CacheMutex {
 
   constructor(
     private readonly backend: MemcachedBackend,
+    /** the value's key (the backend adds its prefix) */
+    private readonly key: string,
     private readonly lockKey: string,
   ) {}
 
-  async acquire(wait: boolean): Promise<boolean> {
+  async acquire({ wait }: AcquireOptions): Promise<LockAcquisition> {
+    return { acquired: await this.#acquire(wait) }
+  }
+
+  async #acquire(wait: boolean): Promise<boolean> {
     const token = randomBytes(12).toString('hex')
     const attempt = () => this.#attempt(token)
     const acquired = wait
@@ -69,9 +75,18 @@ export class MemcachedMutex implements CacheMutex {
     return { acquired: false, remainingMs: 0 }
   }
 
-  async release(): Promise<void> {
+  /**
+   * Stores `store.value` (while the lock is ours), then releases. Not yet one atomic step: the value is written,
+   * then the lock is deleted if it still holds our token.
+   */
+  async release(store?: FencedStore): Promise<boolean> {
     const token = this.#token
-    if (token === undefined) return
+    if (token === undefined) return false
+    let stored = false
+    if (store !== undefined) {
+      await this.backend.set(this.key, store.value)
+      stored = true
+    }
     this.#token = undefined
     try {
       const current = await this.backend.getItem(this.lockKey)
@@ -81,6 +96,7 @@ export class MemcachedMutex implements CacheMutex {
       // The lock runs out by itself after lockTimeout.
       this.backend.reportBackground('unlock', error)
     }
+    return stored
   }
 
   async locked(): Promise<boolean> {

@@ -404,7 +404,7 @@ export class RedisBackend implements CacheBackend {
 
   getMutex(key: string): CacheMutex | undefined {
     if (!this.distributedLock) return undefined
-    return new RedisMutex(this, `${this.keyPrefix}corral:lock:${key}`)
+    return new RedisMutex(this, key, `${this.keyPrefix}corral:lock:${key}`)
   }
 
   /** @internal one SET NX PX; on failure, how long the holder's lock has left */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import type { CacheMutex } from '../api.js'
+import type { AcquireOptions, CacheMutex, FencedStore, LockAcquisition } from '../api.js'
 import { jittered, waitForLock } from '../shared/distributed.js'
 import type { RedisBackend } from './backend.js'
 
@@ -16,10 +16,16 @@ export class RedisMutex implements CacheMutex {
 
   constructor(
     private readonly backend: RedisBackend,
+    /** the value's key (the backend adds its prefix) */
+    private readonly key: string,
     private readonly lockKey: string,
   ) {}
 
-  async acquire(wait: boolean): Promise<boolean> {
+  async acquire({ wait }: AcquireOptions): Promise<LockAcquisition> {
+    return { acquired: await this.#acquire(wait) }
+  }
+
+  async #acquire(wait: boolean): Promise<boolean> {
     const token = randomBytes(16).toString('hex')
     const first = await this.backend.lockAttempt(this.lockKey, token)
     if (first.acquired || !wait) {
@@ -36,9 +42,18 @@ export class RedisMutex implements CacheMutex {
     return acquired
   }
 
-  async release(): Promise<void> {
+  /**
+   * Stores `store.value` (while the lock is ours), then releases. Not yet one atomic step: the value is written,
+   * then the lock is deleted if it still holds our token.
+   */
+  async release(store?: FencedStore): Promise<boolean> {
     const token = this.#token
-    if (token === undefined) return
+    if (token === undefined) return false
+    let stored = false
+    if (store !== undefined) {
+      await this.backend.set(this.key, store.value)
+      stored = true
+    }
     this.#token = undefined
     try {
       await this.backend.lockRelease(this.lockKey, token)
@@ -46,6 +61,7 @@ export class RedisMutex implements CacheMutex {
       // The lock expires by itself after lockTimeout.
       this.backend.reportBackground('unlock', error)
     }
+    return stored
   }
 
   locked(): Promise<boolean> {
