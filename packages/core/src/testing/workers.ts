@@ -173,6 +173,21 @@ export class Worker {
     return this.events.filter((e) => e.event === 'unhandled')
   }
 
+  /** Freezes the worker (SIGSTOP): its timers, sockets and IPC stand still until `resume()`. */
+  pause(): void {
+    this.child.kill('SIGSTOP')
+  }
+
+  /** Thaws a paused worker (SIGCONT): its overdue timers fire at once. */
+  resume(): void {
+    this.child.kill('SIGCONT')
+  }
+
+  /** Whether the worker exited (or was killed) with a signal or an exit code other than the one `stop()` gives. */
+  get crashed(): boolean {
+    return this.child.signalCode !== null || (this.child.exitCode !== null && this.child.exitCode !== 0)
+  }
+
   kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<unknown> {
     this.child.kill(signal)
     return this.exited
