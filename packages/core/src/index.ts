@@ -55,6 +55,7 @@ export {
   type ArgToString,
 } from './keys.js'
 export { parseDuration, type Duration } from './durations.js'
+export { CircuitOpenError, type CircuitBreakerOptions, type CircuitState } from './circuit-breaker.js'
 export type {
   CachedFunction,
   CachedMultiFunction,

@@ -2,6 +2,7 @@
 import type { Registry } from 'prom-client'
 import type { RegionInvalidator } from './backends/api.js'
 import type { ProxyBackend } from './backends/proxy.js'
+import type { CircuitBreakerOptions } from './circuit-breaker.js'
 import type { NoValue, Serializer } from './cached-value.js'
 import type { Duration } from './durations.js'
 import type { KeyGenerator, KeyMangler, MultiKeyGenerator } from './keys.js'
@@ -100,6 +101,12 @@ export interface ConfigureOptions extends ResilienceOptions {
   replaceExistingBackend?: boolean
   /** Where invalidation marks live; default: the backend's (shared across processes) or this process's. */
   regionInvalidator?: RegionInvalidator
+  /**
+   * The circuit breaker around a backend outside the process (Redis, memcached, ...): after `failures` failures in a
+   * row within `window`, calls skip the backend for `coolDown`, then one call probes it. On by default
+   * (`{ failures: 5, window: '10s', coolDown: '1s' }`); `false` turns it off.
+   */
+  circuitBreaker?: CircuitBreakerOptions | false
 }
 
 export interface GetOptions {

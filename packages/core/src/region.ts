@@ -11,6 +11,7 @@ import {
   type CacheMultiOnArgumentsOptions,
   type CacheOnArgumentsOptions,
 } from './decorators.js'
+import { guardBackend, parseCircuitBreaker } from './circuit-breaker.js'
 import { buildBackendChain, fromFlatConfig } from './configuration.js'
 import { CacheDependency, type DependencyHost } from './dependency.js'
 import { describeValue } from './describe-value.js'
@@ -63,6 +64,7 @@ const CONFIGURE_OPTIONS = [
   'wrap',
   'replaceExistingBackend',
   'regionInvalidator',
+  'circuitBreaker',
   ...RESILIENCE_OPTION_NAMES,
 ]
 const GET_OPTIONS = ['expirationTime', 'ignoreExpiration']
@@ -88,7 +90,10 @@ export class CacheRegion {
   readonly serializer: Serializer
   readonly stats = new RegionStats()
 
+  /** what the region calls: the configured backend, behind its circuit breaker when it has one */
   #backend: CacheBackend | undefined
+  /** the configured backend (the outermost proxy when `wrap` was used), as `backend` returns it */
+  #configuredBackend: CacheBackend | undefined
   #ownsBackend = false
   #mangler: KeyMangler | undefined
   readonly #userMangler: KeyMangler | false | undefined
@@ -164,7 +169,7 @@ export class CacheRegion {
 
   /** The configured backend (the outermost proxy when `wrap` was used). */
   get backend(): CacheBackend {
-    return this.#backend ?? this.#notConfigured()
+    return this.#configuredBackend ?? this.#notConfigured()
   }
 
   /** The region's expiration time in seconds, or undefined when values never expire. */
@@ -193,13 +198,16 @@ export class CacheRegion {
       `region "${this.name}": configure()`,
       expirationToMs(expirationTime === Number.POSITIVE_INFINITY ? undefined : expirationTime),
     )
+    const breaker = parseCircuitBreaker(options.circuitBreaker, `region "${this.name}": configure()`)
     const previous = this.#backend
     const previousOwned = this.#ownsBackend
     // Build the whole chain before changing any state, so a configure() that fails changes nothing.
     const { instance, owned } = buildBackendChain(backend, options, (built) => this.#closeQuietly(built))
     this.#ownsBackend = owned
 
-    this.#backend = instance
+    this.#configuredBackend = instance
+    this.#backend = guardBackend(instance, breaker, (state) => this.#instrumentation.circuit(instance.name, state))
+    this.stats.circuit = this.#backend === instance ? null : { backend: instance.name, state: 'closed' }
     this.#expirationTime = expirationTime === Number.POSITIVE_INFINITY ? undefined : expirationTime
     this.#expirationMs = expirationToMs(this.#expirationTime)
     this.#policy = policy
@@ -221,7 +229,7 @@ export class CacheRegion {
       this.#freshness.invalidator = invalidator
       this.#closeQuietly(current)
     }
-    if (previous && previousOwned && previous !== instance) {
+    if (previous && previousOwned && previous !== this.#backend) {
       // A replaced backend that the region created itself would otherwise keep its connections open.
       this.#closeQuietly(previous)
     }
@@ -251,7 +259,7 @@ export class CacheRegion {
   /** The value for `key`, or `NO_VALUE` if it is absent, expired or invalidated. */
   async get<T = unknown>(key: string, options?: GetOptions): Promise<T | NoValue> {
     if (options !== undefined) rejectUnknown(options, GET_OPTIONS, 'get()')
-    const backend = this.backend
+    const backend = this.#requireBackend()
     const lookup = await this.#freshness.lookup(
       await this.#access.read(backend, this.#storeKey(key)),
       this.#callExpirationMs(options?.expirationTime),
@@ -263,7 +271,7 @@ export class CacheRegion {
   async getMulti<T = unknown>(keys: readonly string[], options?: GetOptions): Promise<Array<T | NoValue>> {
     if (options !== undefined) rejectUnknown(options, GET_OPTIONS, 'getMulti()')
     assertKeyList(keys, 'getMulti')
-    const backend = this.backend
+    const backend = this.#requireBackend()
     const expirationMs = this.#callExpirationMs(options?.expirationTime)
     const stored = await this.#access.readMulti(
       backend,
@@ -296,7 +304,7 @@ export class CacheRegion {
 
   /** The value with its creation time and age (seconds), regardless of expiry; undefined when absent. */
   async getValueMetadata<T = unknown>(key: string): Promise<ValueMetadata<T> | undefined> {
-    const stored = await this.#access.read(this.backend, this.#storeKey(key))
+    const stored = await this.#access.read(this.#requireBackend(), this.#storeKey(key))
     if (stored === NO_VALUE || Number.isNaN(stored.ct)) return undefined
     await this.#freshness.loadTagsOf([stored])
     if (this.#freshness.isHardInvalidated(stored)) return undefined
@@ -381,7 +389,11 @@ export class CacheRegion {
   async set(key: string, value: unknown, options?: SetOptions): Promise<void> {
     if (options !== undefined) rejectUnknown(options, SET_OPTIONS, 'set()')
     const tags = options?.tags === undefined ? undefined : validateTags(options.tags, 'set')
-    await this.#access.store(this.backend, this.#storeKey(key), createValue(value, this.#stamp(), tags, this.#policy))
+    await this.#access.store(
+      this.#requireBackend(),
+      this.#storeKey(key),
+      createValue(value, this.#stamp(), tags, this.#policy),
+    )
   }
 
   /** Stores many values at once: a `Map` or a plain object of key → value. */
@@ -393,14 +405,14 @@ export class CacheRegion {
     const ct = this.#stamp()
     const pairs = entries instanceof Map ? [...entries] : Object.entries(entries)
     await this.#access.storeMulti(
-      this.backend,
+      this.#requireBackend(),
       pairs.map(([key, value]) => [this.#storeKey(key), createValue(value, ct, tags, this.#policy)] as const),
     )
   }
 
   /** Removes `key` (idempotent): the next read is a miss. Counted as a key invalidation. */
   async delete(key: string): Promise<void> {
-    const backend = this.backend
+    const backend = this.#requireBackend()
     const storeKey = this.#storeKey(key)
     await this.#access.write('delete', () => backend.delete(storeKey))
     this.#instrumentation.invalidate(true, 'key', this.#clock(), key)
@@ -409,7 +421,7 @@ export class CacheRegion {
   /** Removes many keys (idempotent). */
   async deleteMulti(keys: readonly string[]): Promise<void> {
     assertKeyList(keys, 'deleteMulti')
-    const backend = this.backend
+    const backend = this.#requireBackend()
     const storeKeys = keys.map((key) => this.#storeKey(key))
     await this.#access.write('deleteMulti', () => backend.deleteMulti(storeKeys))
     const at = this.#clock()
@@ -552,6 +564,7 @@ export class CacheRegion {
     this.#closed = true
     const backend = this.#backend
     this.#backend = undefined
+    this.#configuredBackend = undefined
     this.registry.remove(this)
     this.#instrumentation.observers?.remove()
     await this.#freshness.invalidator.close?.()

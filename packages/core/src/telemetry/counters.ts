@@ -57,6 +57,8 @@ export const COUNTERS = {
   failSafe: { metric: { name: 'corral_fail_safe_total', labels: {} }, snapshot: true },
   softTimeouts: { metric: { name: 'corral_creator_timeouts_total', labels: { kind: 'soft' } }, snapshot: true },
   hardTimeouts: { metric: { name: 'corral_creator_timeouts_total', labels: { kind: 'hard' } }, snapshot: true },
+  /** times the circuit breaker opened (its family, `corral_circuit_opens_total`, has a `backend` label: metrics.ts) */
+  circuitOpens: { snapshot: true },
   hardRegionInvalidations: {
     metric: { name: 'corral_invalidations_total', labels: { kind: 'hard', scope: 'region' } },
     snapshot: false,

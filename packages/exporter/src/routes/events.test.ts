@@ -165,6 +165,7 @@ describe('GET /api/events', () => {
     expect(on.mock.calls.map(([name]) => name).sort()).toEqual(
       [
         'backendError',
+        'circuit',
         'coalesced',
         'failSafe',
         'hit',
@@ -182,7 +183,7 @@ describe('GET /api/events', () => {
     await until(() => off.mock.calls.length === 1)
     expect(off.mock.calls[0]?.[0]).toBe('hit')
     await first.cancel()
-    await until(() => off.mock.calls.length === 10)
+    await until(() => off.mock.calls.length === on.mock.calls.length)
     // every listener added was removed, the very same function
     const added = on.mock.calls.map(([name, listener]) => [name, listener])
     const removed = off.mock.calls.map(([name, listener]) => [name, listener])

@@ -40,10 +40,12 @@ describe('GET /api/regions', () => {
         failSafe: 0,
         softTimeouts: 0,
         hardTimeouts: 0,
+        circuitOpens: 0,
         invalidations: { hard: 0, soft: 0 },
         backendErrors: 0,
         hitRatio: 0.5,
         regenerationTime: { p50: expect.any(Number), p99: expect.any(Number) },
+        circuit: null,
       },
       lastInvalidation: null,
     })

@@ -1,0 +1,303 @@
+/**
+ * The circuit breaker a region puts around a backend that lives outside the process (Redis, memcached, files): after
+ * repeated failures it stops calling the backend for a cool-down, so a server that is down or frozen costs callers
+ * nothing instead of a command timeout each, then lets one call through as a probe (half-open) and closes again when
+ * that call succeeds.
+ *
+ * While it is open: reads miss (the creator runs, as when the server is down, but at once); writes, deletes,
+ * counters and lock attempts fail at once with a `CircuitOpenError` (a `BackendError`), which the region reports as
+ * it reports a failed write (`backendError`) or turns into the caller's `BackendError` (delete). A lock attempt that
+ * fails makes the caller regenerate without the distributed lock, as when the server is unreachable. Releasing a lock
+ * taken before the breaker opened is always attempted (the lock would otherwise stay held until it expires).
+ * Invalidations go through the region's invalidator, not through the breaker: they still throw `BackendError` when
+ * the server is down.
+ */
+import type { CacheBackend, CacheMutex, RegionInvalidator } from './backends/api.js'
+import { NO_VALUE, type CachedValue, type NoValue } from './cached-value.js'
+import { describeValue } from './describe-value.js'
+import { parseDuration, type Duration } from './durations.js'
+import { BackendError, SerializationError, ValidationError } from './errors.js'
+import { rejectUnknown } from './policy.js'
+import type { CircuitState } from './telemetry/events.js'
+
+/** `configure({ circuitBreaker })`. */
+export interface CircuitBreakerOptions {
+  /** Failures in a row (no success between them) that open the circuit. Default 5. */
+  failures?: number
+  /** Only failures within this long count towards `failures`. Default 10 s. */
+  window?: Duration
+  /** How long the circuit stays open before one call probes the backend. Default 1 s. */
+  coolDown?: Duration
+}
+
+export type { CircuitState }
+
+export interface BreakerPolicy {
+  readonly failures: number
+  readonly windowMs: number
+  readonly coolDownMs: number
+}
+
+export const DEFAULT_BREAKER: BreakerPolicy = Object.freeze({ failures: 5, windowMs: 10_000, coolDownMs: 1000 })
+
+/** A call refused because the circuit is open: the backend was not asked. */
+export class CircuitOpenError extends BackendError {}
+
+/** The policy `configure()` asked for: the defaults when not given, `undefined` for `false`. */
+export function parseCircuitBreaker(value: unknown, where: string): BreakerPolicy | undefined {
+  if (value === undefined) return DEFAULT_BREAKER
+  if (value === false) return undefined
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ValidationError(
+      `${where}: circuitBreaker must be { failures?, window?, coolDown? } or false; got ${describeValue(value)}`,
+    )
+  }
+  rejectUnknown(value, ['failures', 'window', 'coolDown'], `${where}: circuitBreaker`)
+  const { failures, window, coolDown } = value as CircuitBreakerOptions
+  if (failures !== undefined && !(Number.isInteger(failures) && failures >= 1)) {
+    throw new ValidationError(
+      `${where}: circuitBreaker.failures must be a whole number of at least 1; got ${describeValue(failures)}`,
+    )
+  }
+  const positiveMs = (name: string, given: unknown, fallback: number) => {
+    if (given === undefined) return fallback
+    const seconds = parseDuration(given, `${where}: circuitBreaker.${name}`)
+    if (seconds <= 0)
+      throw new ValidationError(
+        `${where}: circuitBreaker.${name} must be greater than zero; got ${describeValue(given)}`,
+      )
+    return seconds * 1000
+  }
+  return {
+    failures: failures ?? DEFAULT_BREAKER.failures,
+    windowMs: positiveMs('window', window, DEFAULT_BREAKER.windowMs),
+    coolDownMs: positiveMs('coolDown', coolDown, DEFAULT_BREAKER.coolDownMs),
+  }
+}
+
+/** How a call was let through: as usual, as the probe of a half-open circuit, or not at all. */
+type Admission = 'pass' | 'probe' | 'skip'
+
+/** The state machine, apart from any backend. Times are `performance.now()` milliseconds. */
+export class CircuitBreaker {
+  #state: CircuitState = 'closed'
+  /** when each failure in the current run of failures happened */
+  #failures: number[] = []
+  #openedAt = 0
+  /** when the probe in flight was let through (undefined: none) */
+  #probeSince: number | undefined
+
+  constructor(
+    readonly policy: BreakerPolicy,
+    private readonly onState: (state: CircuitState) => void,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  get state(): CircuitState {
+    return this.#state
+  }
+
+  admit(): Admission {
+    if (this.#state === 'closed') return 'pass'
+    const now = this.now()
+    if (this.#state === 'open') {
+      if (now - this.#openedAt < this.policy.coolDownMs) return 'skip'
+      this.#probeSince = now
+      this.#set('half-open')
+      return 'probe'
+    }
+    // Half-open: one probe at a time; a probe that has not answered within a cool-down counts as lost.
+    if (this.#probeSince !== undefined && now - this.#probeSince < this.policy.coolDownMs) return 'skip'
+    this.#probeSince = now
+    return 'probe'
+  }
+
+  succeeded(admission: Admission): void {
+    if (admission === 'probe') {
+      this.#probeSince = undefined
+      this.#failures = []
+      this.#set('closed')
+    } else if (this.#state === 'closed') {
+      this.#failures = []
+    }
+  }
+
+  failed(admission: Admission): void {
+    const now = this.now()
+    if (admission === 'probe') {
+      this.#probeSince = undefined
+      this.#open(now)
+      return
+    }
+    // Stragglers admitted before the circuit opened change nothing once it is open or probing.
+    if (this.#state !== 'closed') return
+    this.#failures = this.#failures.filter((at) => now - at <= this.policy.windowMs)
+    this.#failures.push(now)
+    if (this.#failures.length >= this.policy.failures) this.#open(now)
+  }
+
+  /** A call that ended without telling anything about the backend (the caller's own error): frees the probe. */
+  neutral(admission: Admission): void {
+    if (admission === 'probe') this.#probeSince = undefined
+  }
+
+  #open(now: number): void {
+    this.#failures = []
+    this.#openedAt = now
+    this.#set('open')
+  }
+
+  #set(state: CircuitState): void {
+    if (state === this.#state) return
+    this.#state = state
+    this.onState(state)
+  }
+}
+
+/**
+ * `inner` behind a circuit breaker. It is what the region calls; `region.backend` still returns `inner`. Optional
+ * members (`increment`, `setIfNotNewer`, `count`, ...) exist only when `inner` has them, so the region's feature
+ * checks see what the real backend can do.
+ */
+export class CircuitBreakerBackend implements CacheBackend {
+  readonly breaker: CircuitBreaker
+  readonly increment?: CacheBackend['increment']
+  readonly setMultiWithTtl?: CacheBackend['setMultiWithTtl']
+  readonly setIfNotNewer?: CacheBackend['setIfNotNewer']
+  readonly getMutex?: CacheBackend['getMutex']
+  readonly createInvalidator?: (regionName: string) => RegionInvalidator | undefined
+  readonly attach?: CacheBackend['attach']
+  readonly count?: CacheBackend['count']
+  readonly close?: CacheBackend['close']
+
+  constructor(
+    readonly inner: CacheBackend,
+    policy: BreakerPolicy,
+    onState: (state: CircuitState) => void,
+  ) {
+    this.breaker = new CircuitBreaker(policy, onState)
+    const refuse = (operation: string) => (): never => {
+      throw new CircuitOpenError(
+        `${inner.name}: ${operation} skipped: the circuit breaker is open after repeated failures (it probes again after ${policy.coolDownMs / 1000}s)`,
+      )
+    }
+    if (inner.increment) {
+      const increment = inner.increment.bind(inner)
+      this.increment = (key, by, ttl) => this.#guard(() => increment(key, by, ttl), refuse('increment'))
+    }
+    if (inner.setMultiWithTtl) {
+      const write = inner.setMultiWithTtl.bind(inner)
+      this.setMultiWithTtl = (entries, ttl) => this.#guard(() => write(entries, ttl), refuse('setMultiWithTtl'))
+    }
+    if (inner.setIfNotNewer) {
+      const write = inner.setIfNotNewer.bind(inner)
+      this.setIfNotNewer = (key, value, since) => this.#guard(() => write(key, value, since), refuse('set'))
+    }
+    if (inner.getMutex) {
+      const getMutex = inner.getMutex.bind(inner)
+      this.getMutex = (key) => {
+        const mutex = getMutex(key)
+        return mutex === undefined ? undefined : this.#guardMutex(mutex)
+      }
+    }
+    if (inner.createInvalidator) this.createInvalidator = inner.createInvalidator.bind(inner)
+    if (inner.attach) this.attach = inner.attach.bind(inner)
+    if (inner.count) this.count = inner.count.bind(inner)
+    if (inner.close) this.close = inner.close.bind(inner)
+    this.#refuseSet = refuse('set')
+    this.#refuseDelete = refuse('delete')
+  }
+
+  readonly #refuseSet: () => never
+  readonly #refuseDelete: () => never
+
+  get name(): string {
+    return this.inner.name
+  }
+  get coalesce(): boolean | undefined {
+    return this.inner.coalesce
+  }
+  get lockTimeoutMs(): number | undefined {
+    return this.inner.lockTimeoutMs
+  }
+  get keyMangler() {
+    return this.inner.keyMangler
+  }
+
+  get(key: string): Promise<CachedValue | NoValue> {
+    return this.#guard(
+      () => this.inner.get(key),
+      () => NO_VALUE,
+    )
+  }
+  getMulti(keys: readonly string[]): Promise<Array<CachedValue | NoValue>> {
+    return this.#guard(
+      () => this.inner.getMulti(keys),
+      () => keys.map(() => NO_VALUE),
+    )
+  }
+  set(key: string, value: CachedValue): Promise<void> {
+    return this.#guard(() => this.inner.set(key, value), this.#refuseSet)
+  }
+  setMulti(entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {
+    return this.#guard(() => this.inner.setMulti(entries), this.#refuseSet)
+  }
+  delete(key: string): Promise<void> {
+    return this.#guard(() => this.inner.delete(key), this.#refuseDelete)
+  }
+  deleteMulti(keys: readonly string[]): Promise<void> {
+    return this.#guard(() => this.inner.deleteMulti(keys), this.#refuseDelete)
+  }
+
+  /** Runs `call` unless the circuit is open (then `skipped` answers), and tells the breaker how it went. */
+  async #guard<T>(call: () => Promise<T>, skipped: () => T): Promise<T> {
+    const admission = this.breaker.admit()
+    if (admission === 'skip') return skipped()
+    let result: T
+    try {
+      result = await call()
+    } catch (error) {
+      // A value the serializer refused never reached the server: it says nothing about the backend.
+      if (error instanceof SerializationError) this.breaker.neutral(admission)
+      else this.breaker.failed(admission)
+      throw error
+    }
+    this.breaker.succeeded(admission)
+    return result
+  }
+
+  #guardMutex(mutex: CacheMutex): CacheMutex {
+    const refuse = (): never => {
+      throw new CircuitOpenError(
+        `${this.inner.name}: lock skipped: the circuit breaker is open after repeated failures (the caller regenerates without the distributed lock)`,
+      )
+    }
+    return {
+      acquire: (options) => this.#guard(() => mutex.acquire(options), refuse),
+      locked: () => this.#guard(() => mutex.locked(), refuse),
+      // Always attempted: a lock taken before the circuit opened would otherwise stay held until it expires.
+      release: async (store) => {
+        try {
+          const stored = await mutex.release(store)
+          this.breaker.succeeded('pass')
+          return stored
+        } catch (error) {
+          if (!(error instanceof SerializationError)) this.breaker.failed('pass')
+          throw error
+        }
+      },
+    }
+  }
+}
+
+/** `inner` behind a breaker when the policy asks for one and the backend lives outside the process. */
+export function guardBackend(
+  inner: CacheBackend,
+  policy: BreakerPolicy | undefined,
+  onState: (state: CircuitState) => void,
+): CacheBackend {
+  // A backend with a synchronous read lives in this process (memory, null): nothing to break, and its hit path
+  // must keep its synchronous read.
+  if (policy === undefined || inner.getSync !== undefined) return inner
+  return new CircuitBreakerBackend(inner, policy, onState)
+}
