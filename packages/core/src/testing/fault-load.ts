@@ -69,6 +69,7 @@ export interface LoadReport {
   /** growth of the region's regeneration-error counter during the load */
   regenerationErrors: number
   failSafe: number
+  /** the states the region's circuit breaker went through */
   circuitStates: string[]
 }
 
@@ -139,12 +140,7 @@ export class FaultLoad {
     }
     this.#onCircuit = ({ state }) => this.#circuitStates.push(state)
     region.on('hit', this.#onHit)
-    // The circuit event exists once the breaker does; a region of an older core has none.
-    try {
-      region.on('circuit' as never, this.#onCircuit as never)
-    } catch {
-      // no such event
-    }
+    region.on('circuit', this.#onCircuit)
     const stats = region.statsSnapshot()
     this.#startErrors = stats.regenerationErrors
     this.#startFailSafe = stats.failSafe
@@ -228,11 +224,7 @@ export class FaultLoad {
     const now = preciseNow()
     const stranded = [...this.#inFlight.values()].map(({ op, key, start }) => ({ op, key, ageMs: now - start }))
     this.region.off('hit', this.#onHit)
-    try {
-      this.region.off('circuit' as never, this.#onCircuit as never)
-    } catch {
-      // no such event
-    }
+    this.region.off('circuit', this.#onCircuit)
     const stats = this.region.statsSnapshot()
     return {
       pid: process.pid,

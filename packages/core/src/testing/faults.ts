@@ -79,6 +79,8 @@ export interface ScenarioFigures {
   lockTimeouts: number
   expectedErrors: number
   unexpectedErrors: number
+  /** times a worker's circuit breaker opened */
+  circuitOpens: number
   hitsResumeMs: number
 }
 
@@ -448,6 +450,7 @@ export function analyze(reports: readonly LoadReport[], context: AnalysisContext
     lockTimeouts,
     expectedErrors: expectedCount,
     unexpectedErrors: unexpected,
+    circuitOpens: reports.reduce((sum, r) => sum + r.circuitStates.filter((s) => s === 'open').length, 0),
     hitsResumeMs: hitsResume(reports, context),
   }
 }
