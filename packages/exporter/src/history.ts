@@ -118,7 +118,9 @@ export class History {
     const regions: HistoryRegionJson[] = []
     const buckets = new Map<string, RegionBuckets>()
     for (const [name, reading] of readings) {
-      const previous = this.previousBuckets.get(name)
+      // A histogram first seen after the first sample started from zero (prom-client has no series before the first
+      // observation); at the first sample there is no baseline yet.
+      const previous = this.previousBuckets.get(name) ?? (this.count > 0 ? ZERO_BUCKETS : undefined)
       let interval: RegionBuckets | undefined
       if (reading.buckets) {
         buckets.set(name, reading.buckets)
@@ -138,17 +140,19 @@ export class History {
     this.count = Math.min(this.count + 1, this.ring.length)
   }
 
-  /** Samples of the last `rangeMs` (all kept by default), after `since` when given, oldest first. */
+  /** Samples of the last `rangeMs` (all kept by default; the sample at its start too), after `since`, oldest first. */
   query(rangeMs = this.retentionMs, since = -Infinity): HistoryJson {
-    const from = Math.max(this.clock() - rangeMs, since)
+    const from = this.clock() - rangeMs
     const samples: HistorySampleJson[] = []
     for (let i = this.count; i >= 1; i--) {
       const sample = this.ring[(this.next - i + this.ring.length) % this.ring.length]
-      if (sample !== undefined && sample.at > from) samples.push(sample)
+      if (sample !== undefined && sample.at >= from && sample.at > since) samples.push(sample)
     }
     return { intervalSeconds: this.intervalMs / 1000, retentionSeconds: this.retentionMs / 1000, samples }
   }
 }
+
+const ZERO_BUCKETS: RegionBuckets = { regeneration: [], lockWait: [] }
 
 /** `a - b` per bucket, never below 0 (a histogram that went down was reset: its counts are all new). */
 function difference(a: RegionBuckets, b: RegionBuckets): RegionBuckets {
