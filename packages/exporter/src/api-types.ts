@@ -108,7 +108,7 @@ export type MaxTagLength = typeof MAX_TAG_LENGTH
  * exporter began sampling) and the quantiles of the regenerations and lock waits of the interval that ended at the
  * sample, in seconds (null when there were none).
  */
-export interface HistoryRegionJson {
+export interface HistoryRegionJson extends HistoryQuantilesJson {
   name: string
   hits: number
   stale: number
@@ -117,6 +117,10 @@ export interface HistoryRegionJson {
   regenerationErrors: number
   lockWaits: number
   coalesced: number
+}
+
+/** The quantiles of one interval over every region together (their histograms summed), in seconds. */
+export interface HistoryQuantilesJson {
   regenerationP50: number | null
   regenerationP99: number | null
   lockWaitP99: number | null
@@ -126,6 +130,8 @@ export interface HistorySampleJson {
   /** epoch milliseconds */
   at: number
   regions: HistoryRegionJson[]
+  /** every region together */
+  all: HistoryQuantilesJson
 }
 
 /** `GET /api/history?range=15m&since=<ms>` and `GET /api/fleet/history`: samples oldest first. */
@@ -142,6 +148,8 @@ export interface HistoryJson {
 /** A region of one process of the fleet, or of the whole fleet (counters summed over the live processes). */
 export interface FleetRegionJson {
   name: string
+  /** the backend's name (for the fleet: the first process's), null while not configured */
+  backend: string | null
   stats: RegionStatsSnapshot
 }
 

@@ -53,6 +53,7 @@ describe('History', () => {
     // only the slow regeneration was in the third interval
     expect(third!.regions[0]!.regenerationP50).toBeGreaterThan(0.1)
     expect(third!.regions[0]!.lockWaitP99).toBeNull()
+    expect(third!.all.regenerationP50).toBe(third!.regions[0]!.regenerationP50)
   })
 
   it('sums the fleet as increases per process: a process that leaves or restarts never makes the series go down', async () => {

@@ -7,7 +7,7 @@
  * The same ring serves this process (`/api/history`) and the fleet (`/api/fleet/history`), from different sources.
  */
 import { parseDuration, ValidationError, type RegionRegistry } from '@corral/core'
-import type { HistoryJson, HistoryRegionJson, HistorySampleJson } from './api-types.js'
+import type { HistoryJson, HistoryQuantilesJson, HistoryRegionJson, HistorySampleJson } from './api-types.js'
 import type { InstanceSnapshot } from './fleet/snapshot.js'
 import { addCounts, bucketQuantile } from './fleet/merge.js'
 import { HISTOGRAM_BOUNDS, readRegionBuckets, type RegionBuckets } from './histograms.js'
@@ -117,6 +117,8 @@ export class History {
   add(at: number, readings: Map<string, RegionReading>): void {
     const regions: HistoryRegionJson[] = []
     const buckets = new Map<string, RegionBuckets>()
+    let all: RegionBuckets = ZERO_BUCKETS
+    let anyInterval = false
     for (const [name, reading] of readings) {
       // A histogram first seen after the first sample started from zero (prom-client has no series before the first
       // observation); at the first sample there is no baseline yet.
@@ -126,16 +128,17 @@ export class History {
         buckets.set(name, reading.buckets)
         interval = previous ? difference(reading.buckets, previous) : undefined
       }
-      regions.push({
-        name,
-        ...reading.counters,
-        regenerationP50: interval ? bucketQuantile(0.5, HISTOGRAM_BOUNDS.regeneration, interval.regeneration) : null,
-        regenerationP99: interval ? bucketQuantile(0.99, HISTOGRAM_BOUNDS.regeneration, interval.regeneration) : null,
-        lockWaitP99: interval ? bucketQuantile(0.99, HISTOGRAM_BOUNDS.lockWait, interval.lockWait) : null,
-      })
+      if (interval) {
+        anyInterval = true
+        all = {
+          regeneration: addCounts(all.regeneration, interval.regeneration),
+          lockWait: addCounts(all.lockWait, interval.lockWait),
+        }
+      }
+      regions.push({ name, ...reading.counters, ...quantilesOf(interval) })
     }
     this.previousBuckets = buckets
-    this.ring[this.next] = { at, regions }
+    this.ring[this.next] = { at, regions, all: quantilesOf(anyInterval ? all : undefined) }
     this.next = (this.next + 1) % this.ring.length
     this.count = Math.min(this.count + 1, this.ring.length)
   }
@@ -153,6 +156,15 @@ export class History {
 }
 
 const ZERO_BUCKETS: RegionBuckets = { regeneration: [], lockWait: [] }
+
+function quantilesOf(interval: RegionBuckets | undefined): HistoryQuantilesJson {
+  if (interval === undefined) return { regenerationP50: null, regenerationP99: null, lockWaitP99: null }
+  return {
+    regenerationP50: bucketQuantile(0.5, HISTOGRAM_BOUNDS.regeneration, interval.regeneration),
+    regenerationP99: bucketQuantile(0.99, HISTOGRAM_BOUNDS.regeneration, interval.regeneration),
+    lockWaitP99: bucketQuantile(0.99, HISTOGRAM_BOUNDS.lockWait, interval.lockWait),
+  }
+}
 
 /** `a - b` per bucket, never below 0 (a histogram that went down was reset: its counts are all new). */
 function difference(a: RegionBuckets, b: RegionBuckets): RegionBuckets {

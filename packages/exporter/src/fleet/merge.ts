@@ -84,6 +84,7 @@ export function fleetRegions(instances: readonly InstanceSnapshot[]): FleetRegio
       : undefined
     return {
       name,
+      backend: list.find((entry) => entry.region.backend !== null)?.region.backend ?? null,
       stats: sumStats(
         list.map((entry) => entry.region.stats),
         counts && { bounds, counts },

@@ -43,7 +43,7 @@ export function fleetRoutes(fleet: Fleet | undefined, history: History | undefin
         startedAt: instance.startedAt,
         lastSeen: instance.lastSeen,
         interval: instance.interval / 1000,
-        regions: instance.regions.map(({ name, stats }) => ({ name, stats })),
+        regions: instance.regions.map(({ name, backend, stats }) => ({ name, backend, stats })),
       })),
       regions: fleetRegions(live),
     } satisfies FleetJson)
