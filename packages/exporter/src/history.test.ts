@@ -93,6 +93,7 @@ describe('History', () => {
     expect(historySettings(undefined)).toEqual({ intervalMs: 5000, retentionMs: 3_600_000 })
     expect(historySettings({ interval: '1s', retention: '10m' })).toEqual({ intervalMs: 1000, retentionMs: 600_000 })
     expect(() => historySettings({ interval: '1ms' })).toThrow(/at least 50ms/)
+    expect(historySettings({ interval: '100ms' })).toEqual({ intervalMs: 100, retentionMs: 1_000_000 })
     expect(() => historySettings({ interval: '1s', retention: '1d' })).toThrow(/at most 10000 intervals/)
     expect(() => historySettings({ every: '1s' } as never)).toThrow(
       /unknown history option "every"; valid: interval, retention/,

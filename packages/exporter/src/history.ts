@@ -34,7 +34,7 @@ export interface RegionReading {
 export interface HistoryOptions {
   /** Between samples: seconds or a duration string. Default 5 s. */
   interval?: number | string
-  /** How much history is kept. Default 1 h; at most 10 000 samples. */
+  /** How much history is kept. Default 1 h (less for intervals under 360 ms); at most 10 000 samples. */
   retention?: number | string
 }
 
@@ -59,9 +59,10 @@ export function historySettings(options: HistoryOptions | undefined): { interval
     options.interval === undefined
       ? DEFAULT_HISTORY_INTERVAL_MS
       : 1000 * parseDuration(options.interval, 'history.interval')
+  // without a retention, an hour, or as much as MAX_SAMPLES samples of a short interval hold
   const retentionMs =
     options.retention === undefined
-      ? DEFAULT_HISTORY_RETENTION_MS
+      ? Math.min(DEFAULT_HISTORY_RETENTION_MS, intervalMs * MAX_SAMPLES)
       : 1000 * parseDuration(options.retention, 'history.retention')
   if (!(intervalMs >= 50)) throw new ValidationError('createExporter(): history.interval must be at least 50ms')
   if (!(retentionMs >= intervalMs) || retentionMs / intervalMs > MAX_SAMPLES)
