@@ -54,6 +54,28 @@ describe('EpisodeLog', () => {
     expect(log.recent(1)[0]!.regeneration).toBeNull()
   })
 
+  it('claims a regeneration nobody here waited for when callers elsewhere waited for it at that time', () => {
+    const log = new EpisodeLog()
+    log.regenerated('r', 'k', 10_000, 0.6, 'success') // ran 9400..10000
+    expect(log.recent(10)).toEqual([])
+    expect(log.hasUnclaimedSince(9000)).toBe(true)
+    expect(log.claim('r', 'other', 9500, 10_005)).toBe(false)
+    expect(log.claim('r', 'k', 20_000, 20_500)).toBe(false) // another time: another stampede
+    expect(log.claim('r', 'k', 9450, 10_004)).toBe(true)
+    expect(log.recent(10)).toEqual([
+      {
+        region: 'r',
+        key: 'k',
+        startedAt: 9400,
+        endedAt: 10_000,
+        coalesced: 0,
+        regeneration: { startedAt: 9400, at: 10_000, duration: 0.6, outcome: 'success' },
+      },
+    ])
+    expect(log.hasUnclaimedSince(0)).toBe(false)
+    expect(log.claim('r', 'k', 9450, 10_004)).toBe(false) // once
+  })
+
   it('is bounded', () => {
     const log = new EpisodeLog()
     for (let i = 0; i < MAX_EPISODES * 3; i++) log.coalesced('r', `key-${i}`, 1000 + i)

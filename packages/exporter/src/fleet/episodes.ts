@@ -12,8 +12,9 @@
  *
  * Joining: a `coalesced` event joins the key's latest episode while that episode has no regeneration yet and its
  * last caller is at most `EPISODE_GAP_MS` old; a `regenerate` attaches to the key's latest episode when their times
- * overlap (within `MATCH_SLACK_MS`). A regeneration nobody was coalesced onto in this process records nothing: a
- * process does not know whether callers elsewhere waited for it (README: "Fleet").
+ * overlap (within `MATCH_SLACK_MS`). A regeneration nobody was coalesced onto in this process is only remembered
+ * (the last `MAX_REGENERATIONS`, not published): this process cannot know whether callers elsewhere waited for it,
+ * until it reads the fleet's waiting episodes and `claim`s the ones its regeneration explains (README: "Fleet").
  *
  * Bounded: at most `MAX_EPISODES` episodes are kept, the oldest dropped first.
  */
@@ -23,6 +24,9 @@ import { boundedKey, type PublishedEpisode } from './snapshot.js'
 export const EPISODE_GAP_MS = 10_000
 export const MATCH_SLACK_MS = 1000
 export const MAX_EPISODES = 200
+export const MAX_REGENERATIONS = 256
+
+type Regeneration = NonNullable<PublishedEpisode['regeneration']>
 
 interface Episode extends PublishedEpisode {
   id: string
@@ -31,6 +35,8 @@ interface Episode extends PublishedEpisode {
 export class EpisodeLog {
   private readonly episodes: Episode[] = []
   private readonly latest = new Map<string, Episode>()
+  /** regenerations no local caller was coalesced onto, by key (insertion order: oldest first) */
+  private readonly unclaimed = new Map<string, Regeneration & { region: string; key: string }>()
   private readonly onCoalesced: RegionEventListener<'coalesced'>
   private readonly onRegenerate: RegionEventListener<'regenerate'>
   private attached: RegionRegistry | undefined
@@ -68,18 +74,59 @@ export class EpisodeLog {
   }
 
   regenerated(region: string, key: string, at: number, durationSeconds: number, outcome: 'success' | 'error'): void {
-    const episode = this.latest.get(episodeId(region, key))
+    const id = episodeId(region, key)
+    const episode = this.latest.get(id)
     const startedAt = Math.round(at - durationSeconds * 1000)
+    const regeneration = { startedAt, at, duration: durationSeconds, outcome }
     if (
       episode === undefined ||
       episode.regeneration !== null ||
       episode.endedAt < startedAt - MATCH_SLACK_MS ||
       episode.startedAt > at + MATCH_SLACK_MS
-    )
+    ) {
+      this.unclaimed.delete(id)
+      this.unclaimed.set(id, { region, key: boundedKey(key), ...regeneration })
+      if (this.unclaimed.size > MAX_REGENERATIONS) this.unclaimed.delete(this.unclaimed.keys().next().value!)
       return
-    episode.regeneration = { startedAt, at, duration: durationSeconds, outcome }
+    }
+    episode.regeneration = regeneration
     episode.startedAt = Math.min(episode.startedAt, startedAt)
     episode.endedAt = Math.max(episode.endedAt, at)
+  }
+
+  /** Whether a regeneration that ended at or after `since` (epoch ms) is still unclaimed. */
+  hasUnclaimedSince(since: number): boolean {
+    for (const regeneration of this.unclaimed.values()) if (regeneration.at >= since) return true
+    return false
+  }
+
+  /**
+   * Another process's callers of `key` waited from `startedAt` to `endedAt`: if a regeneration of this process that
+   * nobody here was coalesced onto overlaps that time, it is the creator they waited for, and becomes an episode
+   * (with no coalesced caller of its own) that the fleet matches with theirs. True when claimed.
+   */
+  claim(region: string, key: string, startedAt: number, endedAt: number): boolean {
+    const id = episodeId(region, key)
+    const regeneration = this.unclaimed.get(id)
+    if (
+      regeneration === undefined ||
+      endedAt < regeneration.startedAt - MATCH_SLACK_MS ||
+      startedAt > regeneration.at + MATCH_SLACK_MS
+    )
+      return false
+    this.unclaimed.delete(id)
+    const { at, duration, outcome } = regeneration
+    const run = { startedAt: regeneration.startedAt, at, duration, outcome }
+    this.add({
+      id,
+      region,
+      key: regeneration.key,
+      startedAt: run.startedAt,
+      endedAt: at,
+      coalesced: 0,
+      regeneration: run,
+    })
+    return true
   }
 
   /** The most recent episodes (by their end), newest first, as published. */

@@ -162,6 +162,32 @@ describe('fleet telemetry over a shared Redis', () => {
     },
   )
 
+  it(
+    'finds the creator of a stampede even when no other caller of its own process waited',
+    { timeout: 30_000 },
+    async () => {
+      const [creator, ...others] = workers as [FleetWorker, FleetWorker, FleetWorker]
+      const leading = creator.call<{ runs: number }>('stampede', { key: 'stampede:lonely', callers: 1, creatorMs: 800 })
+      await new Promise((resolve) => setTimeout(resolve, 150))
+      const waiting = others.map((w) =>
+        w.call<{ runs: number }>('stampede', { key: 'stampede:lonely', callers: 5, creatorMs: 800 }),
+      )
+      const results = await Promise.all([leading, ...waiting])
+      expect(results.map((r) => r.runs)).toEqual([1, 0, 0])
+
+      // the waiters publish their side; the creator's process reads it, recognises its regeneration, and publishes it
+      const { stampedes } = await until(
+        () => getJson<FleetStampedesJson>(`${others[0].url}/api/fleet/stampedes`),
+        (s) => s.stampedes.some((i) => i.key === 'stampede:lonely' && i.creator !== null),
+      )
+      const incidents = stampedes.filter((i) => i.key === 'stampede:lonely')
+      expect(incidents).toHaveLength(1)
+      expect(incidents[0]!.creator).toMatchObject({ pid: creator.pid, coalesced: 0 })
+      expect(incidents[0]!.processes.filter((p) => p.role === 'waiter').map((p) => p.coalesced)).toEqual([5, 5])
+      expect(incidents[0]!.duration).toBeGreaterThan(0.75)
+    },
+  )
+
   it('drops a SIGKILLed process within three intervals and stops counting it', { timeout: 30_000 }, async () => {
     // settled: every process's latest counters published (two reads in a row agree)
     let previous = ''

@@ -10,7 +10,7 @@ import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
 import { parseDuration, ValidationError, type RegionRegistry } from '@corral/core'
 import { HISTOGRAM_BOUNDS, readRegionBuckets } from '../histograms.js'
-import { EpisodeLog } from './episodes.js'
+import { EPISODE_GAP_MS, EpisodeLog } from './episodes.js'
 import {
   boundedKey,
   EPISODES_PUBLISHED,
@@ -156,8 +156,15 @@ export class Fleet {
 
   private async publishOnce(): Promise<void> {
     try {
+      // Regenerations of this process that nobody here waited for: did callers of other processes wait for them?
+      const recent = Date.now() - INTERVALS_TO_LEAVE * this.intervalMs - EPISODE_GAP_MS
+      if (this.episodes.hasUnclaimedSince(recent)) {
+        for (const wait of await this.store.readWaits(this.id))
+          if (typeof wait?.key === 'string') this.episodes.claim(wait.region, wait.key, wait.startedAt, wait.endedAt)
+      }
       const snapshot = await this.snapshot()
-      await this.store.publish(snapshot, this.intervalMs * INTERVALS_TO_LEAVE)
+      const waits = snapshot.episodes.filter((e) => e.regeneration === null && e.endedAt >= recent)
+      await this.store.publish(snapshot, waits, this.intervalMs * INTERVALS_TO_LEAVE)
       if (this.failing) {
         this.failing = false
         this.hooks.onPublishProblem(undefined)

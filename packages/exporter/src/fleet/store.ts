@@ -7,12 +7,16 @@
  *   to find the snapshots without `SCAN`. Readers drop ids whose snapshot has expired; publishers drop ids silent
  *   for an hour, so the set stays bounded even if nobody reads.
  *
+ * - `corral:fleet:{<name>}:waits:<id>`: the same process's recent waiting episodes only (callers that waited for a
+ *   creator it did not run), small, with the same expiry: what the other processes read to learn that a regeneration
+ *   of theirs had callers waiting here (see `EpisodeLog.claim`).
+ *
  * The `{<name>}` hash tag keeps a fleet's keys in one Redis Cluster slot, so one `MGET` reads them all.
  */
 import { createRequire } from 'node:module'
 import { ValidationError } from '@corral/core'
 import type { Redis, Cluster } from 'ioredis'
-import { parseSnapshot, type InstanceSnapshot } from './snapshot.js'
+import { parseSnapshot, type InstanceSnapshot, type PublishedEpisode } from './snapshot.js'
 
 /** The ioredis client the fleet talks through: a `Redis` or a `Cluster`. */
 export type FleetRedisClient = Redis | Cluster
@@ -70,11 +74,17 @@ export class FleetStore {
     return `${this.prefix}instance:${id}`
   }
 
-  /** Writes `snapshot`, to expire after `ttlMs`, and indexes it. */
-  async publish(snapshot: InstanceSnapshot, ttlMs: number): Promise<void> {
+  waitsKey(id: string): string {
+    return `${this.prefix}waits:${id}`
+  }
+
+  /** Writes `snapshot` and its waiting episodes `waits`, to expire after `ttlMs`, and indexes them. */
+  async publish(snapshot: InstanceSnapshot, waits: PublishedEpisode[], ttlMs: number): Promise<void> {
+    const px = Math.max(1, Math.round(ttlMs))
     const results = await this.client
       .pipeline()
-      .set(this.snapshotKey(snapshot.id), JSON.stringify(snapshot), 'PX', Math.max(1, Math.round(ttlMs)))
+      .set(this.snapshotKey(snapshot.id), JSON.stringify(snapshot), 'PX', px)
+      .set(this.waitsKey(snapshot.id), JSON.stringify(waits), 'PX', px)
       .zadd(this.indexKey, snapshot.lastSeen, snapshot.id)
       .zremrangebyscore(this.indexKey, '-inf', snapshot.lastSeen - FORGET_AFTER_MS)
       .exec()
@@ -84,7 +94,23 @@ export class FleetStore {
 
   /** Removes this instance at once (a clean shutdown). */
   async remove(id: string): Promise<void> {
-    await this.client.pipeline().del(this.snapshotKey(id)).zrem(this.indexKey, id).exec()
+    await this.client.pipeline().del(this.snapshotKey(id)).del(this.waitsKey(id)).zrem(this.indexKey, id).exec()
+  }
+
+  /** Every other live instance's waiting episodes. */
+  async readWaits(except: string): Promise<PublishedEpisode[]> {
+    const ids = (await this.client.zrevrange(this.indexKey, 0, MAX_INSTANCES - 1)).filter((id) => id !== except)
+    if (ids.length === 0) return []
+    const texts = await this.client.mget(ids.map((id) => this.waitsKey(id)))
+    return texts.flatMap((text) => {
+      if (text === null) return []
+      try {
+        const waits: unknown = JSON.parse(text)
+        return Array.isArray(waits) ? (waits as PublishedEpisode[]) : []
+      } catch {
+        return []
+      }
+    })
   }
 
   /** The live instances' snapshots, most recently seen first. Ids whose snapshot expired are dropped from the index. */
