@@ -42,6 +42,20 @@ export class BackendAccess {
     }
   }
 
+  /**
+   * Stores `value` unless a value created after `since` is already there (a newer write won the race); backends
+   * without `setIfNotNewer` store it plainly. Failures as `store`.
+   */
+  async storeIfNotNewer(backend: CacheBackend, storeKey: string, value: CachedValue, since: number): Promise<void> {
+    try {
+      if (backend.setIfNotNewer) await backend.setIfNotNewer(storeKey, value, since)
+      else await backend.set(storeKey, value)
+    } catch (error) {
+      if (error instanceof SerializationError) throw error
+      this.reportError('set', error)
+    }
+  }
+
   async storeMulti(backend: CacheBackend, entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {
     try {
       await backend.setMulti(entries)
