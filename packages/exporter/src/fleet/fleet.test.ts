@@ -168,7 +168,11 @@ describe('fleet telemetry over a shared Redis', () => {
     async () => {
       const [creator, ...others] = workers as [FleetWorker, FleetWorker, FleetWorker]
       const leading = creator.call<{ runs: number }>('stampede', { key: 'stampede:lonely', callers: 1, creatorMs: 800 })
-      await new Promise((resolve) => setTimeout(resolve, 150))
+      // the others ask once the creator holds the lock (its process may be slow to get there on a loaded machine)
+      await until(
+        () => others[0].call<{ locked: boolean }>('locked', { key: 'stampede:lonely' }),
+        (answer) => answer.locked,
+      )
       const waiting = others.map((w) =>
         w.call<{ runs: number }>('stampede', { key: 'stampede:lonely', callers: 5, creatorMs: 800 }),
       )
@@ -178,7 +182,8 @@ describe('fleet telemetry over a shared Redis', () => {
       // the waiters publish their side; the creator's process reads it, recognises its regeneration, and publishes it
       const { stampedes } = await until(
         () => getJson<FleetStampedesJson>(`${others[0].url}/api/fleet/stampedes`),
-        (s) => s.stampedes.some((i) => i.key === 'stampede:lonely' && i.creator !== null),
+        // each process's latest snapshot: the waiters' last callers, the creator's claim a publish later
+        (s) => s.stampedes.some((i) => i.key === 'stampede:lonely' && i.creator !== null && i.coalesced === 10),
       )
       const incidents = stampedes.filter((i) => i.key === 'stampede:lonely')
       expect(incidents).toHaveLength(1)

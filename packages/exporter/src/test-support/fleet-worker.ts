@@ -70,6 +70,8 @@ async function handle(request: Request): Promise<unknown> {
       )
       return { runs: creatorRuns - before, values: [...new Set(values)] }
     }
+    case 'locked':
+      return { locked: await catalog.keyIsLocked(request.key as string) }
     case 'close':
       await exporter.close()
       await registry.close()
