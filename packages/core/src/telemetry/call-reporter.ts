@@ -1,4 +1,4 @@
-import type { Link, Span } from '@opentelemetry/api'
+import type { Link, Span, SpanContext } from '@opentelemetry/api'
 import type { LockHolder } from '../backends/api.js'
 import type { Stale, NotFresh } from '../freshness.js'
 import type { Flight } from '../lock/flight.js'
@@ -53,7 +53,8 @@ export class CallReporter {
 
   /** A joined caller got the regeneration's outcome after `seconds`. */
   joinedAnswered(call: CallIdentity, reason: MissReason, seconds: number, flight: Flight): void {
-    this.instrumentation.lockWait(call.key, seconds, false)
+    // the wait's exemplar is the regeneration it waited for
+    this.instrumentation.lockWait(call.key, seconds, false, flight.regenerateSpan)
     this.instrumentation.miss(call.key, reason)
     this.#finish(call, 'miss', flight, seconds)
   }
@@ -68,7 +69,7 @@ export class CallReporter {
   /** The leader waited `seconds` for the backend's lock (reported from a millisecond on). */
   waitedForLock(key: string, seconds: number, span: Span | undefined): void {
     if (seconds < 0.001) return
-    this.instrumentation.lockWait(key, seconds, true)
+    this.instrumentation.lockWait(key, seconds, true, span?.spanContext())
     span?.addEvent('cache.lock_wait', { duration_s: seconds })
   }
 
@@ -160,10 +161,19 @@ export class CallReporter {
     const started = performance.now()
     let failed = true
     let failure: unknown
+    let span: SpanContext | undefined
     try {
       const value =
         parent !== undefined || (this.tracing !== undefined && traced)
-          ? await this.tracing!.regenerate(parent, keys, (span) => flight && (flight.regenerateSpan = span), run)
+          ? await this.tracing!.regenerate(
+              parent,
+              keys,
+              (started) => {
+                span = started
+                if (flight) flight.regenerateSpan = started
+              },
+              run,
+            )
           : await run()
       failed = false
       return value
@@ -171,16 +181,23 @@ export class CallReporter {
       failure = error
       throw error
     } finally {
-      this.regenerated(keys, (performance.now() - started) / 1000, failed, failure, flight?.coalesced ?? 0)
+      this.regenerated(keys, (performance.now() - started) / 1000, failed, failure, flight?.coalesced ?? 0, span)
     }
   }
 
   /**
    * A regeneration of `keys` ended after `seconds` (`failed` with `failure`, whatever the creator threw, even
-   * `undefined`), with `coalesced` callers that did not run the creator.
+   * `undefined`), with `coalesced` callers that did not run the creator; `trace`: its `corral.regenerate` span.
    */
-  regenerated(keys: string[], seconds: number, failed: boolean, failure: unknown, coalesced: number): void {
-    this.instrumentation.regenerate(keys, seconds, failed, failure, coalesced, this.clock())
+  regenerated(
+    keys: string[],
+    seconds: number,
+    failed: boolean,
+    failure: unknown,
+    coalesced: number,
+    trace?: SpanContext,
+  ): void {
+    this.instrumentation.regenerate(keys, seconds, failed, failure, coalesced, this.clock(), trace)
   }
 
   /** A creator ran past its soft or hard timeout. */
