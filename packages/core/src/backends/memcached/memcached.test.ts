@@ -167,6 +167,22 @@ describe('memcached backend', () => {
     await long.close()
   })
 
+  it("values live on the server as long as the region's fail-safe may serve them", async () => {
+    const region = new RegionRegistry()
+      .createRegion({ name: `failsafe-${randomUUID().slice(0, 8)}` })
+      .configure('memcached', {
+        expirationTime: 60,
+        failSafe: { maxStaleAge: '2h' },
+        arguments: { servers: server.servers, keyPrefix: 'fs:' },
+      })
+    await region.set('kept', 'v')
+    // 2 h + 60 s rather than the 2 × 60 s + 60 s derived from the expiration time alone.
+    const ttl = await ttlOf((region.backend as MemcachedBackend).keyFor('kept'))
+    expect(ttl).toBeGreaterThanOrEqual(7258)
+    expect(ttl).toBeLessThanOrEqual(7260)
+    await region.close()
+  })
+
   it('uses a client it is given and never closes it', async () => {
     const client = memjs.Client.create(server.servers, { logger: { log: () => {} } })
     const region = newRegion().region.configure('memcached', { expirationTime: 60, arguments: { client } })
