@@ -14,6 +14,7 @@ import { crossProcessCase } from './cases/cross-process.js'
 import { expiryCase } from './cases/expiry.js'
 import { hitPathCase } from './cases/hit-path.js'
 import { hotKeysCase } from './cases/hot-keys.js'
+import { memcachedCostCase } from './cases/memcached-cost.js'
 import { memoryCase } from './cases/memory.js'
 import { redisCostCase } from './cases/redis-cost.js'
 import { stampedeCase } from './cases/stampede.js'
@@ -28,6 +29,7 @@ const CASES: readonly BenchCase[] = [
   expiryCase,
   crossProcessCase,
   redisCostCase,
+  memcachedCostCase,
   memoryCase,
   hotKeysCase,
 ]
