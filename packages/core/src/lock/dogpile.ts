@@ -243,8 +243,8 @@ export class DogpileLock {
             // Another process made the value while we waited, and released its lock with it.
             const made = host.freshness.classify(acquisition.produced, Number.POSITIVE_INFINITY)
             const value = made.state === 'absent' ? acquisition.produced.payload : made.value
+            report.createdElsewhere(key, lookup, span, acquisition.holder, flight)
             flight?.settle({ kind: 'value', value })
-            report.createdElsewhere(key, lookup, span, acquisition.holder)
             note(call.info, 'miss')
             return value as T
           }

@@ -4,7 +4,7 @@ import type { Stale, NotFresh } from '../freshness.js'
 import type { Flight } from '../lock/flight.js'
 import type { MissReason, TimeoutKind } from './events.js'
 import type { Instrumentation } from './instrumentation.js'
-import { endSpan, formatTraceparent, linkTo, type GetResult, type RegionTracing } from './tracing.js'
+import { endSpan, formatTraceparent, linkTo, parseTraceparent, type GetResult, type RegionTracing } from './tracing.js'
 
 /** What telemetry needs to know of one `getOrCreate` call. */
 export interface CallIdentity {
@@ -87,7 +87,9 @@ export class CallReporter {
    * The leader did not regenerate: another process made the value, and released its lock with it (`holder`: that
    * creator), or the leader found it once it held the lock.
    */
-  createdElsewhere(key: string, lookup: NotFresh, span: Span | undefined, holder?: LockHolder): void {
+  createdElsewhere(key: string, lookup: NotFresh, span: Span | undefined, holder?: LockHolder, flight?: Flight): void {
+    // The callers of this process that joined the leader's flight link to the same creator.
+    if (flight !== undefined && holder !== undefined) flight.remoteCreator = parseTraceparent(holder.traceparent)
     if (lookup.state === 'absent') this.instrumentation.coalesced(key, 'waited')
     this.instrumentation.miss(key, lookup.reason)
     if (span) {
@@ -217,7 +219,16 @@ export class CallReporter {
   /** The span of a caller that did not lead, linked to the regeneration it was coalesced onto. */
   #finish(call: CallIdentity, result: GetResult, flight?: Flight, waitedSeconds?: number): void {
     if (call.startedAt === undefined) return
-    const links: Link[] | undefined = flight?.regenerateSpan ? [{ context: flight.regenerateSpan }] : undefined
+    const links: Link[] | undefined = flight?.regenerateSpan
+      ? [{ context: flight.regenerateSpan }]
+      : flight?.remoteCreator
+        ? [
+            {
+              context: flight.remoteCreator,
+              attributes: { 'corral.link.reason': 'waited_for_creator_in_other_process' },
+            },
+          ]
+        : undefined
     this.tracing!.recordFinished(call.key, result, call.startedAt, links, waitedSeconds)
   }
 }
