@@ -577,10 +577,10 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
         describe('a waiter whose wait reaches lockTimeout', () => {
           const lockTimeout = 0.6
 
-          it('gets LockTimeoutError when the lock is still held because someone re-took it', async () => {
+          it('gets LockTimeoutError only when one holder keeps the lock for three lock timeouts', async () => {
             const { region } = await faultRegion({ lockTimeout })
             const k = key('retaken')
-            // Someone keeps taking the lock again as soon as it runs out (it is never free for long).
+            // Someone keeps the lock alive and never releases it: no holder makes progress.
             await server.holdLock(k, 300)
             const hog = setInterval(() => void server.holdLock(k, 300).catch(() => {}), 100)
             try {
@@ -591,8 +591,9 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
               expect(error).toBeInstanceOf(LockTimeoutError)
               expect((error as LockTimeoutError).code).toBe('E_LOCK_TIMEOUT')
               expect(runs).toBe(0)
-              expect(waited).toBeGreaterThanOrEqual(lockTimeout * 1000 - 5)
-              expect(waited).toBeLessThan(lockTimeout * 1000 + 400)
+              // A live holder is entitled to its lock: a waiter gives up only after 3 lock timeouts without progress.
+              expect(waited).toBeGreaterThanOrEqual(3 * lockTimeout * 1000 - 5)
+              expect(waited).toBeLessThan(3 * lockTimeout * 1000 + 400)
             } finally {
               clearInterval(hog)
             }
