@@ -7,7 +7,7 @@
  * It imports the setup module given as its argument, if any (one that registers a backend of yours), creates
  * regions on a real backend (redis, memcached, or that one) and runs what the parent asks: a stampede of
  * concurrent getOrCreate calls on one key, a creator that never finishes (to be SIGKILLed while holding the
- * lock), invalidations (region-wide, by tag, by dependency), and waits for invalidation marks to arrive. Each
+ * lock), one that announces itself (to be SIGSTOPped while holding it), invalidations (region-wide, by tag, by dependency), and waits for invalidation marks to arrive. Each
  * creator run is counted in this process and reported, so the parent can add up the runs of every process.
  */
 import { NO_VALUE, RegionRegistry, type CacheRegion } from '../index.js'
@@ -83,6 +83,8 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
     created.configure(String(request.backend), {
       arguments: request.arguments as Record<string, unknown>,
       ...(request.expirationTime === undefined ? {} : { expirationTime: request.expirationTime as number }),
+      // region options beyond these (hardTimeout, ...), as the parent gives them
+      ...((request.options as Record<string, unknown> | undefined) ?? {}),
     })
     created.on('backendError', ({ operation, error }) =>
       backendErrors.push({ region: name, operation, message: (error as Error)?.message ?? String(error) }),
@@ -124,6 +126,24 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
         creator(String(request.label), Number(request.creatorMs)),
         tagsOf(request),
       )
+      return { value, latencyMs: performance.now() - started, runs: creatorRuns - runsBefore }
+    } catch (error) {
+      return { error: describeError(error), latencyMs: performance.now() - started, runs: creatorRuns - runsBefore }
+    }
+  },
+
+  /**
+   * getOrCreate with a creator that tells the parent (event `creating:<key>`) as soon as it runs, so the parent can
+   * pause this process while it holds the lock; answers when the call does.
+   */
+  async createAnnounced(request) {
+    const target = region(request.region)
+    const key = String(request.key)
+    const started = performance.now()
+    const runsBefore = creatorRuns
+    const make = creator(String(request.label), Number(request.creatorMs), () => send({ event: `creating:${key}` }))
+    try {
+      const value = await target.getOrCreate(key, make)
       return { value, latencyMs: performance.now() - started, runs: creatorRuns - runsBefore }
     } catch (error) {
       return { error: describeError(error), latencyMs: performance.now() - started, runs: creatorRuns - runsBefore }

@@ -173,6 +173,16 @@ export class Worker {
     return this.events.filter((e) => e.event === 'unhandled')
   }
 
+  /** SIGSTOP: the process freezes, timers and sockets included, until `resume()`. */
+  pause(): void {
+    this.child.kill('SIGSTOP')
+  }
+
+  /** SIGCONT: a paused process runs again, and its overdue timers fire. */
+  resume(): void {
+    this.child.kill('SIGCONT')
+  }
+
   kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<unknown> {
     this.child.kill(signal)
     return this.exited
