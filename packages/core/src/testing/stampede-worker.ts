@@ -27,6 +27,17 @@ export interface CreatedValue {
   madeAt: number
 }
 
+/** One call of a `load` run. */
+export interface LoadSample {
+  /** epoch ms (fractional) when the call began */
+  at: number
+  /** how long it took, ms */
+  ms: number
+  /** `hit`: answered from the cache; `created`: this call ran the creator; `error`: it threw (`code`) */
+  result: 'hit' | 'created' | 'error'
+  code?: string
+}
+
 export interface CallerResult {
   /** ms from the start of the stampede to this caller's answer */
   latencyMs: number
@@ -148,6 +159,44 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
     } catch (error) {
       return { error: describeError(error), latencyMs: performance.now() - started, runs: creatorRuns - runsBefore }
     }
+  },
+
+  /**
+   * Load for `durationMs`: `concurrency` loops, each calling getOrCreate on `keys` in turn, one call at a time with
+   * `pauseMs` between calls. Reports every call (and the backend errors the region reported meanwhile).
+   */
+  async load(request) {
+    const target = region(request.region)
+    const keys = request.keys as string[]
+    const until = Date.now() + Number(request.durationMs)
+    const pauseMs = Number(request.pauseMs ?? 5)
+    const errorsBefore = backendErrors.length
+    const samples: LoadSample[] = []
+    const loop = async (offset: number) => {
+      for (let i = offset; Date.now() < until; i++) {
+        const key = keys[i % keys.length]!
+        const at = now()
+        let created = false
+        try {
+          await target.getOrCreate(key, async () => {
+            created = true
+            return { label: 'load', pid: process.pid, run: ++creatorRuns, madeAt: now() }
+          })
+          samples.push({ at, ms: now() - at, result: created ? 'created' : 'hit' })
+        } catch (error) {
+          samples.push({
+            at,
+            ms: now() - at,
+            result: 'error',
+            code: describeError(error).code ?? describeError(error).name,
+          })
+        }
+        await sleep(pauseMs)
+      }
+    }
+    await Promise.all(Array.from({ length: Number(request.concurrency ?? 1) }, (_, i) => loop(i * 7)))
+    samples.sort((a, b) => a.at - b.at)
+    return { pid: process.pid, samples, backendErrors: backendErrors.length - errorsBefore }
   },
 
   /** Takes the lock and runs a creator that never finishes; tells the parent once it runs (then gets killed). */

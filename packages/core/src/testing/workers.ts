@@ -9,9 +9,9 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import type { CallerResult, CreatedValue } from './stampede-worker.js'
+import type { CallerResult, CreatedValue, LoadSample } from './stampede-worker.js'
 
-export type { CallerResult, CreatedValue }
+export type { CallerResult, CreatedValue, LoadSample }
 
 const HERE = fileURLToPath(import.meta.url)
 const FROM_SOURCE = HERE.endsWith('.ts')
