@@ -91,7 +91,11 @@ export interface RedisBackendOptions {
   keyPrefix?: string
   /** Take a Redis lock around regeneration, so one process regenerates a key at a time. Default true. */
   distributedLock?: boolean
-  /** How long a lock lives (a dead holder blocks others at most this long) and a waiter waits. Default 30s. */
+  /**
+   * How long a lock lives: a dead holder blocks others at most this long, and a creator runs at most this long
+   * unless the region sets `hardTimeout`. A waiter gives up only when the same holder keeps the lock for 3 × this
+   * (see `waitForLock`). Default 30s.
+   */
   lockTimeout?: Duration
   /** Waiters are woken by a release notification; this is the fallback poll when one is missed. Default 100ms. */
   lockPollInterval?: Duration
@@ -606,9 +610,12 @@ export class RedisBackend implements CacheBackend {
         if (set.size === 0 && this.#lockWaiters.get(channel) === set) {
           this.#lockWaiters.delete(channel)
           this.#channels.delete(channel)
-          const subscriber = this.#subscriber
-          if (subscriber && !this.#closed && subscriber.status === 'ready')
-            void subscriber.unsubscribe(channel).catch(() => {})
+          // Off the waiter's way: it is answering its callers now.
+          setImmediate(() => {
+            const subscriber = this.#subscriber
+            if (!subscriber || this.#closed || subscriber.status !== 'ready' || this.#channels.has(channel)) return
+            subscriber.unsubscribe(channel).catch(() => {})
+          })
         }
         wake?.(released !== undefined)
       },
@@ -679,9 +686,14 @@ export class RedisBackend implements CacheBackend {
       ? (this.client as Cluster).duplicate(undefined, { enableOfflineQueue: true })
       : (this.client as Redis).duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
     subscriber.on('error', (error: unknown) => this.#errors.report('subscriber', error))
-    subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) =>
-      this.#channels.get(channel.toString('utf8'))?.(message),
-    )
+    subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+      try {
+        this.#channels.get(channel.toString('utf8'))?.(message)
+      } catch (error) {
+        // A handler that throws must not reach ioredis's parser (an uncaught exception).
+        this.#errors.report('subscriber', error)
+      }
+    })
     // Messages published while the subscriber is away are lost: stop trusting the tag marks they could change.
     subscriber.on('close', () => {
       for (const invalidator of this.#invalidators) invalidator.distrustTags()
