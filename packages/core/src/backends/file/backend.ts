@@ -341,15 +341,16 @@ export class FileBackend implements CacheBackend {
 /** Creates the directory if needed, and refuses what cannot hold the store. */
 function prepareDirectory(directory: string): void {
   try {
+    if (fs.existsSync(directory) && !fs.statSync(directory).isDirectory())
+      throw new ValidationError(`file backend: "path" must be a directory; ${directory} is a file`)
     fs.mkdirSync(directory, { recursive: true })
   } catch (error) {
+    if (error instanceof ValidationError) throw error
     throw new ValidationError(
       `file backend: cannot create the directory "${directory}": ${(error as Error)?.message ?? error}`,
       { cause: error },
     )
   }
-  if (!fs.statSync(directory).isDirectory())
-    throw new ValidationError(`file backend: "path" must be a directory; ${directory} is a file`)
   try {
     fs.accessSync(directory, fs.constants.R_OK | fs.constants.W_OK)
   } catch (error) {

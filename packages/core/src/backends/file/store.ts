@@ -147,6 +147,7 @@ export class FileStore {
     this.#bounds = bounds
     fs.mkdirSync(path.join(directory, 'signals'), { recursive: true })
     removeEarlierBoots(directory)
+    checkDataFile(path.join(directory, 'data.mdb'))
     this.#env = lmdb.open({
       path: directory,
       maxDbs: 8,
@@ -327,12 +328,22 @@ export class FileStore {
     })
   }
 
-  /** @internal for tests: writes raw bytes under a key, as another program would */
-  writeRaw(key: string, bytes: Uint8Array): void {
+  /**
+   * @internal for tests: writes `bytes` under a key as another program would: as the whole record (`header:
+   * false`), or as the body of a record of ours (another format's value)
+   */
+  writeRaw(key: string, bytes: Uint8Array, { header = false } = {}): void {
+    const stored = storedKey(key)
     this.#write((txn) => {
-      txn.remove(storedKey(key))
-      this.#values.putSync(storedKey(key), Buffer.from(bytes))
+      if (header) return txn.put(stored, KIND_VALUE, 0, bytes)
+      txn.remove(stored)
+      this.#values.putSync(stored, Buffer.from(bytes))
     })
+  }
+
+  /** @internal for tests: writes raw bytes as the lock record of a key */
+  writeRawLock(lockKey: string, bytes: Uint8Array): void {
+    this.#write(() => this.#locks.putSync(storedKey(lockKey), Buffer.from(bytes)))
   }
 
   // ------------------------------------------------------------ invalidation marks
@@ -679,6 +690,33 @@ export function bootId(): { id: string; exact: boolean } {
     cachedBootId = { id: `boot-${Math.round((Date.now() - os.uptime() * 1000) / 60_000)}`, exact: false }
   }
   return cachedBootId
+}
+
+/** LMDB's magic number, at the start of the meta page (after a 16-byte page header in LMDB 0.9, 24 in 1.0). */
+const LMDB_MAGIC = 0xbeefc0de
+
+/**
+ * Refuses a data file that is not an LMDB environment before LMDB maps it: LMDB trusts its file, and opening
+ * someone else's bytes can crash the process instead of failing.
+ */
+function checkDataFile(file: string): void {
+  let head: Buffer
+  try {
+    const fd = fs.openSync(file, 'r')
+    try {
+      head = Buffer.alloc(32)
+      const read = fs.readSync(fd, head, 0, 32, 0)
+      if (read === 0) return // a new, empty file: LMDB initializes it
+      head = head.subarray(0, read)
+    } finally {
+      fs.closeSync(fd)
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw error
+  }
+  const magicAt = (offset: number) => head.length >= offset + 4 && head.readUInt32LE(offset) === LMDB_MAGIC
+  if (!magicAt(16) && !magicAt(24)) throw new Error(`${file} is not an LMDB data file`)
 }
 
 /**
