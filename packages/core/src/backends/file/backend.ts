@@ -252,6 +252,15 @@ export class FileBackend implements CacheBackend {
     }
   }
 
+  /**
+   * What the size bound holds now, across every process of the machine: entries and bytes (keys and values, not
+   * the file), and how many entries it has evicted since the store was created.
+   */
+  stats(): { entries: number; bytes: number; evictions: number } {
+    const { count, bytes, evictions } = this.store.stats()
+    return { entries: count, bytes, evictions }
+  }
+
   /** @internal a stored record as the region sees it */
   decode(record: StoredRecord | undefined): CachedValue | NoValue {
     if (record === undefined || record.kind !== KIND_VALUE) return NO_VALUE

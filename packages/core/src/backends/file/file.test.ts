@@ -1,9 +1,10 @@
-import { fork } from 'node:child_process'
+import { execFile, fork } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { CachedValue, NO_VALUE, jsonSerializer, type NoValue } from '../../cached-value.js'
 import { LockTimeoutError, ValidationError } from '../../errors.js'
@@ -86,6 +87,28 @@ describe('file backend', () => {
     writeFileSync(file, 'not a directory')
     expect(() => new FileBackend({ path: file })).toThrow(/"path" must be a directory/)
     expect(() => new FileBackend({ path: path.join(file, 'below') })).toThrow(/cannot create the directory/)
+  })
+
+  it('loads lmdb only when a backend is created (importing @corral/core or @corral/core/file does not)', async () => {
+    const script = `
+      import { createRequire } from 'node:module'
+      const cache = createRequire(import.meta.url).cache
+      const loaded = () => Object.keys(cache).some((f) => f.includes('/lmdb/'))
+      const core = await import('@corral/core')
+      const { FileBackend } = await import('@corral/core/file')
+      const before = loaded()
+      const backend = new FileBackend({ path: process.argv[1] })
+      const after = loaded()
+      await backend.close()
+      console.log(JSON.stringify({ registered: core.registeredBackends().includes('file'), before, after }))
+    `
+    const repository = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../..')
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--conditions=@corral/source', '--import', 'tsx', '--input-type=module', '-e', script, path.join(root, 'lazy')],
+      { cwd: repository },
+    )
+    expect(JSON.parse(stdout.trim())).toEqual({ registered: true, before: false, after: true })
   })
 
   it('is configured by name from a flat config, creates its directory, and keeps values there', async () => {

@@ -51,8 +51,12 @@ export class Signals {
 
   /** Removes the file `name` if it exists, waking whoever armed it. */
   fire(name: string): void {
+    const file = path.join(this.directory, name)
+    // Nobody waits, most of the time: a look is far cheaper than a failed unlink (which builds an exception). A
+    // waiter that arms the file right after the look tries the lock after that, and finds it free.
+    if (!fs.existsSync(file)) return
     try {
-      fs.unlinkSync(path.join(this.directory, name))
+      fs.unlinkSync(file)
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.onError(error)
     }

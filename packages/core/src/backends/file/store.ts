@@ -263,11 +263,13 @@ export class FileStore {
   ): LockTry {
     const storedLock = storedKey(lockKey)
     const storedValue = storedKey(valueKey)
-    // A read first: a live holder (the common answer for a waiter) costs no write transaction.
-    this.#env.resetReadTxn()
-    const now = Date.now()
-    const seen = parseLock(this.#locks.getBinary(storedLock))
-    if (seen !== undefined && seen !== 'foreign' && seen.expiresAt > now) return held(seen, now)
+    if (producedSince !== undefined) {
+      // A waiter's attempt: a read first, since a live holder (the common answer) then costs no write transaction.
+      this.#env.resetReadTxn()
+      const now = Date.now()
+      const seen = parseLock(this.#locks.getBinary(storedLock))
+      if (seen !== undefined && seen !== 'foreign' && seen.expiresAt > now) return held(seen, now)
+    }
     return this.#write(() => {
       const now = Date.now()
       const lock = parseLock(this.#locks.getBinary(storedLock))
