@@ -4,11 +4,13 @@
  * exporter (metrics, admin API, live events, dashboard) on http://127.0.0.1:9464.
  *
  * Environment: PORT, HOST (a non-loopback HOST needs CORRAL_ADMIN_TOKEN), CORRAL_ADMIN_TOKEN, REDIS_URL (adds an
- * `inventory` region on Redis), CORRAL_DEMO_RATE (steady gets per second, default 800).
+ * `inventory` region on Redis), CORRAL_DEMO_RATE (steady gets per second, default 800), CORRAL_DEMO_FILE (a directory:
+ * adds a `catalog` region on the file backend, shared with every demo process started with the same directory).
  */
 import { createRegion, regions, type CacheRegion } from '@corral/core'
 import type { ExporterLogger } from '../options.js'
 import { startExporter, type RunningExporter } from '../server.js'
+import { fileMode } from './file-mode.js'
 import { Workload, type RegionTraffic } from './workload.js'
 
 const words = ['red', 'shoes', 'café', 'wool', 'organic', 'bike', 'lamp', 'desk', 'tea', 'ünïcode']
@@ -26,7 +28,7 @@ function productKeys(): string[] {
   return keys
 }
 
-function buildRegions(): { traffic: RegionTraffic[]; extra: CacheRegion[] } {
+function buildRegions(): { traffic: RegionTraffic[]; extra: CacheRegion[]; stopFileMode: () => void } {
   const users = createRegion({ name: 'users' }).configure('memory', { expirationTime: 5 })
   const products = createRegion({ name: 'products' }).configure('memory', { expirationTime: 10 })
   // a longer expiration: a soft invalidation from the dashboard is served stale while one caller regenerates
@@ -79,7 +81,10 @@ function buildRegions(): { traffic: RegionTraffic[]; extra: CacheRegion[] } {
       void inventory.close()
     }
   }
-  return { traffic, extra }
+  const fileDirectory = process.env.CORRAL_DEMO_FILE
+  const file = fileDirectory ? fileMode(fileDirectory) : undefined
+  if (file) traffic.push(file.traffic)
+  return { traffic, extra, stopFileMode: () => file?.stop() }
 }
 
 /** Admin actions as one readable line each. */
@@ -103,7 +108,7 @@ async function main(): Promise<void> {
   const rate = process.env.CORRAL_DEMO_RATE === undefined ? 800 : Number(process.env.CORRAL_DEMO_RATE)
   if (!Number.isFinite(rate) || rate <= 0) throw new Error(`CORRAL_DEMO_RATE must be a positive number`)
 
-  const { traffic } = buildRegions()
+  const { traffic, stopFileMode } = buildRegions()
   const workload = new Workload(traffic, {
     getsPerSecond: rate,
     onError: (error) => console.error('demo workload:', error),
@@ -114,6 +119,7 @@ async function main(): Promise<void> {
   try {
     exporter = await startExporter({ port, hostname, logger })
   } catch (error) {
+    stopFileMode()
     await workload.stop()
     await regions.close()
     throw error
@@ -140,6 +146,7 @@ async function main(): Promise<void> {
       process.exit(1)
     }, 5000)
     force.unref()
+    stopFileMode()
     await workload.stop()
     await exporter.close()
     await regions.close()
