@@ -20,7 +20,7 @@ import { InvalidatorSet } from '../shared/mirrored-invalidator.js'
 import { TAG_MARK_GRACE_MS } from '../shared/tag-marks.js'
 import { FileInvalidator } from './invalidator.js'
 import { FileMutex } from './mutex.js'
-import { FileStore, KIND_VALUE, type LockTry, type StoredRecord } from './store.js'
+import { BoundsMismatch, FileStore, KIND_VALUE, type LockTry, type StoredRecord } from './store.js'
 import type { Signals } from './signals.js'
 
 type Lmdb = typeof import('lmdb')
@@ -133,6 +133,10 @@ export class FileBackend implements CacheBackend {
         this.#onStoreError,
       )
     } catch (error) {
+      if (error instanceof BoundsMismatch)
+        throw new ValidationError(
+          `file backend: ${this.path} is already open in this process with maxEntries ${error.bounds.maxEntries} and maxBytes ${error.bounds.maxBytes}; give every backend on one path the same bounds`,
+        )
       throw new ValidationError(
         `file backend: cannot open the store in ${this.path}: ${(error as Error)?.message ?? error} (delete the directory if another program wrote it)`,
         { cause: error },

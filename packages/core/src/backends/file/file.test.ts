@@ -87,6 +87,13 @@ describe('file backend', () => {
     writeFileSync(file, 'not a directory')
     expect(() => new FileBackend({ path: file })).toThrow(/"path" must be a directory/)
     expect(() => new FileBackend({ path: path.join(file, 'below') })).toThrow(/cannot create the directory/)
+    // One store per directory per process: its bounds are the same for every backend on it.
+    const first = new FileBackend({ path: dir, maxEntries: 10 })
+    try {
+      expect(() => new FileBackend({ path: dir, maxEntries: 20 })).toThrow(/already open .* maxEntries 10/)
+    } finally {
+      void first.close()
+    }
   })
 
   it('loads lmdb only when a backend is created (importing @corral/core or @corral/core/file does not)', async () => {

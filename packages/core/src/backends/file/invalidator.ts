@@ -85,9 +85,14 @@ export class FileInvalidator extends MirroredInvalidator {
     }
   }
 
+  /** Stops polling and listening (the backend is closing, or the region). */
+  override stop(): void {
+    super.stop()
+    for (const unlisten of this.#unlisten) unlisten()
+  }
+
   async close(): Promise<void> {
     this.stop()
-    for (const unlisten of this.#unlisten) unlisten()
     this.backend.forgetInvalidator(this)
   }
 }

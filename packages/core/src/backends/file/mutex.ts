@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { NO_VALUE } from '../../cached-value.js'
-import type { AcquireOptions, CacheMutex, FencedStore, LockAcquisition, LockHolder } from '../api.js'
+import type { AcquireOptions, CacheMutex, FencedStore, LockAcquisition } from '../api.js'
 import { jittered, waitForLock, type LockAttempt, type LockWaiter } from '../shared/distributed.js'
 import type { FileBackend } from './backend.js'
-import type { StoredRecord } from './store.js'
+import type { LockTry } from './store.js'
 
 /** How long past its deadline a waiter still waits for a lock that is about to run out. */
 const LOCK_GRACE_MS = 100
@@ -31,48 +31,41 @@ export class FileMutex implements CacheMutex {
   async acquire({ wait, holder }: AcquireOptions): Promise<LockAcquisition> {
     const token = randomBytes(12).toString('hex')
     const traceparent = holder?.traceparent
-    const first = this.backend.lockAttempt(this.lockKey, this.key, token, traceparent, undefined)
-    if (first.acquired) {
-      this.#token = token
-      return { acquired: true, current: this.backend.decode(first.current) }
+    let found = this.backend.lockAttempt(this.lockKey, this.key, token, traceparent, undefined)
+    let lastHolder = 'traceparent' in found ? found.traceparent : undefined
+    if (wait && 'remainingMs' in found) {
+      // Values created from now on were made by a holder we waited for (or by a set() meanwhile): either will do.
+      const since = Date.now()
+      const attempt = async (): Promise<LockAttempt> => {
+        found = this.backend.lockAttempt(this.lockKey, this.key, token, traceparent, since)
+        // Taken, or released with a value: the wait is over either way.
+        if (!('remainingMs' in found)) return { acquired: true }
+        lastHolder = found.traceparent ?? lastHolder
+        return { acquired: false, remainingMs: Math.max(0, found.remainingMs), holder: found.holder }
+      }
+      await waitForLock(attempt, this.#waiter(), {
+        lockTimeoutMs: this.backend.lockTimeoutMs,
+        nextDelayMs: () => jittered(this.backend.lockPollIntervalMs),
+        graceMs: LOCK_GRACE_MS,
+      })
     }
-    if ('produced' in first) return notAcquired(undefined) // cannot happen: the first attempt asks for no value
-    if (!wait) return notAcquired(first.traceparent)
+    return this.#answer(found, token, lastHolder)
+  }
 
-    // Values created from now on were made by a holder we waited for (or by a set() meanwhile): either will do.
-    const since = Date.now()
-    let outcome: { acquired: true; current: StoredRecord | undefined } | { produced: StoredRecord } | undefined
-    let lastHolder = first.traceparent
-    const attempt = (): LockAttempt => {
-      const result = this.backend.lockAttempt(this.lockKey, this.key, token, traceparent, since)
-      if (result.acquired) {
-        outcome = result
-        return { acquired: true }
-      }
-      if ('produced' in result) {
-        // The wait is over: the holder released the lock with a value.
-        outcome = { produced: result.produced }
-        return { acquired: true }
-      }
-      lastHolder = result.traceparent ?? lastHolder
-      return { acquired: false, remainingMs: Math.max(0, result.remainingMs), holder: result.holder }
+  /** What the last attempt found, as the region takes it. */
+  #answer(found: LockTry, token: string, lastHolder: string | undefined): LockAcquisition {
+    const holder = lastHolder ? { holder: { traceparent: lastHolder } } : {}
+    if (found.acquired) {
+      this.#token = token
+      return { acquired: true, current: this.backend.decode(found.current) }
     }
-    const waiter = this.#waiter()
-    await waitForLock(async () => attempt(), waiter, {
-      lockTimeoutMs: this.backend.lockTimeoutMs,
-      nextDelayMs: () => jittered(this.backend.lockPollIntervalMs),
-      graceMs: LOCK_GRACE_MS,
-    })
-    if (outcome === undefined) return notAcquired(lastHolder)
-    if ('produced' in outcome) {
-      const produced = this.backend.decode(outcome.produced)
-      // A value that does not decode (a serializer that changed meanwhile) is no answer: give up the wait.
-      if (produced !== NO_VALUE)
-        return { acquired: false, produced, ...(lastHolder ? { holder: { traceparent: lastHolder } } : {}) }
-      return notAcquired(lastHolder)
+    if ('produced' in found) {
+      const produced = this.backend.decode(found.produced)
+      // A value that does not decode (a serializer that changed meanwhile) is no answer: the wait failed.
+      if (produced !== NO_VALUE) return { acquired: false, produced, ...holder }
     }
-    this.#token = token
-    return { acquired: true, current: this.backend.decode(outcome.current) }
+    // Held by someone else: one attempt failed, or the wait gave up.
+    return { acquired: false, ...holder }
   }
 
   /** Waits for the lock's signal: registered, then announced, before the next attempt (see `Signals`). */
@@ -126,9 +119,4 @@ export class FileMutex implements CacheMutex {
   async locked(): Promise<boolean> {
     return this.backend.lockHeld(this.lockKey)
   }
-}
-
-function notAcquired(traceparent: string | undefined): LockAcquisition {
-  const holder: LockHolder | undefined = traceparent ? { traceparent } : undefined
-  return holder ? { acquired: false, holder } : { acquired: false }
 }

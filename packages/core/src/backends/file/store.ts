@@ -105,6 +105,13 @@ interface LockRecord {
   readonly traceparent: string | undefined
 }
 
+/** Another backend of this process has the store open with other bounds. */
+export class BoundsMismatch extends Error {
+  constructor(readonly bounds: StoreBounds) {
+    super(`the store is open in this process with maxEntries ${bounds.maxEntries} and maxBytes ${bounds.maxBytes}`)
+  }
+}
+
 /** The stores open in this process, by directory: every backend on one directory shares one environment. */
 const openStores = new Map<string, FileStore>()
 
@@ -133,6 +140,8 @@ export class FileStore {
     if (!store || store.#closed) {
       store = new FileStore(lmdb, directory, bounds)
       openStores.set(directory, store)
+    } else if (store.#bounds.maxEntries !== bounds.maxEntries || store.#bounds.maxBytes !== bounds.maxBytes) {
+      throw new BoundsMismatch(store.#bounds)
     }
     store.#refs++
     store.#errors.add(onError)
