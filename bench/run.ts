@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { startRedis, type RedisServer } from '../test-support/servers.ts'
 import { crossProcessCase } from './cases/cross-process.js'
 import { expiryCase } from './cases/expiry.js'
+import { fileCase } from './cases/file.js'
 import { hitPathCase } from './cases/hit-path.js'
 import { hotKeysCase } from './cases/hot-keys.js'
 import { memcachedCostCase } from './cases/memcached-cost.js'
@@ -32,6 +33,7 @@ const CASES: readonly BenchCase[] = [
   memcachedCostCase,
   memoryCase,
   hotKeysCase,
+  fileCase,
 ]
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url))

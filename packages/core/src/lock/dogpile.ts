@@ -545,7 +545,13 @@ class Leadership {
       }
       return
     }
-    await host.access.storeIfNotNewer(host.backend(), this.storeKey, value, since)
+    let backend: CacheBackend
+    try {
+      backend = host.backend()
+    } catch {
+      return // the region was closed while the creator ran: its caller still gets the value, nothing is stored
+    }
+    await host.access.storeIfNotNewer(backend, this.storeKey, value, since)
   }
 
   /** Releases the lock (unless storing released it) and ends the flight, so later callers start a new one. */

@@ -6,12 +6,15 @@
  * Environment: PORT, HOST (a non-loopback HOST needs CORRAL_ADMIN_TOKEN), CORRAL_ADMIN_TOKEN, REDIS_URL (adds an
  * `inventory` region on Redis, and publishes to the fleet `demo` on it), CORRAL_DEMO_RATE (steady gets per second,
  * default 800), CORRAL_DEMO_PROCESSES (default 1: with REDIS_URL, that many processes share the Redis, each with its
- * own exporter on the next port, so the dashboard's fleet view shows them all and their cross-process stampedes).
+ * own exporter on the next port, so the dashboard's fleet view shows them all and their cross-process stampedes),
+ * CORRAL_DEMO_FILE (a directory: adds a `catalog` region on the file backend, shared with every demo process started
+ * with the same directory).
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { createRegion, regions, type CacheRegion } from '@corral/core'
 import type { ExporterLogger } from '../options.js'
 import { startExporter, type RunningExporter } from '../server.js'
+import { fileMode } from './file-mode.js'
 import { Workload, type RegionTraffic } from './workload.js'
 
 const words = ['red', 'shoes', 'café', 'wool', 'organic', 'bike', 'lamp', 'desk', 'tea', 'ünïcode']
@@ -29,7 +32,7 @@ function productKeys(): string[] {
   return keys
 }
 
-function buildRegions(): { traffic: RegionTraffic[]; extra: CacheRegion[] } {
+function buildRegions(): { traffic: RegionTraffic[]; extra: CacheRegion[]; stopFileMode: () => void } {
   const users = createRegion({ name: 'users' }).configure('memory', { expirationTime: 5 })
   const products = createRegion({ name: 'products' }).configure('memory', { expirationTime: 10 })
   // a longer expiration: a soft invalidation from the dashboard is served stale while one caller regenerates
@@ -82,7 +85,10 @@ function buildRegions(): { traffic: RegionTraffic[]; extra: CacheRegion[] } {
       void inventory.close()
     }
   }
-  return { traffic, extra }
+  const fileDirectory = process.env.CORRAL_DEMO_FILE
+  const file = fileDirectory ? fileMode(fileDirectory) : undefined
+  if (file) traffic.push(file.traffic)
+  return { traffic, extra, stopFileMode: () => file?.stop() }
 }
 
 /** Admin actions as one readable line each. */
@@ -172,7 +178,7 @@ async function main(): Promise<void> {
   const processes = instance === 0 ? readProcesses(redisUrl) : 1
   const quiet = instance > 0
 
-  const { traffic, extra } = buildRegions()
+  const { traffic, extra, stopFileMode } = buildRegions()
   const workload = new Workload(traffic, {
     getsPerSecond: rate,
     onError: (error) => console.error('demo workload:', error),
@@ -194,6 +200,7 @@ async function main(): Promise<void> {
   } catch (error) {
     for (const child of siblings.children) child.kill('SIGTERM')
     stopSharedBursts()
+    stopFileMode()
     await workload.stop()
     await regions.close()
     throw error
@@ -242,6 +249,7 @@ async function main(): Promise<void> {
         }),
     )
     stopSharedBursts()
+    stopFileMode()
     await workload.stop()
     await exporter.close()
     await regions.close()
