@@ -2,10 +2,10 @@
  * `startExporter()`: serves the exporter with @hono/node-server. Without an admin token it listens only on a
  * loopback address; port 0 picks a free port, and the returned `url` names the real one.
  */
-import type { AddressInfo } from 'node:net'
 import { createServer, ServerResponse, type Server } from 'node:http'
-import { ValidationError } from '@corral/core'
+import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { ValidationError } from '@corral/core'
 import { getRequestListener, RequestError, type Http2Bindings, type HttpBindings } from '@hono/node-server'
 import { buildExporter } from './app.js'
 import { isLoopbackHostname } from './auth.js'
@@ -31,7 +31,10 @@ export interface RunningExporter {
   readonly hostname: string
   /** The node:http server, for advanced uses (timeouts, TLS termination in front, ...). */
   readonly server: Server
-  /** Ends the event streams, stops accepting connections, and resolves once the server is closed. Idempotent. */
+  /**
+   * Ends the event streams, stops accepting connections, stops the history and leaves the fleet (its snapshot is
+   * deleted), and resolves once all that is done. Idempotent.
+   */
   close(): Promise<void>
 }
 
@@ -82,6 +85,7 @@ export async function startExporter(options: StartExporterOptions = {}): Promise
 
   const parts = buildExporter(exporterOptions)
   if (parts.adminToken === undefined && !isLoopbackHostname(hostname)) {
+    await parts.stopBackground()
     throw new ValidationError(
       `startExporter(): refusing to listen on "${hostname}" without an admin token: the admin API can invalidate caches. ` +
         'Set CORRAL_ADMIN_TOKEN (or the adminToken option), or listen on 127.0.0.1.',
@@ -116,14 +120,19 @@ export async function startExporter(options: StartExporterOptions = {}): Promise
     const [status, message] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'bad request: the request could not be parsed']
     socket.end(rawAnswer(status, message, security))
   })
-  await new Promise<void>((resolve, reject) => {
-    const onError = (error: Error) => reject(error)
-    server.once('error', onError)
-    server.listen(port, hostname, () => {
-      server.off('error', onError)
-      resolve()
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (error: Error) => reject(error)
+      server.once('error', onError)
+      server.listen(port, hostname, () => {
+        server.off('error', onError)
+        resolve()
+      })
     })
-  })
+  } catch (error) {
+    await parts.stopBackground()
+    throw error
+  }
   const address = server.address() as AddressInfo
   const url = `http://${urlHost(hostname)}:${address.port}`
 
@@ -131,6 +140,7 @@ export async function startExporter(options: StartExporterOptions = {}): Promise
   const close = () =>
     (closing ??= new Promise<void>((resolve) => {
       parts.closeStreams()
+      const background = parts.stopBackground()
       // Keep-alive sockets become idle once their response (an event stream ending now) has finished.
       const sweep = setInterval(() => server.closeIdleConnections(), 20)
       const cut = setTimeout(() => server.closeAllConnections(), closeGraceMs)
@@ -139,7 +149,7 @@ export async function startExporter(options: StartExporterOptions = {}): Promise
       server.close(() => {
         clearInterval(sweep)
         clearTimeout(cut)
-        resolve()
+        void background.then(resolve)
       })
       server.closeIdleConnections()
     }))

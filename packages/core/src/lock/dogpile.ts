@@ -1,7 +1,7 @@
 import type { Span } from '@opentelemetry/api'
 import type { BackendAccess } from '../backend-access.js'
 import type { CacheBackend, CacheMutex, LockAcquisition, LockHolder } from '../backends/api.js'
-import { NO_VALUE, type CachedValue } from '../cached-value.js'
+import { NO_VALUE, type CachedValue, type NoValue } from '../cached-value.js'
 import { CreatorTimeoutError, LockTimeoutError, SerializationError } from '../errors.js'
 import type { Freshness, Lookup, NotFresh, Stale } from '../freshness.js'
 import { createValue, type Policy } from '../policy.js'
@@ -9,7 +9,7 @@ import type { Creator, CreatorContext, ShouldCache } from '../region-options.js'
 import type { AsyncCreationRunner } from './async-runner.js'
 import type { CacheRegion } from '../region.js'
 import type { CallIdentity, CallReporter } from '../telemetry/call-reporter.js'
-import { FlightTable, type Flight } from './flight.js'
+import { FlightTable, type AnswerSource, type Flight } from './flight.js'
 
 /**
  * The dogpile lock: one creator per key at a time, across every caller of the region (and across processes when
@@ -68,6 +68,64 @@ export interface Call<T> extends CallIdentity {
   readonly tags: readonly string[] | undefined
   /** fail-safe, timeouts, eager refresh, jitter */
   readonly policy: Policy
+  /** regenerate even if the value is fresh (the caller wants a new one): joins and waits, never served stale */
+  readonly forceRefresh?: boolean
+  /** filled in as the call is answered, when the caller asked how (`getOrCreateResult`) */
+  readonly info?: CallInfo
+}
+
+/** How a `getOrCreate` call was answered. */
+export interface CallInfo {
+  /**
+   * `hit`: a fresh value; `stale`: a stale value, served while another caller regenerates (or after a soft
+   * timeout); `miss`: a new value, made by this caller's creator or by the one it waited for; `failSafe`: the
+   * creator failed or timed out and a recent stale value was served instead
+   */
+  result: 'hit' | 'stale' | 'miss' | 'failSafe'
+  /** where a hit came from: `l1` this process's memory, `l2` the shared backend */
+  tier: 'l1' | 'l2' | undefined
+  /** this caller ran the creator */
+  created: boolean
+}
+
+/**
+ * What the creator is called with. The `AbortController` behind `signal` is made only if the creator reads it (an
+ * EventTarget costs more than the rest of a regeneration's bookkeeping).
+ */
+class Context<T> implements CreatorContext<T> {
+  #controller: AbortController | undefined
+  #abandoned: unknown
+
+  constructor(
+    readonly key: string,
+    readonly staleValue: T | NoValue,
+  ) {}
+
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController()
+    if (this.#abandoned !== undefined && !this.#controller.signal.aborted) this.#controller.abort(this.#abandoned)
+    return this.#controller.signal
+  }
+
+  /** The call gave up on this creator (its hard timeout): the signal aborts with `reason`. */
+  abandon(reason: unknown): void {
+    this.#abandoned = reason
+    this.#controller?.abort(reason)
+  }
+
+  get abandoned(): boolean {
+    return this.#abandoned !== undefined
+  }
+}
+
+/** The `CallInfo` of an answer that came out of a flight. */
+const RESULT_OF: Record<AnswerSource, CallInfo['result']> = { created: 'miss', stale: 'stale', failSafe: 'failSafe' }
+
+function note(info: CallInfo | undefined, result: CallInfo['result'], created = false, tier?: 'l1' | 'l2'): void {
+  if (info === undefined) return
+  info.result = result
+  info.created = created
+  info.tier = tier
 }
 
 export class DogpileLock {
@@ -88,14 +146,17 @@ export class DogpileLock {
     shouldCache: ShouldCache<T> | undefined,
     tags: readonly string[] | undefined,
     policy: Policy,
+    forceRefresh?: boolean,
+    info?: CallInfo,
   ): Promise<T> {
     const { host } = this
     const backend = host.backend()
     const startedAt = host.report.traced ? performance.now() : undefined
     const stored = backend.getSync !== undefined ? backend.getSync(storeKey) : await host.access.read(backend, storeKey)
     // 1. The hit path: a fresh value is returned without touching any lock.
-    if (host.freshness.isFresh(stored, expirationMs)) {
+    if (forceRefresh !== true && host.freshness.isFresh(stored, expirationMs)) {
       host.report.hit({ key, startedAt })
+      note(info, 'hit', false, backend.getSync !== undefined ? 'l1' : 'l2')
       if (policy.eagerRefresh !== undefined && host.now() - stored.ct > policy.eagerRefresh * expirationMs) {
         this.#refreshEarly(
           { key, storeKey, creator, expirationMs, shouldCache, tags, policy, startedAt: undefined },
@@ -104,8 +165,23 @@ export class DogpileLock {
       }
       return stored.payload as T
     }
-    const call: Call<T> = { key, storeKey, creator, expirationMs, shouldCache, tags, policy, startedAt }
-    return this.createOrJoin(call, await host.freshness.lookup(stored, expirationMs))
+    const call: Call<T> = {
+      key,
+      storeKey,
+      creator,
+      expirationMs,
+      shouldCache,
+      tags,
+      policy,
+      startedAt,
+      forceRefresh,
+      info,
+    }
+    let lookup = await host.freshness.lookup(stored, expirationMs)
+    // Forced: a fresh value is treated as stale, so it is still the creator's context and fail-safe's fallback.
+    if (forceRefresh === true && lookup.state === 'fresh')
+      lookup = { state: 'stale', value: lookup.value, ct: lookup.stored.ct, reason: 'expired', stored: lookup.stored }
+    return this.createOrJoin(call, lookup)
   }
 
   /** Steps 2 and 3: join the flight in progress for the key, or lead a new one. */
@@ -114,15 +190,17 @@ export class DogpileLock {
     for (;;) {
       if (lookup.state === 'fresh') {
         report.hit(call)
+        note(call.info, 'hit', false, 'l2')
         return lookup.value as T
       }
       const flight = this.host.coalesce() ? this.flights.get(call.storeKey) : undefined
       if (flight === undefined) return this.#lead(call, lookup)
 
       flight.coalesced++
-      if (lookup.state === 'stale') {
+      if (lookup.state === 'stale' && call.forceRefresh !== true) {
         // Someone in this process is regenerating: serve the stale value at once.
         report.servedStaleWhileJoined(call, lookup, flight)
+        note(call.info, 'stale')
         return lookup.value as T
       }
       // No value: wait for the creator in progress.
@@ -132,6 +210,7 @@ export class DogpileLock {
       const waited = (performance.now() - waitStart) / 1000
       if (outcome.kind === 'value') {
         report.joinedAnswered(call, lookup.reason, waited, flight)
+        note(call.info, RESULT_OF[outcome.source ?? 'created'])
         return outcome.value as T
       }
       if (outcome.kind === 'error') {
@@ -157,20 +236,22 @@ export class DogpileLock {
     try {
       const mutex = host.backend().getMutex?.(storeKey)
       if (mutex) {
-        const wait = lookup.state === 'absent'
+        const wait = lookup.state === 'absent' || call.forceRefresh === true
         const acquisition = await this.acquire(mutex, key, wait, span)
         if (acquisition !== undefined && !acquisition.acquired) {
           if (acquisition.produced !== undefined) {
             // Another process made the value while we waited, and released its lock with it.
             const made = host.freshness.classify(acquisition.produced, Number.POSITIVE_INFINITY)
             const value = made.state === 'absent' ? acquisition.produced.payload : made.value
+            report.createdElsewhere(key, lookup, span, acquisition.holder, flight)
             flight?.settle({ kind: 'value', value })
-            report.createdElsewhere(key, lookup, span, acquisition.holder)
+            note(call.info, 'miss')
             return value as T
           }
           // Another process regenerates and we have a stale value: serve it (dogpile's non-blocking acquire).
           flight?.settle({ kind: 'reread' })
           report.servedStaleWhileLockedElsewhere(key, lookup as Stale, span, acquisition.holder)
+          note(call.info, 'stale')
           return (lookup as Stale).value as T
         }
         if (acquisition !== undefined) {
@@ -179,19 +260,22 @@ export class DogpileLock {
           const current =
             acquisition.current !== undefined ? acquisition.current : await host.access.read(host.backend(), storeKey)
           const again = await host.freshness.lookup(current, call.expirationMs)
-          if (again.state === 'fresh') {
+          // Made by another process while we waited for the lock (a forced refresh only takes a newer one).
+          if (again.state === 'fresh' && (call.forceRefresh !== true || again.stored.ct > stampOf(lookup))) {
             flight?.settle({ kind: 'value', value: again.value })
             report.createdElsewhere(key, lookup, span)
+            note(call.info, 'miss')
             return again.value as T
           }
-          lookup = again
+          if (again.state !== 'fresh') lookup = again
         }
       }
 
-      if (lookup.state === 'stale' && host.asyncCreationRunner) {
+      if (lookup.state === 'stale' && host.asyncCreationRunner && call.forceRefresh !== true) {
         detached = this.#handOff(call, lookup, lead)
         if (detached) {
           report.handedOff(key, lookup, span)
+          note(call.info, 'stale')
           return lookup.value as T
         }
       }
@@ -199,8 +283,9 @@ export class DogpileLock {
       report.regenerating(key, lookup, span)
       const produced = await this.#produce(call, lead, span, lookup)
       detached = produced.detached
-      flight?.settle({ kind: 'value', value: produced.value })
+      flight?.settle({ kind: 'value', value: produced.value, source: produced.source })
       report.leaderAnswered(span)
+      note(call.info, RESULT_OF[produced.source], produced.source === 'created')
       return produced.value
     } catch (error) {
       flight?.settle({ kind: 'error', error })
@@ -303,34 +388,28 @@ export class DogpileLock {
     lead: Leadership,
     span: Span | undefined,
     lookup: Lookup,
-  ): Promise<{ value: T; detached: boolean }> {
+  ): Promise<{ value: T; detached: boolean; source: AnswerSource }> {
     const { host } = this
     const { flight } = lead
     const finish = () => lead.finish()
     const { policy } = call
-    const controller = new AbortController()
-    const stale = lookup.state === 'absent' ? undefined : lookup
-    const context: CreatorContext<T> = {
-      key: call.key,
-      signal: controller.signal,
-      staleValue: stale === undefined ? NO_VALUE : (stale.value as T),
-    }
+    const context = new Context<T>(call.key, lookup.state === 'absent' ? NO_VALUE : (lookup.value as T))
     const creation = this.#regenerate(call, lead, span, context)
     const hardMs = policy.hardTimeoutMs ?? host.backend().lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS
-    const softMs = lookup.state === 'stale' ? policy.softTimeoutMs : undefined
+    const softMs = lookup.state === 'stale' && call.forceRefresh !== true ? policy.softTimeoutMs : undefined
 
     return new Promise((resolve, reject) => {
       let answered = false
       let detached = false
-      const answer = (value: T) => {
+      const answer = (value: T, source: AnswerSource) => {
         answered = true
-        flight?.settle({ kind: 'value', value })
-        resolve({ value, detached })
+        flight?.settle({ kind: 'value', value, source })
+        resolve({ value, detached, source })
       }
       const fail = (error: unknown) => {
         answered = true
         const saved = lookup.state === 'stale' ? this.#failSafe(call, lead, lookup, error) : undefined
-        if (saved) answer(saved.value as T)
+        if (saved) answer(saved.value as T, 'failSafe')
         else reject(error)
       }
       const softTimer =
@@ -340,18 +419,17 @@ export class DogpileLock {
               if (answered) return
               host.report.timedOut(call.key, 'soft')
               detached = true
-              answer((lookup as Stale).value as T)
+              answer((lookup as Stale).value as T, 'stale')
             }, softMs)
       const hardTimer = setTimeout(() => {
         clearTimeout(softTimer)
-        controller.abort(
-          new CreatorTimeoutError(
-            `region "${host.region.name}": the creator of "${call.key}" did not finish within ${hardMs / 1000}s${policy.hardTimeoutMs === undefined ? ' (the lock timeout; set hardTimeout to choose)' : ''}`,
-          ),
+        const timeout = new CreatorTimeoutError(
+          `region "${host.region.name}": the creator of "${call.key}" did not finish within ${hardMs / 1000}s${policy.hardTimeoutMs === undefined ? ' (the lock timeout; set hardTimeout to choose)' : ''}`,
         )
+        context.abandon(timeout)
         host.report.timedOut(call.key, 'hard')
         if (detached) void finish()
-        else if (!answered) fail(controller.signal.reason)
+        else if (!answered) fail(timeout)
       }, hardMs)
       hardTimer.unref?.()
       creation.then(
@@ -359,7 +437,7 @@ export class DogpileLock {
           clearTimeout(softTimer)
           clearTimeout(hardTimer)
           if (detached) void finish()
-          else if (!answered) answer(value)
+          else if (!answered) answer(value, 'created')
         },
         (error: unknown) => {
           clearTimeout(softTimer)
@@ -391,14 +469,14 @@ export class DogpileLock {
   }
 
   /** Runs the creator inside its span and stores the value unless `shouldCache` declines or the call was abandoned. */
-  #regenerate<T>(call: Call<T>, lead: Leadership, parent: Span | undefined, context: CreatorContext<T>): Promise<T> {
+  #regenerate<T>(call: Call<T>, lead: Leadership, parent: Span | undefined, context: Context<T>): Promise<T> {
     const { host } = this
     const since = host.now()
     const { flight } = lead
     return host.report.regeneration([call.key], call.startedAt !== undefined, parent, flight, async () => {
       const created = await call.creator(context)
       // A creator abandoned at its hard timeout must not store what it made late.
-      if (context.signal.aborted) return created
+      if (context.abandoned) return created
       if (call.shouldCache === undefined || call.shouldCache(created)) {
         const value = createValue(created, host.stamp(), call.tags, call.policy)
         await lead.store(value, since, host.report.holderOfFlight(flight))
@@ -467,7 +545,13 @@ class Leadership {
       }
       return
     }
-    await host.access.storeIfNotNewer(host.backend(), this.storeKey, value, since)
+    let backend: CacheBackend
+    try {
+      backend = host.backend()
+    } catch {
+      return // the region was closed while the creator ran: its caller still gets the value, nothing is stored
+    }
+    await host.access.storeIfNotNewer(backend, this.storeKey, value, since)
   }
 
   /** Releases the lock (unless storing released it) and ends the flight, so later callers start a new one. */
@@ -488,4 +572,9 @@ class Leadership {
     })()
     return this.#finished
   }
+}
+
+/** The creation time of what a lookup found (0 when nothing). */
+function stampOf(lookup: Lookup): number {
+  return lookup.state === 'absent' ? 0 : lookup.stored.ct
 }
