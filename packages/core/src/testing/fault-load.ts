@@ -42,9 +42,10 @@ export interface Injection {
 }
 
 /**
- * One settled call, as sent to the parent: `[op, keyIndex, start, end, version, pid, outcome]`. `op`: g(et),
- * c(getOrCreate), s(et). `version` and `pid`: of the value it answered or stored (-1 for none). `outcome`: '' when
- * it answered a well-formed value (or a miss, for get), else an error code, 'injected' or 'wrong:<what>'.
+ * One settled call, as sent to the parent: `[op, keyIndex, start, end, version, pid, outcome, kind]`. `op`: g(et),
+ * c(getOrCreate), s(et). `version`, `pid` and `kind`: of the value it answered or stored (-1 and '' for none).
+ * `outcome`: '' when it answered a well-formed value (or a miss, for get), else an error code, 'injected' or
+ * 'wrong:<what>'.
  */
 export type CallRecord = [
   op: 'g' | 'c' | 's',
@@ -54,6 +55,7 @@ export type CallRecord = [
   version: number,
   pid: number,
   outcome: string,
+  kind: VersionedValue['kind'] | '',
 ]
 
 export interface LoadReport {
@@ -187,13 +189,13 @@ export class FaultLoad {
     this.#inFlight.set(id, { op, key, start })
     let version = -1
     let pid = -1
+    let kind: CallRecord[7] = ''
     let outcome = ''
     try {
       if (op === 's') {
         const value: VersionedValue = { key, version: Date.now(), pid: process.pid, seq: ++seq, kind: 'set' }
         await this.region.set(key, value)
-        version = value.version
-        pid = value.pid
+        ;({ version, pid, kind } = value)
       } else {
         const value =
           op === 'g'
@@ -202,7 +204,7 @@ export class FaultLoad {
         if (value !== NO_VALUE) {
           const wrong = checkValue(key, value)
           if (wrong) outcome = wrong
-          else ({ version, pid } = value as VersionedValue)
+          else ({ version, pid, kind } = value as VersionedValue)
         } else if (op === 'c') outcome = 'wrong:getOrCreate answered NO_VALUE'
       }
     } catch (error) {
@@ -210,7 +212,7 @@ export class FaultLoad {
     } finally {
       this.#inFlight.delete(id)
     }
-    this.#records.push([op, index, start, preciseNow(), version, pid, outcome])
+    this.#records.push([op, index, start, preciseNow(), version, pid, outcome, kind])
   }
 
   /**

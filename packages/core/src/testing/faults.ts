@@ -25,7 +25,7 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { ServerControl } from './conformance.js'
-import { preciseNow, type CallRecord, type LoadReport, type VersionedValue } from './fault-load.js'
+import { preciseNow, type LoadReport, type VersionedValue } from './fault-load.js'
 import { reportFigure } from './measure.js'
 import { startWorkers, Worker } from './workers.js'
 
@@ -408,6 +408,25 @@ interface AnalysisContext {
   faultStartedAt: number
 }
 
+/** Every `get()` that answered a value, with the return time of the `set()` call that wrote it, if one did. */
+function readsOf(reports: readonly LoadReport[]): Read[] {
+  const setReturns = new Map<string, number>()
+  for (const report of reports) {
+    for (const [op, key, , end, version, pid] of report.records) {
+      if (op === 's' && version >= 0) setReturns.set(`${key} ${pid} ${version}`, end)
+    }
+  }
+  const reads: Read[] = []
+  for (const report of reports) {
+    for (const [op, key, start, end, version, writer, , kind] of report.records) {
+      if (op !== 'g' || version < 0) continue
+      const setReturnedAt = kind === 'set' ? setReturns.get(`${key} ${writer} ${version}`) : undefined
+      reads.push({ key, start, end, version, reader: report.pid, writer, kind, setReturnedAt })
+    }
+  }
+  return reads
+}
+
 /** The figures of one scenario from every worker's report. */
 export function analyze(reports: readonly LoadReport[], context: AnalysisContext): ScenarioFigures {
   const { boundMs, expectedErrors, outcome } = context
@@ -419,7 +438,6 @@ export function analyze(reports: readonly LoadReport[], context: AnalysisContext
   let expectedCount = 0
   let unexpected = 0
   let lateOverwrites = 0
-  const reads: Array<{ key: number; start: number; end: number; version: number }> = []
   for (const report of reports) {
     stranded += report.stranded.length
     for (const [op, key, start, end, version, pid, result] of report.records) {
@@ -431,11 +449,9 @@ export function analyze(reports: readonly LoadReport[], context: AnalysisContext
       else if (result === 'E_LOCK_TIMEOUT') lockTimeouts++
       else if (result !== '' && expectedErrors.has(result)) expectedCount++
       else if (result !== '') unexpected++
-      if (op === 'g' && version >= 0) {
-        reads.push({ key, start, end, version })
-        const late = outcome.mustNotReappear
-        if (late && start > late.after && pid === late.pid && late.versions.get(key) === version) lateOverwrites++
-      }
+      const late = outcome.mustNotReappear
+      if (op === 'g' && late && start > late.after && pid === late.pid && late.versions.get(key) === version)
+        lateOverwrites++
     }
   }
   return {
@@ -445,7 +461,7 @@ export function analyze(reports: readonly LoadReport[], context: AnalysisContext
     stranded,
     maxLatencyMs,
     wrongValues,
-    versionRegressions: versionRegressions(reads).length,
+    versionRegressions: versionRegressions(readsOf(reports)).length,
     lateOverwrites,
     lockTimeouts,
     expectedErrors: expectedCount,
@@ -455,15 +471,35 @@ export function analyze(reports: readonly LoadReport[], context: AnalysisContext
   }
 }
 
+/** A `get()` that answered a value: when it ran, in which process, and the value's version and writer. */
+interface Read {
+  key: number
+  start: number
+  end: number
+  version: number
+  reader?: number
+  writer?: number
+  kind?: string
+  /** for a value `set()` wrote: when that call returned (until then the write may land at any moment) */
+  setReturnedAt?: number
+}
+
+/** A read that saw an older version than `newer`, a read that had ended before it began. */
+export interface Regression {
+  key: number
+  read: Read
+  newer: Read
+}
+
 /**
  * Reads that saw an older version of a key than a read that had already ended before they began: a newer value
- * was stored, and then an older one came back (a late writer overwrote it).
+ * was stored, and then an older one came back (a late writer overwrote it). A plain `set()` is last-writer-wins and
+ * takes effect at some moment before it returns, so a value it wrote may legitimately land after a newer one for
+ * as long as the call had not returned when that newer one was read: such reads are not counted.
  */
-export function versionRegressions(
-  reads: ReadonlyArray<{ key: number; start: number; end: number; version: number }>,
-): Array<{ key: number; saw: number; after: number; at: number }> {
-  const found: Array<{ key: number; saw: number; after: number; at: number }> = []
-  const byKey = new Map<number, Array<{ start: number; end: number; version: number }>>()
+export function versionRegressions(reads: readonly Read[]): Regression[] {
+  const found: Regression[] = []
+  const byKey = new Map<number, Read[]>()
   for (const read of reads) {
     const list = byKey.get(read.key) ?? []
     list.push(read)
@@ -473,13 +509,16 @@ export function versionRegressions(
     const byEnd = [...list].sort((a, b) => a.end - b.end)
     const byStart = [...list].sort((a, b) => a.start - b.start)
     let ended = 0
-    let newest = Number.NEGATIVE_INFINITY
+    let newest: Read | undefined
     for (const read of byStart) {
       while (ended < byEnd.length && byEnd[ended]!.end + ORDER_MARGIN_MS < read.start) {
-        newest = Math.max(newest, byEnd[ended]!.version)
+        if (newest === undefined || byEnd[ended]!.version > newest.version) newest = byEnd[ended]!
         ended++
       }
-      if (read.version < newest) found.push({ key, saw: read.version, after: newest, at: read.start })
+      if (newest === undefined || read.version >= newest.version) continue
+      // The older value's set() was still in flight when the newer value was read: it may have landed after it.
+      if (read.setReturnedAt !== undefined && read.setReturnedAt + ORDER_MARGIN_MS >= newest.start) continue
+      found.push({ key, read, newer: newest })
     }
   }
   return found
@@ -528,14 +567,13 @@ function describeProblems(reports: readonly LoadReport[], outcome: FaultOutcome,
     }
   }
   for (const [result, count] of outcomes) lines.push(`outcome ${result}: ${count}`)
-  const reads = reports.flatMap((r) =>
-    r.records
-      .filter((c: CallRecord) => c[0] === 'g' && c[4] >= 0)
-      .map(([, key, start, end, version]) => ({ key, start, end, version })),
-  )
-  const regressions = versionRegressions(reads)
-  for (const r of regressions.slice(0, 5))
-    lines.push(`version regression on key ${r.key}: read ${r.saw} after ${r.after} (${r.after - r.saw} ms older)`)
+  const regressions = versionRegressions(readsOf(reports))
+  for (const { key, read, newer } of regressions.slice(0, 5)) {
+    const value = (r: Read) => `${r.version} (${r.kind} by ${r.writer})`
+    lines.push(
+      `version regression on key ${key}: process ${read.reader} read ${value(read)} ${(read.start - newer.end).toFixed(1)} ms after process ${newer.reader} read ${value(newer)}, ${newer.version - read.version} ms newer`,
+    )
+  }
   if (regressions.length > 5) lines.push(`... ${regressions.length - 5} more regressions`)
   if (outcome.focus) lines.push(`focus keys: ${outcome.focus.join(', ')}`)
   return lines.slice(0, 30)
