@@ -53,8 +53,12 @@ export {
   type ArgToString,
 } from './keys.js'
 export { parseDuration, type Duration } from './durations.js'
+export { cachedMethod } from './decorators.js'
 export type {
   CachedFunction,
+  CachedMethodDecorator,
+  CachedMethodOf,
+  MethodNames,
   CachedMultiFunction,
   CacheOnArgumentsOptions,
   CacheMultiOnArgumentsOptions,

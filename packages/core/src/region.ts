@@ -5,8 +5,9 @@ import { NO_VALUE, jsonSerializer, type NoValue, type Serializer } from './cache
 import {
   cacheMultiOnArguments,
   cacheOnArguments,
-  cachedMethod,
+  methodDecorator,
   type CachedFunction,
+  type CachedMethodDecorator,
   type CachedMultiFunction,
   type CacheMultiOnArgumentsOptions,
   type CacheOnArgumentsOptions,
@@ -508,9 +509,12 @@ export class CacheRegion {
     return cacheMultiOnArguments(this, fn, options)
   }
 
-  /** `cacheOnArguments` as a TC39 method decorator: `@region.cached({ expirationTime: '1m' })`. */
-  cached<R>(options?: CacheOnArgumentsOptions<Awaited<R>, never[]>) {
-    return cachedMethod<R>(this, options)
+  /**
+   * `cacheOnArguments` as a method decorator: `@region.cached({ expirationTime: '1m' })`, TC39 or legacy
+   * (`experimentalDecorators`). `cachedMethod(instance, 'method')` reaches its helpers, typed.
+   */
+  cached<R>(options?: CacheOnArgumentsOptions<Awaited<R>, never[]>): CachedMethodDecorator<R> {
+    return methodDecorator<R>(this, options)
   }
 
   // ---------------------------------------------------------------- telemetry
