@@ -31,6 +31,11 @@ export interface TelemetryOptions {
   recordKeys?: boolean
   /** Hot-key tracking options, or `false` to turn it off. */
   hotKeys?: false | HotKeyTrackerOptions
+  /**
+   * A CLIENT span around each backend round trip (Redis, memcached; not the in-process backends), with the
+   * database semantic conventions, nested under the operation's span. Default false: it costs a Redis hit a span.
+   */
+  backendSpans?: boolean
 }
 
 export interface RegionOptions {
