@@ -33,17 +33,21 @@ describe('decorator types (tsc --strict)', () => {
   it.each([
     { mode: 'TC39', tsconfig: '../tsconfig.json', tests: 'decorators.test.ts' },
     { mode: 'legacy', tsconfig: 'decorators-legacy/tsconfig.json', tests: 'decorators-legacy/nest-style.test.ts' },
-  ])('$mode decorators: $tests compiles; cachedMethod() is typed', ({ mode, tsconfig, tests }) => {
-    const use = path.join(here, `decorators-legacy/cached-method-${mode}.ts`)
-    const errors = typecheck({
-      tsconfig: path.join(here, tsconfig),
-      files: [path.join(here, tests)],
-      sources: new Map([[use, CACHED_METHOD_USE]]),
-    })
-    expect(errors.filter((error) => !error.startsWith(use))).toEqual([])
-    expect(errors.map((error) => error.slice(use.length).replace(/^:(\d+):\d+ (TS\d+).*$/s, '$1 $2'))).toEqual([
-      '14 TS2345', // a string where find takes a number
-      '15 TS2345', // count is not a method
-    ])
-  })
+  ])(
+    '$mode decorators: $tests compiles; cachedMethod() is typed',
+    ({ mode, tsconfig, tests }) => {
+      const use = path.join(here, `decorators-legacy/cached-method-${mode}.ts`)
+      const errors = typecheck({
+        tsconfig: path.join(here, tsconfig),
+        files: [path.join(here, tests)],
+        sources: new Map([[use, CACHED_METHOD_USE]]),
+      })
+      expect(errors.filter((error) => !error.startsWith(use))).toEqual([])
+      expect(errors.map((error) => error.slice(use.length).replace(/^:(\d+):\d+ (TS\d+).*$/s, '$1 $2'))).toEqual([
+        '14 TS2345', // a string where find takes a number
+        '15 TS2345', // count is not a method
+      ])
+    },
+    180_000,
+  ) // a program over the package's sources: seconds, more on a loaded machine
 })
