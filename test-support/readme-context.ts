@@ -3,6 +3,7 @@
  * A fragment that declares one of these names itself uses its own.
  */
 import type { CacheRegion } from '@corral/core'
+import type { Redis } from 'ioredis'
 
 export interface User {
   id: number
@@ -27,3 +28,6 @@ export declare function load(): Promise<User | null>
 export declare function loadProfile(id: number): Promise<{ id: number; bio: string }>
 export declare function buildFeed(id: number): Promise<string[]>
 export declare const settings: { theme: 'light' | 'dark' }
+export declare function loadPrice(): Promise<number>
+/** an ioredis client the application configured */
+export declare const myIoredisClient: Redis

@@ -54,10 +54,10 @@ function check(batch: readonly Example[], experimentalDecorators: boolean): stri
   return errors
     .filter((error) => [...byPath.keys()].some((file) => error.startsWith(`${file}:`)))
     .map((error) => {
-      const [file, line, column, ...rest] = error.split(':')
+      const [, file, line, column, message] = /^(.*?):(\d+):(\d+) (.*)$/s.exec(error)!
       const example = byPath.get(file!)!
       const shift = line === '1' ? prelude(example).length : 0
-      return `${example.file}:${example.line + Number(line) - 1}:${Number(column) - shift}:${rest.join(':')}`
+      return `${example.file}:${example.line + Number(line) - 1}:${Number(column) - shift} ${message}`
     })
 }
 

@@ -38,6 +38,12 @@ function probePort(port: number): Promise<'open' | 'refused'> {
   })
 }
 
+/** The process's state letter in /proc/<pid>/stat ('S' sleeping, 'T' stopped, ...). */
+function processState(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+}
+
 /** True while the pid exists and is not a zombie (a container's PID 1 may never reap orphans). */
 function isRunning(pid: number): boolean {
   try {
@@ -146,6 +152,30 @@ describe.concurrent('redis', () => {
     }
   })
 
+  test('pause() freezes the server with its port open; resume() thaws it; stop() ends a paused one', async ({
+    expect,
+  }) => {
+    const server = await startRedis()
+    try {
+      const client = redisClient(server.url)
+      await client.connect()
+      await server.pause()
+      expect(processState(server.pid)).toBe('T')
+      // Connections are still accepted (by the kernel), but nothing answers.
+      expect(await probePort(server.port)).toBe('open')
+      await expect(redisCommand(server, ['PING'], { timeoutMs: 300 })).rejects.toThrow(/no reply/)
+      const queued = client.set('k', 'sent while paused')
+      await server.resume()
+      expect(await queued).toBe('OK')
+      expect(await client.get('k')).toBe('sent while paused')
+      client.disconnect()
+      await server.pause()
+    } finally {
+      await server.stop()
+    }
+    expect(await isPortFree(server.port)).toBe(true)
+  })
+
   test('several servers start in parallel on distinct ports and dirs', async ({ expect }) => {
     const servers = await Promise.all(Array.from({ length: 4 }, () => startRedis()))
     try {
@@ -233,6 +263,22 @@ describe.concurrent('memcached', () => {
       await server.stop()
     }
     expect(await isPortFree(server.port)).toBe(true)
+  })
+
+  test('pause() freezes memcached: requests get no answer until resume()', async ({ expect }) => {
+    const server = await startMemcached()
+    const client = memjs.Client.create(server.servers, { retries: 0, timeout: 0.3, logger: { log: () => {} } })
+    try {
+      await client.set('corral:mc', 'before', {})
+      await server.pause()
+      expect(processState(server.pid)).toBe('T')
+      await expect(client.get('corral:mc')).rejects.toThrow()
+      await server.resume()
+      expect((await client.get('corral:mc')).value?.toString()).toBe('before')
+    } finally {
+      client.close()
+      await server.stop()
+    }
   })
 })
 

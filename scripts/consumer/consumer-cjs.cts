@@ -1,7 +1,8 @@
 /** The same packages through `require()` (Node's require(esm)), from a CommonJS module. */
-import assert = require('node:assert/strict')
-import core = require('@corral/core')
-import exporterPackage = require('@corral/exporter')
+// compiled to require() calls: this file is CommonJS (.cts), and Corral's packages are ESM (require(esm))
+import assert from 'node:assert/strict'
+import * as core from '@corral/core'
+import * as exporterPackage from '@corral/exporter'
 
 async function main(): Promise<void> {
   const registry = new core.RegionRegistry()

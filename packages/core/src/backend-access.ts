@@ -68,6 +68,22 @@ export class BackendAccess {
     }
   }
 
+  /**
+   * Stores `value` unless a value created after `since` is already there (a newer write won the race); backends
+   * without `setIfNotNewer` store it plainly. Failures as `store`.
+   */
+  async storeIfNotNewer(backend: CacheBackend, storeKey: string, value: CachedValue, since: number): Promise<void> {
+    try {
+      const write = backend.setIfNotNewer
+        ? async () => void (await backend.setIfNotNewer!(storeKey, value, since))
+        : () => backend.set(storeKey, value)
+      await (this.#spans === undefined ? write() : this.#call(backend, 'set', storeKey, write))
+    } catch (error) {
+      if (error instanceof SerializationError) throw error
+      this.reportError('set', error)
+    }
+  }
+
   async storeMulti(backend: CacheBackend, entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {
     try {
       await (this.#spans === undefined

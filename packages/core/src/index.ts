@@ -5,8 +5,12 @@ export { backgroundRunner, type AsyncCreationRunner } from './lock/async-runner.
 export type {
   ConfigureOptions,
   Creator,
+  CreatorContext,
+  FailSafeOptions,
+  ResilienceOptions,
   GetOptions,
   GetOrCreateOptions,
+  GetOrCreateResult,
   RegionDescription,
   RegionOptions,
   SetOptions,
@@ -25,8 +29,12 @@ export {
 } from './cached-value.js'
 export type { NoValue, Serializer, CachedValueMetadata, ValueExtensions } from './cached-value.js'
 export type {
+  AcquireOptions,
   CacheBackend,
   CacheMutex,
+  FencedStore,
+  LockAcquisition,
+  LockHolder,
   BackendFactory,
   BackendContext,
   RegionInvalidator,
@@ -36,8 +44,6 @@ export { registerBackend, registeredBackends } from './backends/plugins.js'
 export { ProxyBackend } from './backends/proxy.js'
 export { MemoryBackend, type MemoryBackendOptions } from './backends/memory.js'
 export { NullBackend } from './backends/null.js'
-export { RedisBackend, type RedisBackendOptions } from './backends/redis.js'
-export { MemcachedBackend, type MemcachedBackendOptions } from './backends/memcached.js'
 export { readArguments } from './backends/arguments.js'
 export { LocalInvalidator, NOT_INVALIDATED } from './invalidation.js'
 export { CacheDependency, DEPENDENCY_PREFIX } from './dependency.js'

@@ -356,14 +356,17 @@ class RecordingLockBackend extends MemoryBackend {
   override getMutex(key: string): CacheMutex {
     this.mutexRequests++
     return {
-      acquire: async (wait) => {
+      acquire: async ({ wait }) => {
         this.attempts.push({ key, wait })
         if (this.failLock) throw new Error('lock server unreachable')
         if (wait && this.onWait) await this.onWait(key)
-        return !this.heldElsewhere.has(key)
+        return { acquired: !this.heldElsewhere.has(key) }
       },
-      release: async () => {
+      release: async (store) => {
         this.released.push(key)
+        if (store === undefined) return false
+        await this.set(key, store.value)
+        return true
       },
       locked: async () => this.heldElsewhere.has(key),
     }

@@ -28,13 +28,14 @@ import {
   type MultiKeyGenerator,
 } from './keys.js'
 import type { AsyncCreationRunner } from './lock/async-runner.js'
-import { DogpileLock, type LockHost } from './lock/dogpile.js'
+import { DogpileLock, type CallInfo, type LockHost } from './lock/dogpile.js'
 import { getOrCreateMulti } from './lock/multi.js'
 import type {
   ConfigureOptions,
   Creator,
   GetOptions,
   GetOrCreateOptions,
+  GetOrCreateResult,
   RegionDescription,
   RegionOptions,
   SetOptions,
@@ -70,7 +71,7 @@ const CONFIGURE_OPTIONS = [
   ...RESILIENCE_OPTION_NAMES,
 ]
 const GET_OPTIONS = ['expirationTime', 'ignoreExpiration']
-const GET_OR_CREATE_OPTIONS = ['expirationTime', 'shouldCache', 'tags', ...RESILIENCE_OPTION_NAMES]
+const GET_OR_CREATE_OPTIONS = ['expirationTime', 'shouldCache', 'tags', 'forceRefresh', ...RESILIENCE_OPTION_NAMES]
 const GET_OR_CREATE_MULTI_OPTIONS = ['expirationTime', 'shouldCache', 'tags', 'expirationJitter']
 const SET_OPTIONS = ['tags']
 
@@ -339,30 +340,101 @@ export class CacheRegion {
    * `lock/dogpile.ts`.
    */
   getOrCreate<T>(key: string, creator: Creator<T>, options?: GetOrCreateOptions<T>): Promise<T> {
-    if (!this.#operations.observed('getOrCreate')) return this.#getOrCreate(key, creator, options)
-    return this.#operations.run('getOrCreate', { key }, () => this.#getOrCreate(key, creator, options))
+    if (!this.#operations.observed('getOrCreate'))
+      return this.#getOrCreate(key, creator, options, undefined, 'getOrCreate')
+    return this.#observedGetOrCreate(key, creator, options, undefined, 'getOrCreate')
   }
 
-  #getOrCreate<T>(key: string, creator: Creator<T>, options: GetOrCreateOptions<T> | undefined): Promise<T> {
+  /**
+   * `getOrCreate`, answering also how the value was obtained, without a second call: `result` (`hit`, `stale`,
+   * `miss` or `failSafe`), `tier` (`l1` this process, `l2` the shared backend, for hits) and `created` (this caller
+   * ran the creator).
+   */
+  async getOrCreateResult<T>(
+    key: string,
+    creator: Creator<T>,
+    options?: GetOrCreateOptions<T>,
+  ): Promise<GetOrCreateResult<T>> {
+    const info: CallInfo = { result: 'miss', tier: undefined, created: false }
+    const value = this.#operations.observed('getOrCreate')
+      ? await this.#observedGetOrCreate(key, creator, options, info, 'getOrCreateResult')
+      : await this.#getOrCreate(key, creator, options, info, 'getOrCreateResult')
+    return { value, ...info }
+  }
+
+  /**
+   * `getOrCreate` (or `getOrCreateResult`) through its tracing channel and span: the channel's message says how the
+   * value was obtained (`outcome`, `tier`, `created`) by the time `asyncEnd` is published.
+   */
+  #observedGetOrCreate<T>(
+    key: string,
+    creator: Creator<T>,
+    options: GetOrCreateOptions<T> | undefined,
+    info: CallInfo | undefined,
+    method: string,
+  ): Promise<T> {
+    return this.#operations.run('getOrCreate', { key }, (message) => {
+      if (message === undefined) return this.#getOrCreate(key, creator, options, info, method)
+      const how: CallInfo = info ?? { result: 'miss', tier: undefined, created: false }
+      return this.#getOrCreate(key, creator, options, how, method).then((value) => {
+        message.outcome = how.result
+        message.tier = how.tier
+        message.created = how.created
+        return value
+      })
+    })
+  }
+
+  #getOrCreate<T>(
+    key: string,
+    creator: Creator<T>,
+    options: GetOrCreateOptions<T> | undefined,
+    info: CallInfo | undefined,
+    method: string,
+  ): Promise<T> {
     if (this.#backend === undefined) return Promise.reject(this.#notConfiguredError())
     if (typeof key !== 'string')
-      return Promise.reject(new ValidationError(`getOrCreate(): the key must be a string; got ${describeValue(key)}`))
+      return Promise.reject(new ValidationError(`${method}(): the key must be a string; got ${describeValue(key)}`))
     if (typeof creator !== 'function')
       return Promise.reject(
-        new ValidationError(`getOrCreate(): the creator must be a function; got ${describeValue(creator)}`),
+        new ValidationError(`${method}(): the creator must be a function; got ${describeValue(creator)}`),
       )
     try {
       const storeKey = this.#mangler === undefined ? key : this.#mangler(key)
       if (options === undefined)
-        return this.#lock.getOrCreate(key, storeKey, creator, this.#expirationMs, undefined, undefined, this.#policy)
-      rejectUnknown(options, GET_OR_CREATE_OPTIONS, 'getOrCreate()')
+        return this.#lock.getOrCreate(
+          key,
+          storeKey,
+          creator,
+          this.#expirationMs,
+          undefined,
+          undefined,
+          this.#policy,
+          false,
+          info,
+        )
+      rejectUnknown(options, GET_OR_CREATE_OPTIONS, `${method}()`)
       const expirationMs =
         options.expirationTime === undefined ? this.#expirationMs : this.#callExpirationMs(options.expirationTime)
-      const tags = options.tags === undefined ? undefined : validateTags(options.tags, 'getOrCreate')
+      const tags = options.tags === undefined ? undefined : validateTags(options.tags, method)
       const policy = setsPolicy(options)
-        ? resolvePolicy(this.#policy, options, 'getOrCreate()', expirationMs)
+        ? resolvePolicy(this.#policy, options, `${method}()`, expirationMs)
         : this.#policy
-      return this.#lock.getOrCreate(key, storeKey, creator, expirationMs, options.shouldCache, tags, policy)
+      if (options.forceRefresh !== undefined && typeof options.forceRefresh !== 'boolean')
+        throw new ValidationError(
+          `${method}(): forceRefresh must be a boolean; got ${describeValue(options.forceRefresh)}`,
+        )
+      return this.#lock.getOrCreate(
+        key,
+        storeKey,
+        creator,
+        expirationMs,
+        options.shouldCache,
+        tags,
+        policy,
+        options.forceRefresh === true,
+        info,
+      )
     } catch (error) {
       return Promise.reject(error)
     }

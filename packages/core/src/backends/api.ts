@@ -3,20 +3,75 @@ import type { KeyMangler } from '../keys.js'
 
 /**
  * A distributed creation lock for one key, supplied by backends that can lock across processes (Redis,
- * memcached). The region coalesces callers inside one process itself, so a mutex is asked for at most once per
- * key per process at a time.
+ * memcached, file). The region coalesces callers inside one process itself, so a mutex is asked for at most once
+ * per key per process at a time.
+ *
+ * The guarantees every implementation gives (the conformance suite in `@corral/core/testing` checks them):
+ * - **Exclusive:** at most one live holder per key across every process sharing the backend.
+ * - **Bounded:** a holder that dies blocks the others for at most the backend's `lockTimeoutMs`; then the lock
+ *   expires and a waiter takes it. A lock key written by someone else without an expiry is given one.
+ * - **Fenced:** `release(store)` stores the value only while the lock is still this mutex's and no value created
+ *   after `store.since` is stored: a holder that lost its lock (paused past its timeout, re-taken by another) never
+ *   overwrites a newer value.
+ * - **No false timeouts:** a waiter keeps waiting while a live holder regenerates (a new holder after a takeover
+ *   gives it a new lock timeout); it gives up only when no holder makes progress for far longer.
  */
 export interface CacheMutex {
   /**
-   * Takes the lock. With `wait: false`, one attempt: `true` when taken. With `wait: true`, waits until it is taken
-   * or the backend's lock timeout passes (`false`). Waiting strategy (notification, polling, backoff) is the
-   * backend's business.
+   * Takes the lock. `wait: false`: one attempt. `wait: true`: waits until the lock is taken, or until its holder
+   * releases it with a value (returned as `produced`, so the waiter needs no read), or gives up (neither).
+   * `holder` describes this caller (its trace context) to the other processes, as far as the backend can carry it.
+   * Waiting strategy (notification, polling, backoff) is the backend's business.
    */
-  acquire(wait: boolean): Promise<boolean>
-  /** Releases the lock if this mutex still holds it (never someone else's). Never throws. */
-  release(): Promise<void>
+  acquire(options: AcquireOptions): Promise<LockAcquisition>
+  /**
+   * Releases the lock if this mutex still holds it (never someone else's). With `store`, first stores the value,
+   * fenced (see above), and tells the waiters of other processes about it. Resolves to whether the value was
+   * stored. A lost lock is not an error.
+   */
+  release(store?: FencedStore): Promise<boolean>
   /** Whether anyone holds the lock for this key. */
   locked(): Promise<boolean>
+}
+
+export interface AcquireOptions {
+  /** wait for the lock (the caller has no value), or make one attempt (it has a stale one to serve) */
+  readonly wait: boolean
+  /** who is asking, for the other processes (stored with the lock when the backend can) */
+  readonly holder?: LockHolder
+}
+
+/** Who holds a lock, or who released it, as far as other processes can know. */
+export interface LockHolder {
+  /** the W3C `traceparent` of the holder's span, so a waiter's span can link to it across processes */
+  readonly traceparent?: string
+}
+
+/** What an attempt to take a lock found. */
+export interface LockAcquisition {
+  /** the lock is this mutex's */
+  readonly acquired: boolean
+  /**
+   * acquired: the value under the key when the lock was taken, read atomically with it by backends that can
+   * (`undefined`: not read, the region reads it)
+   */
+  readonly current?: CachedValue | NoValue
+  /** not acquired after waiting: the value the holder released the lock with (`undefined`: gave up) */
+  readonly produced?: CachedValue
+  /** not acquired: who holds (or released) the lock, when the backend knows */
+  readonly holder?: LockHolder
+}
+
+/** The value a holder stores as it releases its lock. */
+export interface FencedStore {
+  readonly value: CachedValue
+  /**
+   * when the creation began (epoch ms): the value is not stored over one created after it, which would be newer
+   * than what the creator read
+   */
+  readonly since: number
+  /** the creator's trace context, passed to the waiters it wakes */
+  readonly holder?: LockHolder
 }
 
 /** A region-wide invalidation, as a backend's invalidator remembers it. Times are milliseconds since the epoch. */
@@ -100,6 +155,12 @@ export interface CacheBackend {
   increment?(key: string, by: number, ttlSeconds?: number): Promise<number>
   /** Like `setMulti`, but the entries expire after `ttlSeconds` (bookkeeping that must not outlive its use). */
   setMultiWithTtl?(entries: ReadonlyArray<readonly [string, CachedValue]>, ttlSeconds: number): Promise<void>
+  /**
+   * Stores `value` unless the value under `key` was created after `since` (a newer write won the race while the
+   * caller was creating); resolves to whether it stored. Backends without it get a plain `set`, where the last
+   * writer wins.
+   */
+  setIfNotNewer?(key: string, value: CachedValue, since: number): Promise<boolean>
   /** A synchronous read, for in-process backends: lets the hit path skip a promise. */
   getSync?(key: string): CachedValue | NoValue
   /** A distributed lock for `key`, or `undefined` to rely on the region's in-process lock alone. */

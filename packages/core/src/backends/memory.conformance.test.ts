@@ -1,5 +1,5 @@
 import { MemoryBackend } from './memory.js'
-import { describeBackendConformance } from './test-support/conformance.js'
+import { describeBackendConformance } from '../testing/conformance.js'
 
 describeBackendConformance('memory', {
   create: async () => ({ backend: new MemoryBackend() }),

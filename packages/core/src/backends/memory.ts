@@ -10,7 +10,7 @@ import {
 } from '../cached-value.js'
 import type { BackendContext, CacheBackend } from './api.js'
 import { readArguments } from './arguments.js'
-import { durationMs } from './distributed.js'
+import { durationMs } from './shared/distributed.js'
 import type { Duration } from '../durations.js'
 
 export interface MemoryBackendOptions {
@@ -70,6 +70,15 @@ export class MemoryBackend implements CacheBackend {
 
   async set(key: string, value: CachedValue): Promise<void> {
     this.store.set(key, this.serialized ? encodeCachedValue(value, this.serializer) : value)
+  }
+
+  async setIfNotNewer(key: string, value: CachedValue, since: number): Promise<boolean> {
+    const stored = this.store.peek(key)
+    const current =
+      stored === undefined || !this.serialized ? stored : decodeCachedValue(stored as Buffer, this.serializer)
+    if (current instanceof CachedValue && current.ct > since) return false
+    await this.set(key, value)
+    return true
   }
 
   async setMulti(entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {

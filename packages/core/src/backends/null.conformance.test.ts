@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { RegionRegistry } from '../registry.js'
 import { NullBackend } from './null.js'
-import { describeBackendConformance } from './test-support/conformance.js'
+import { describeBackendConformance } from '../testing/conformance.js'
 
 describeBackendConformance('null', {
   create: async () => ({ backend: new NullBackend() }),

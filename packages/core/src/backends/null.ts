@@ -3,8 +3,8 @@ import type { CacheBackend, CacheMutex } from './api.js'
 import { readArguments } from './arguments.js'
 
 const ALWAYS_FREE: CacheMutex = {
-  acquire: async () => true,
-  release: async () => {},
+  acquire: async () => ({ acquired: true }),
+  release: async () => false,
   locked: async () => false,
 }
 

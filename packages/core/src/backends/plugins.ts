@@ -1,9 +1,9 @@
 import { PluginNotFoundError, ValidationError } from '../errors.js'
 import type { BackendFactory, CacheBackend } from './api.js'
-import { MemcachedBackend } from './memcached.js'
+import { MemcachedBackend } from './memcached/backend.js'
 import { MemoryBackend } from './memory.js'
 import { NullBackend } from './null.js'
-import { RedisBackend } from './redis.js'
+import { RedisBackend } from './redis/backend.js'
 
 /**
  * Backends by name, as dogpile.cache's plugin registry. Factories are synchronous so that `configure()` can stay

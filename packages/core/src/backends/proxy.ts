@@ -50,6 +50,12 @@ export class ProxyBackend implements CacheBackend {
   setMulti(entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {
     return this.proxied.setMulti(entries)
   }
+  setIfNotNewer(key: string, value: CachedValue, since: number): Promise<boolean> {
+    const proxied = this.proxied
+    // A subclass that overrides set() must see this write too (at the price of the fence).
+    if (this.#overridesSet() || !proxied.setIfNotNewer) return this.set(key, value).then(() => true)
+    return proxied.setIfNotNewer(key, value, since)
+  }
   delete(key: string): Promise<void> {
     return this.proxied.delete(key)
   }
@@ -57,10 +63,25 @@ export class ProxyBackend implements CacheBackend {
     return this.proxied.deleteMulti(keys)
   }
   getMutex(key: string): CacheMutex | undefined {
-    return this.proxied.getMutex?.(key)
+    const mutex = this.proxied.getMutex?.(key)
+    if (!mutex || !(this.#overridesSet() || this.setIfNotNewer !== ProxyBackend.prototype.setIfNotNewer)) return mutex
+    // The lock's release would store straight into the wrapped backend: store through this proxy instead.
+    return {
+      acquire: (options) => mutex.acquire(options),
+      locked: () => mutex.locked(),
+      release: async (store) => {
+        if (!store) return mutex.release()
+        const stored = await this.setIfNotNewer(key, store.value, store.since)
+        await mutex.release()
+        return stored
+      },
+    }
   }
   createInvalidator(regionName: string): RegionInvalidator | undefined {
     return this.proxied.createInvalidator?.(regionName)
+  }
+  #overridesSet(): boolean {
+    return this.set !== ProxyBackend.prototype.set
   }
   attach(context: BackendContext): void {
     this.proxied.attach?.(context)

@@ -1,15 +1,15 @@
 import type { Span } from '@opentelemetry/api'
 import type { BackendAccess } from '../backend-access.js'
-import type { CacheBackend, CacheMutex } from '../backends/api.js'
+import type { CacheBackend, CacheMutex, LockAcquisition, LockHolder } from '../backends/api.js'
 import { NO_VALUE, type CachedValue } from '../cached-value.js'
-import { CreatorTimeoutError, LockTimeoutError } from '../errors.js'
+import { CreatorTimeoutError, LockTimeoutError, SerializationError } from '../errors.js'
 import type { Freshness, Lookup, NotFresh, Stale } from '../freshness.js'
 import { createValue, type Policy } from '../policy.js'
 import type { Creator, CreatorContext, ShouldCache } from '../region-options.js'
 import type { AsyncCreationRunner } from './async-runner.js'
 import type { CacheRegion } from '../region.js'
 import type { CallIdentity, CallReporter } from '../telemetry/call-reporter.js'
-import { FlightTable, type Flight } from './flight.js'
+import { FlightTable, type AnswerSource, type Flight } from './flight.js'
 
 /**
  * The dogpile lock: one creator per key at a time, across every caller of the region (and across processes when
@@ -68,6 +68,34 @@ export interface Call<T> extends CallIdentity {
   readonly tags: readonly string[] | undefined
   /** fail-safe, timeouts, eager refresh, jitter */
   readonly policy: Policy
+  /** regenerate even if the value is fresh (the caller wants a new one): joins and waits, never served stale */
+  readonly forceRefresh?: boolean
+  /** filled in as the call is answered, when the caller asked how (`getOrCreateResult`) */
+  readonly info?: CallInfo
+}
+
+/** How a `getOrCreate` call was answered. */
+export interface CallInfo {
+  /**
+   * `hit`: a fresh value; `stale`: a stale value, served while another caller regenerates (or after a soft
+   * timeout); `miss`: a new value, made by this caller's creator or by the one it waited for; `failSafe`: the
+   * creator failed or timed out and a recent stale value was served instead
+   */
+  result: 'hit' | 'stale' | 'miss' | 'failSafe'
+  /** where a hit came from: `l1` this process's memory, `l2` the shared backend */
+  tier: 'l1' | 'l2' | undefined
+  /** this caller ran the creator */
+  created: boolean
+}
+
+/** The `CallInfo` of an answer that came out of a flight. */
+const RESULT_OF: Record<AnswerSource, CallInfo['result']> = { created: 'miss', stale: 'stale', failSafe: 'failSafe' }
+
+function note(info: CallInfo | undefined, result: CallInfo['result'], created = false, tier?: 'l1' | 'l2'): void {
+  if (info === undefined) return
+  info.result = result
+  info.created = created
+  info.tier = tier
 }
 
 export class DogpileLock {
@@ -88,14 +116,17 @@ export class DogpileLock {
     shouldCache: ShouldCache<T> | undefined,
     tags: readonly string[] | undefined,
     policy: Policy,
+    forceRefresh?: boolean,
+    info?: CallInfo,
   ): Promise<T> {
     const { host } = this
     const backend = host.backend()
     const startedAt = host.report.traced ? performance.now() : undefined
     const stored = backend.getSync !== undefined ? backend.getSync(storeKey) : await host.access.read(backend, storeKey)
     // 1. The hit path: a fresh value is returned without touching any lock.
-    if (host.freshness.isFresh(stored, expirationMs)) {
+    if (forceRefresh !== true && host.freshness.isFresh(stored, expirationMs)) {
       host.report.hit({ key, startedAt })
+      note(info, 'hit', false, backend.getSync !== undefined ? 'l1' : 'l2')
       if (policy.eagerRefresh !== undefined && host.now() - stored.ct > policy.eagerRefresh * expirationMs) {
         this.#refreshEarly(
           { key, storeKey, creator, expirationMs, shouldCache, tags, policy, startedAt: undefined },
@@ -104,8 +135,23 @@ export class DogpileLock {
       }
       return stored.payload as T
     }
-    const call: Call<T> = { key, storeKey, creator, expirationMs, shouldCache, tags, policy, startedAt }
-    return this.createOrJoin(call, await host.freshness.lookup(stored, expirationMs))
+    const call: Call<T> = {
+      key,
+      storeKey,
+      creator,
+      expirationMs,
+      shouldCache,
+      tags,
+      policy,
+      startedAt,
+      forceRefresh,
+      info,
+    }
+    let lookup = await host.freshness.lookup(stored, expirationMs)
+    // Forced: a fresh value is treated as stale, so it is still the creator's context and fail-safe's fallback.
+    if (forceRefresh === true && lookup.state === 'fresh')
+      lookup = { state: 'stale', value: lookup.value, ct: lookup.stored.ct, reason: 'expired', stored: lookup.stored }
+    return this.createOrJoin(call, lookup)
   }
 
   /** Steps 2 and 3: join the flight in progress for the key, or lead a new one. */
@@ -114,15 +160,17 @@ export class DogpileLock {
     for (;;) {
       if (lookup.state === 'fresh') {
         report.hit(call)
+        note(call.info, 'hit', false, 'l2')
         return lookup.value as T
       }
       const flight = this.host.coalesce() ? this.flights.get(call.storeKey) : undefined
       if (flight === undefined) return this.#lead(call, lookup)
 
       flight.coalesced++
-      if (lookup.state === 'stale') {
+      if (lookup.state === 'stale' && call.forceRefresh !== true) {
         // Someone in this process is regenerating: serve the stale value at once.
         report.servedStaleWhileJoined(call, lookup, flight)
+        note(call.info, 'stale')
         return lookup.value as T
       }
       // No value: wait for the creator in progress.
@@ -132,6 +180,7 @@ export class DogpileLock {
       const waited = (performance.now() - waitStart) / 1000
       if (outcome.kind === 'value') {
         report.joinedAnswered(call, lookup.reason, waited, flight)
+        note(call.info, RESULT_OF[outcome.source ?? 'created'])
         return outcome.value as T
       }
       if (outcome.kind === 'error') {
@@ -152,46 +201,61 @@ export class DogpileLock {
     const { key, storeKey } = call
     const flight = host.coalesce() ? this.flights.begin(storeKey) : undefined
     const span = report.startSpan(call)
-    let mutex: CacheMutex | undefined
+    let lead = new Leadership(host, this.flights, storeKey, flight, undefined)
     let detached = false
     try {
-      mutex = host.backend().getMutex?.(storeKey)
+      const mutex = host.backend().getMutex?.(storeKey)
       if (mutex) {
-        const acquired = await this.acquire(mutex, key, lookup.state === 'absent', span)
-        if (acquired === 'failed') mutex = undefined
-        else if (acquired === 'busy') {
+        const wait = lookup.state === 'absent' || call.forceRefresh === true
+        const acquisition = await this.acquire(mutex, key, wait, span)
+        if (acquisition !== undefined && !acquisition.acquired) {
+          if (acquisition.produced !== undefined) {
+            // Another process made the value while we waited, and released its lock with it.
+            const made = host.freshness.classify(acquisition.produced, Number.POSITIVE_INFINITY)
+            const value = made.state === 'absent' ? acquisition.produced.payload : made.value
+            flight?.settle({ kind: 'value', value })
+            report.createdElsewhere(key, lookup, span, acquisition.holder)
+            note(call.info, 'miss')
+            return value as T
+          }
           // Another process regenerates and we have a stale value: serve it (dogpile's non-blocking acquire).
-          mutex = undefined
           flight?.settle({ kind: 'reread' })
-          report.servedStaleWhileLockedElsewhere(key, lookup as Stale, span)
+          report.servedStaleWhileLockedElsewhere(key, lookup as Stale, span, acquisition.holder)
+          note(call.info, 'stale')
           return (lookup as Stale).value as T
-        } else {
+        }
+        if (acquisition !== undefined) {
+          lead = new Leadership(host, this.flights, storeKey, flight, mutex)
           // We hold the lock: another process may have created the value while we waited for it.
-          const backend = host.backend()
-          const again = await host.freshness.lookup(await host.access.read(backend, storeKey), call.expirationMs)
-          if (again.state === 'fresh') {
+          const current =
+            acquisition.current !== undefined ? acquisition.current : await host.access.read(host.backend(), storeKey)
+          const again = await host.freshness.lookup(current, call.expirationMs)
+          // Made by another process while we waited for the lock (a forced refresh only takes a newer one).
+          if (again.state === 'fresh' && (call.forceRefresh !== true || again.stored.ct > stampOf(lookup))) {
             flight?.settle({ kind: 'value', value: again.value })
             report.createdElsewhere(key, lookup, span)
+            note(call.info, 'miss')
             return again.value as T
           }
-          lookup = again
+          if (again.state !== 'fresh') lookup = again
         }
       }
 
-      if (lookup.state === 'stale' && host.asyncCreationRunner) {
-        detached = this.#handOff(call, lookup, flight, mutex)
+      if (lookup.state === 'stale' && host.asyncCreationRunner && call.forceRefresh !== true) {
+        detached = this.#handOff(call, lookup, lead)
         if (detached) {
           report.handedOff(key, lookup, span)
+          note(call.info, 'stale')
           return lookup.value as T
         }
       }
 
       report.regenerating(key, lookup, span)
-      const heldMutex = mutex
-      const produced = await this.#produce(call, flight, span, lookup, () => this.#finish(storeKey, flight, heldMutex))
+      const produced = await this.#produce(call, lead, span, lookup)
       detached = produced.detached
-      flight?.settle({ kind: 'value', value: produced.value })
+      flight?.settle({ kind: 'value', value: produced.value, source: produced.source })
       report.leaderAnswered(span)
+      note(call.info, RESULT_OF[produced.source], produced.source === 'created')
       return produced.value
     } catch (error) {
       flight?.settle({ kind: 'error', error })
@@ -199,16 +263,7 @@ export class DogpileLock {
       throw error
     } finally {
       // A detached regeneration (handed to the async runner, or going on after a soft timeout) lets go itself.
-      if (!detached) await this.#finish(storeKey, flight, mutex)
-    }
-  }
-
-  /** Releases what a leader held: the backend's lock, then the flight (so later callers start a new one). */
-  async #finish(storeKey: string, flight: Flight | undefined, mutex: CacheMutex | undefined): Promise<void> {
-    if (mutex) await this.release(mutex)
-    if (flight) {
-      flight.settle({ kind: 'reread' })
-      this.flights.end(storeKey, flight)
+      if (!detached) await lead.finish()
     }
   }
 
@@ -226,36 +281,37 @@ export class DogpileLock {
   }
 
   /**
-   * Takes the backend's lock: waits when there is no value, one attempt when there is a stale one. `failed`: the
-   * lock server is unreachable, so the caller regenerates as if there were no lock (availability first).
+   * Takes the backend's lock: waits when there is no value, one attempt when there is a stale one. `undefined`:
+   * the lock server is unreachable, so the caller regenerates as if there were no lock (availability first). A
+   * wait that ends with neither the lock nor a value is a `LockTimeoutError`.
    */
   async acquire(
     mutex: CacheMutex,
     key: string,
     wait: boolean,
     span: Span | undefined,
-  ): Promise<'acquired' | 'busy' | 'failed'> {
+  ): Promise<LockAcquisition | undefined> {
     const { report } = this.host
     const started = performance.now()
-    let acquired: boolean
+    let acquisition: LockAcquisition
     try {
-      acquired = await mutex.acquire(wait)
+      acquisition = await mutex.acquire({ wait, holder: report.holderOf(span) })
     } catch (error) {
       report.backendError('lock', error)
-      return 'failed'
+      return undefined
     }
-    if (!wait) return acquired ? 'acquired' : 'busy'
+    if (!wait) return acquisition
     const waited = (performance.now() - started) / 1000
     report.waitedForLock(key, waited, span)
-    if (!acquired) {
+    if (!acquisition.acquired && acquisition.produced === undefined) {
       throw new LockTimeoutError(
-        `region "${this.host.region.name}": waited ${waited.toFixed(3)}s for another process to regenerate "${key}" and the lock was still held; raise the backend's lockTimeout if creators legitimately take that long`,
+        `region "${this.host.region.name}": waited ${waited.toFixed(3)}s for another process to regenerate "${key}" and no holder made progress; raise the backend's lockTimeout if creators legitimately take that long`,
       )
     }
-    return 'acquired'
+    return acquisition
   }
 
-  /** Releases the backend's lock; a failure is reported (the lock expires by itself). */
+  /** Releases the backend's lock without storing; a failure is reported (the lock expires by itself). */
   async release(mutex: CacheMutex): Promise<void> {
     try {
       await mutex.release()
@@ -265,21 +321,12 @@ export class DogpileLock {
   }
 
   /** Step 4: passes the regeneration of a stale value to the async creation runner; true when the runner took it. */
-  #handOff<T>(call: Call<T>, lookup: Stale, flight: Flight | undefined, mutex: CacheMutex | undefined): boolean {
+  #handOff<T>(call: Call<T>, lookup: Stale, lead: Leadership): boolean {
     const { host } = this
-    let released = false
-    const release = async () => {
-      if (released) return
-      released = true
-      if (mutex) await this.release(mutex)
-      if (flight) {
-        flight.settle({ kind: 'reread' })
-        this.flights.end(call.storeKey, flight)
-      }
-    }
+    const release = () => lead.finish()
     const creator = async () => {
       host.report.miss(call.key, lookup.reason)
-      return (await this.#produce(call, flight, undefined, lookup, release)).value
+      return (await this.#produce(call, lead, undefined, lookup)).value
     }
     try {
       const running = host.asyncCreationRunner!(host.region, call.key, creator, { release })
@@ -293,7 +340,6 @@ export class DogpileLock {
     } catch (error) {
       // The runner refused synchronously: regenerate inline instead, still holding the lock.
       host.report.backendError('asyncCreationRunner', error)
-      released = true
       return false
     }
   }
@@ -309,12 +355,13 @@ export class DogpileLock {
    */
   #produce<T>(
     call: Call<T>,
-    flight: Flight | undefined,
+    lead: Leadership,
     span: Span | undefined,
     lookup: Lookup,
-    finish: () => Promise<void>,
-  ): Promise<{ value: T; detached: boolean }> {
+  ): Promise<{ value: T; detached: boolean; source: AnswerSource }> {
     const { host } = this
+    const { flight } = lead
+    const finish = () => lead.finish()
     const { policy } = call
     const controller = new AbortController()
     const stale = lookup.state === 'absent' ? undefined : lookup
@@ -323,22 +370,22 @@ export class DogpileLock {
       signal: controller.signal,
       staleValue: stale === undefined ? NO_VALUE : (stale.value as T),
     }
-    const creation = this.#regenerate(call, flight, span, context)
+    const creation = this.#regenerate(call, lead, span, context)
     const hardMs = policy.hardTimeoutMs ?? host.backend().lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS
-    const softMs = lookup.state === 'stale' ? policy.softTimeoutMs : undefined
+    const softMs = lookup.state === 'stale' && call.forceRefresh !== true ? policy.softTimeoutMs : undefined
 
     return new Promise((resolve, reject) => {
       let answered = false
       let detached = false
-      const answer = (value: T) => {
+      const answer = (value: T, source: AnswerSource) => {
         answered = true
-        flight?.settle({ kind: 'value', value })
-        resolve({ value, detached })
+        flight?.settle({ kind: 'value', value, source })
+        resolve({ value, detached, source })
       }
       const fail = (error: unknown) => {
         answered = true
-        const saved = lookup.state === 'stale' ? this.#failSafe(call, lookup, error) : undefined
-        if (saved) answer(saved.value as T)
+        const saved = lookup.state === 'stale' ? this.#failSafe(call, lead, lookup, error) : undefined
+        if (saved) answer(saved.value as T, 'failSafe')
         else reject(error)
       }
       const softTimer =
@@ -348,7 +395,7 @@ export class DogpileLock {
               if (answered) return
               host.report.timedOut(call.key, 'soft')
               detached = true
-              answer((lookup as Stale).value as T)
+              answer((lookup as Stale).value as T, 'stale')
             }, softMs)
       const hardTimer = setTimeout(() => {
         clearTimeout(softTimer)
@@ -367,7 +414,7 @@ export class DogpileLock {
           clearTimeout(softTimer)
           clearTimeout(hardTimer)
           if (detached) void finish()
-          else if (!answered) answer(value)
+          else if (!answered) answer(value, 'created')
         },
         (error: unknown) => {
           clearTimeout(softTimer)
@@ -384,7 +431,7 @@ export class DogpileLock {
    * value answers instead of the error, and it is trusted as fresh again for `throttle` (written back with its
    * creation time kept, so `maxStaleAge` still counts from it), so a failing source is not hammered.
    */
-  #failSafe<T>(call: Call<T>, stale: Stale, error: unknown): { value: unknown } | undefined {
+  #failSafe<T>(call: Call<T>, lead: Leadership, stale: Stale, error: unknown): { value: unknown } | undefined {
     const { host } = this
     const failSafe = call.policy.failSafe
     if (failSafe === undefined) return undefined
@@ -392,28 +439,24 @@ export class DogpileLock {
     const age = now - stale.ct
     if (!(age <= failSafe.maxStaleAgeMs)) return undefined
     host.report.failSafe(call.key, age / 1000, error)
+    // Written back only over the value it replaces (created at stale.ct), never over a newer one.
     const trusted = stale.stored.withExtensions({ trustedUntil: now + failSafe.throttleMs })
-    void host.access.store(host.backend(), call.storeKey, trusted).catch((failure: unknown) => {
-      host.report.backendError('set', failure)
-    })
+    void lead.store(trusted, stale.ct, undefined).catch((failure: unknown) => host.report.backendError('set', failure))
     return { value: stale.value }
   }
 
   /** Runs the creator inside its span and stores the value unless `shouldCache` declines or the call was abandoned. */
-  #regenerate<T>(
-    call: Call<T>,
-    flight: Flight | undefined,
-    parent: Span | undefined,
-    context: CreatorContext<T>,
-  ): Promise<T> {
+  #regenerate<T>(call: Call<T>, lead: Leadership, parent: Span | undefined, context: CreatorContext<T>): Promise<T> {
     const { host } = this
+    const since = host.now()
+    const { flight } = lead
     return host.report.regeneration([call.key], call.startedAt !== undefined, parent, flight, async () => {
       const created = await call.creator(context)
       // A creator abandoned at its hard timeout must not store what it made late.
       if (context.signal.aborted) return created
       if (call.shouldCache === undefined || call.shouldCache(created)) {
         const value = createValue(created, host.stamp(), call.tags, call.policy)
-        await host.access.store(host.backend(), call.storeKey, value)
+        await lead.store(value, since, host.report.holderOfFlight(flight))
       }
       return created
     })
@@ -430,25 +473,79 @@ export class DogpileLock {
     const flight = this.flights.begin(call.storeKey)
     const lookup: Lookup = { state: 'fresh', value: current.payload, stored: current }
     void (async () => {
-      let mutex: CacheMutex | undefined
+      let lead = new Leadership(host, this.flights, call.storeKey, flight, undefined)
       let detached = false
       try {
-        mutex = host.backend().getMutex?.(call.storeKey)
+        const mutex = host.backend().getMutex?.(call.storeKey)
         if (mutex) {
-          const acquired = await this.acquire(mutex, call.key, false, undefined)
-          if (acquired === 'busy') return
-          if (acquired === 'failed') mutex = undefined
+          const acquisition = await this.acquire(mutex, call.key, false, undefined)
+          if (acquisition !== undefined && !acquisition.acquired) return
+          if (acquisition !== undefined) lead = new Leadership(host, this.flights, call.storeKey, flight, mutex)
         }
-        const heldMutex = mutex
-        const produced = await this.#produce(call, flight, undefined, lookup, () =>
-          this.#finish(call.storeKey, flight, heldMutex),
-        )
-        detached = produced.detached
+        detached = (await this.#produce(call, lead, undefined, lookup)).detached
       } catch (error) {
         flight.settle({ kind: 'error', error })
       } finally {
-        if (!detached) await this.#finish(call.storeKey, flight, mutex)
+        if (!detached) await lead.finish()
       }
     })()
   }
+}
+
+/**
+ * What a leader holds while it regenerates: its flight and, with a distributed lock, the backend's mutex. Values
+ * are stored fenced: through the mutex's release while it holds the lock (the store, the release and the waiters'
+ * wake-up in one step where the backend can), else with `setIfNotNewer`. `finish` lets go of both, once.
+ */
+class Leadership {
+  #released = false
+  #finished: Promise<void> | undefined
+
+  constructor(
+    private readonly host: LockHost,
+    private readonly flights: FlightTable,
+    readonly storeKey: string,
+    readonly flight: Flight | undefined,
+    readonly mutex: CacheMutex | undefined,
+  ) {}
+
+  /** Stores `value` unless a value created after `since` is there; a failure is reported, never thrown (but a SerializationError). */
+  async store(value: CachedValue, since: number, holder: LockHolder | undefined): Promise<void> {
+    const { host } = this
+    if (this.mutex !== undefined && !this.#released) {
+      try {
+        await this.mutex.release({ value, since, ...(holder ? { holder } : {}) })
+        this.#released = true
+      } catch (error) {
+        if (error instanceof SerializationError) throw error
+        host.report.backendError('set', error)
+      }
+      return
+    }
+    await host.access.storeIfNotNewer(host.backend(), this.storeKey, value, since)
+  }
+
+  /** Releases the lock (unless storing released it) and ends the flight, so later callers start a new one. */
+  finish(): Promise<void> {
+    this.#finished ??= (async () => {
+      if (this.mutex !== undefined && !this.#released) {
+        this.#released = true
+        try {
+          await this.mutex.release()
+        } catch (error) {
+          this.host.report.backendError('unlock', error)
+        }
+      }
+      if (this.flight) {
+        this.flight.settle({ kind: 'reread' })
+        this.flights.end(this.storeKey, this.flight)
+      }
+    })()
+    return this.#finished
+  }
+}
+
+/** The creation time of what a lookup found (0 when nothing). */
+function stampOf(lookup: Lookup): number {
+  return lookup.state === 'absent' ? 0 : lookup.stored.ct
 }

@@ -98,17 +98,25 @@ async function leadMulti<T>(
       pending = []
       for (const entry of entries) {
         const mutex = backend.getMutex(entry.storeKey)
-        const acquired = mutex
+        const acquisition = mutex
           ? await lock.acquire(mutex, entry.key, entry.lookup.state === 'absent', undefined)
-          : 'failed'
-        if (acquired === 'busy') {
+          : undefined
+        if (acquisition !== undefined && !acquisition.acquired) {
+          if (acquisition.produced !== undefined) {
+            // Made by another process while we waited: its value, no creator call for this key.
+            report.coalesced(entry.key, 'waited')
+            report.miss(entry.key, entry.lookup.reason)
+            results.set(entry.key, acquisition.produced.payload)
+            flights.get(entry.storeKey)?.settle({ kind: 'value', value: acquisition.produced.payload })
+            continue
+          }
           const stale = entry.lookup as Stale
           report.servedStale(entry.key, stale, true)
           results.set(entry.key, stale.value)
           flights.get(entry.storeKey)?.settle({ kind: 'reread' })
           continue
         }
-        if (acquired === 'acquired') mutexes.push(mutex!)
+        if (acquisition !== undefined) mutexes.push(mutex!)
         pending.push(entry)
       }
       if (mutexes.length > 0 && pending.length > 0) {

@@ -1,9 +1,10 @@
 import type { Link, Span } from '@opentelemetry/api'
+import type { LockHolder } from '../backends/api.js'
 import type { Stale, NotFresh } from '../freshness.js'
 import type { Flight } from '../lock/flight.js'
 import type { MissReason, TimeoutKind } from './events.js'
 import type { Instrumentation } from './instrumentation.js'
-import { endSpan, type GetResult, type RegionTracing } from './tracing.js'
+import { endSpan, formatTraceparent, linkTo, type GetResult, type RegionTracing } from './tracing.js'
 
 /** What telemetry needs to know of one `getOrCreate` call. */
 export interface CallIdentity {
@@ -72,17 +73,37 @@ export class CallReporter {
   }
 
   /** Another process regenerates and the leader has a stale value: served at once (dogpile's non-blocking lock). */
-  servedStaleWhileLockedElsewhere(key: string, lookup: Stale, span: Span | undefined): void {
+  servedStaleWhileLockedElsewhere(key: string, lookup: Stale, span: Span | undefined, holder?: LockHolder): void {
     this.instrumentation.coalesced(key, 'stale')
     this.instrumentation.stale(key, this.#age(lookup))
-    if (span) endSpan(span, 'stale')
+    if (span) {
+      linkTo(span, holder, 'served_stale_while_other_process_regenerated')
+      endSpan(span, 'stale')
+    }
   }
 
-  /** Once it held the lock, the leader found a fresh value another process had made meanwhile. */
-  createdElsewhere(key: string, lookup: NotFresh, span: Span | undefined): void {
+  /**
+   * The leader did not regenerate: another process made the value, and released its lock with it (`holder`: that
+   * creator), or the leader found it once it held the lock.
+   */
+  createdElsewhere(key: string, lookup: NotFresh, span: Span | undefined, holder?: LockHolder): void {
     if (lookup.state === 'absent') this.instrumentation.coalesced(key, 'waited')
     this.instrumentation.miss(key, lookup.reason)
-    if (span) endSpan(span, 'miss')
+    if (span) {
+      linkTo(span, holder, 'waited_for_creator_in_other_process')
+      endSpan(span, 'miss')
+    }
+  }
+
+  /** This caller, as the holder of a lock, for the other processes: its span's trace context. */
+  holderOf(span: Span | undefined): LockHolder | undefined {
+    return span === undefined ? undefined : { traceparent: formatTraceparent(span.spanContext()) }
+  }
+
+  /** The creator of `flight`, for the waiters of other processes: its `corral.regenerate` span's trace context. */
+  holderOfFlight(flight: Flight | undefined): LockHolder | undefined {
+    const context = flight?.regenerateSpan
+    return context === undefined ? undefined : { traceparent: formatTraceparent(context) }
   }
 
   /** The regeneration of a stale value went to the async creation runner; the leader served the stale value. */

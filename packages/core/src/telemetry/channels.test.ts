@@ -55,12 +55,16 @@ describe('tracing channels', () => {
     expect(tracingChannels.getOrCreate.hasSubscribers).toBe(true)
     expect(await region.getOrCreate('user:1', () => ({ id: 1 }))).toEqual({ id: 1 })
     const message = { operation: 'getOrCreate', region: 'users', backend: 'memory', key: 'user:1' }
+    const answered = { ...message, outcome: 'miss', tier: undefined, created: true, result: { id: 1 } }
     expect(seen).toEqual([
       ['start', message],
       ['end', message],
-      ['asyncStart', { ...message, result: { id: 1 } }],
-      ['asyncEnd', { ...message, result: { id: 1 } }],
+      ['asyncStart', answered],
+      ['asyncEnd', answered],
     ])
+    seen.length = 0
+    expect(await region.getOrCreateResult('user:1', () => ({ id: 0 }))).toMatchObject({ value: { id: 1 } })
+    expect(seen.find(([event]) => event === 'asyncEnd')![1]).toMatchObject({ outcome: 'hit', created: false })
   })
 
   it('a failing call publishes error with what it threw', async () => {

@@ -40,6 +40,15 @@ export interface RegionOperationMessage {
   readonly tags?: readonly string[]
   /** `invalidate`, `invalidateTags`: hard or soft */
   readonly hard?: boolean
+  /**
+   * `getOrCreate`, set before `asyncEnd` when the call succeeded: how the value was obtained — `hit`, `stale`,
+   * `miss` (a new value, from this caller's creator or the one it waited for) or `failSafe`
+   */
+  outcome?: 'hit' | 'stale' | 'miss' | 'failSafe'
+  /** `getOrCreate`: where a hit came from, `l1` (this process's memory) or `l2` (the shared backend) */
+  tier?: 'l1' | 'l2' | undefined
+  /** `getOrCreate`: whether this caller ran the creator */
+  created?: boolean
   /** set by Node.js on `asyncEnd`: what the operation resolved to (a `getOrCreate`'s value) */
   result?: unknown
   /** set by Node.js on `error` (and `asyncEnd`): what the operation threw */

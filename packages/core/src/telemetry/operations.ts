@@ -35,19 +35,22 @@ export class RegionOperations {
   /**
    * Runs one call of `operation`: inside its span when traced (for `getOrCreate`, inside the pending
    * `corral.get_or_create` span when backend spans are on), itself inside the channel's `tracePromise` when
-   * subscribed. `describe` adds attributes from the result to the span.
+   * subscribed; `run` gets the channel's message then, to complete it. `describe` adds attributes from the result
+   * to the span.
    */
   run<T>(
     operation: RegionOperation,
     fields: OperationFields,
-    run: () => Promise<T>,
+    run: (message: RegionOperationMessage | undefined) => Promise<T>,
     describe?: (result: T, span: Span) => void,
   ): Promise<T> {
-    const traced = this.#spanned(operation) ? this.#inSpan(operation, fields, run, describe) : run
     const channel = tracingChannels[operation]
-    if (!channel.hasSubscribers) return traced()
-    const message: RegionOperationMessage = { operation, region: this.region, backend: this.backendName(), ...fields }
-    return channel.tracePromise(traced, message)
+    const message: RegionOperationMessage | undefined = channel.hasSubscribers
+      ? { operation, region: this.region, backend: this.backendName(), ...fields }
+      : undefined
+    const call = () => run(message)
+    const traced = this.#spanned(operation) ? this.#inSpan(operation, fields, call, describe) : call
+    return message === undefined ? traced() : channel.tracePromise(traced, message)
   }
 
   #spanned(operation: RegionOperation): boolean {

@@ -221,3 +221,23 @@ export function endSpan(span: Span, result: GetResult | undefined, error?: unkno
   if (error === undefined) span.end()
   else endWithError(span, error)
 }
+
+/** A span context as a W3C `traceparent` header value, to carry it across processes. */
+export function formatTraceparent(context: SpanContext): string {
+  return `00-${context.traceId}-${context.spanId}-${(context.traceFlags & 0xff).toString(16).padStart(2, '0')}`
+}
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
+
+/** The span context of a W3C `traceparent`, or undefined when it is not one. */
+export function parseTraceparent(traceparent: string | undefined): SpanContext | undefined {
+  const match = traceparent === undefined ? null : TRACEPARENT.exec(traceparent)
+  if (!match) return undefined
+  return { traceId: match[1]!, spanId: match[2]!, traceFlags: Number.parseInt(match[3]!, 16), isRemote: true }
+}
+
+/** Links `span` to the span of another process's lock holder, saying why. */
+export function linkTo(span: Span, holder: { traceparent?: string } | undefined, reason: string): void {
+  const context = parseTraceparent(holder?.traceparent)
+  if (context !== undefined) span.addLink({ context, attributes: { 'corral.link.reason': reason } })
+}

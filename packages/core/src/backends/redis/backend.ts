@@ -1,4 +1,3 @@
-import { createHash, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import type { ConnectionOptions as TlsOptions } from 'node:tls'
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis'
@@ -10,26 +9,26 @@ import {
   type CachedValue,
   type NoValue,
   type Serializer,
-} from '../cached-value.js'
-import { type Duration } from '../durations.js'
-import { describeValue } from '../describe-value.js'
-import { BackendError, ValidationError } from '../errors.js'
-import { LocalInvalidator } from '../invalidation.js'
-import type { BackendContext, CacheBackend, CacheMutex, InvalidationState, RegionInvalidator } from './api.js'
-import { readArguments } from './arguments.js'
+} from '../../cached-value.js'
+import { type Duration } from '../../durations.js'
+import { describeValue } from '../../describe-value.js'
+import { BackendError, ValidationError } from '../../errors.js'
+import type { BackendContext, CacheBackend, CacheMutex, RegionInvalidator } from '../api.js'
+import { readArguments } from '../arguments.js'
 import {
   ErrorThrottle,
-  Poller,
   durationMs,
-  jittered,
   loadOptionalPeer,
   parseHostList,
   serverTtlSeconds,
-  waitForLock,
   type LockAttempt,
   type LockWaiter,
-} from './distributed.js'
-import { TAG_MARK_GRACE_MS, TagMirror, chunks, parseTagMarks } from './tag-marks.js'
+} from '../shared/distributed.js'
+import { InvalidatorSet } from '../shared/mirrored-invalidator.js'
+import { TAG_MARK_GRACE_MS } from '../shared/tag-marks.js'
+import { RedisInvalidator } from './invalidator.js'
+import { RedisMutex } from './mutex.js'
+import { ACQUIRE, ACQUIRED, INCREMENT, RELEASE, type Script } from './scripts.js'
 
 type IoRedis = typeof import('ioredis')
 type RedisClient = Redis | Cluster
@@ -78,92 +77,6 @@ export interface RedisBackendOptions {
   invalidationPollInterval?: Duration
 }
 
-/** A Lua script run by EVALSHA, falling back to EVAL when the server does not know it (after a restart). */
-interface Script {
-  readonly lua: string
-  readonly sha: string
-}
-
-const script = (lua: string): Script => ({ lua, sha: createHash('sha1').update(lua).digest('hex') })
-
-/** SET NX PX, or the holder's remaining time when the lock is taken (-1: no expiry). */
-const ACQUIRE = script(`if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return -3 end
-return redis.call('pttl', KEYS[1])`)
-
-/** Compare-and-delete: frees the lock only if it still holds our token, then tells the waiters. */
-const RELEASE = script(`if redis.call('get', KEYS[1]) == ARGV[1] then
-  redis.call('del', KEYS[1])
-  redis.call('publish', ARGV[2], ARGV[3])
-  return 1
-end
-return 0`)
-
-/**
- * Max-merges one invalidation mark into the region's hash and publishes the merged marks. Times travel as the
- * strings JavaScript printed (Lua's tostring would round them to 14 digits).
- */
-const INVALIDATE = script(`local current = redis.call('hget', KEYS[1], ARGV[1])
-local known = current and tonumber(current)
-if (not known) or tonumber(ARGV[2]) > known then redis.call('hset', KEYS[1], ARGV[1], ARGV[2]) end
-local hard = redis.call('hget', KEYS[1], 'hard') or '0'
-local soft = redis.call('hget', KEYS[1], 'soft') or '0'
-if ARGV[3] ~= '' then redis.call('publish', ARGV[3], hard .. ' ' .. soft) end
-return {hard, soft}`)
-
-/** INCRBY, then (re)sets the counter's expiry: a counter lives `ttl` after its last increment. */
-const INCREMENT = script(`local value = redis.call('incrby', KEYS[1], ARGV[1])
-if ARGV[2] ~= '' then redis.call('pexpire', KEYS[1], ARGV[2]) end
-return value`)
-
-/**
- * Max-merges tag marks. KEYS: the tags' keys; ARGV: the marks' lifetime after their latest time in ms (-1: no
- * expiry), the caller's clock (ms), the channel to publish on ('' for none), then per key its tag, hard and soft
- * time ('0': unchanged). Each key holds "<hard>,<soft>" (times as JavaScript printed them), expiring when the
- * latest of its times is `lifetime` old (never sooner than it already would). Returns the merged marks in key
- * order, and publishes them as a JSON array [tag, marks, tag, marks, ...].
- */
-const MERGE_TAGS = script(`local ttl = tonumber(ARGV[1])
-local now = tonumber(ARGV[2])
-local merged = {}
-local message = {}
-for i, key in ipairs(KEYS) do
-  local tag = ARGV[3 * i + 1]
-  local hard = ARGV[3 * i + 2]
-  local soft = ARGV[3 * i + 3]
-  local current = redis.call('get', key)
-  if current then
-    local comma = string.find(current, ',', 1, true)
-    if comma then
-      local storedHard = string.sub(current, 1, comma - 1)
-      local storedSoft = string.sub(current, comma + 1)
-      if (tonumber(storedHard) or 0) >= tonumber(hard) then hard = storedHard end
-      if (tonumber(storedSoft) or 0) >= tonumber(soft) then soft = storedSoft end
-    end
-  end
-  local value = hard .. ',' .. soft
-  if value ~= current then
-    local pttl = redis.call('pttl', key)
-    if ttl < 0 or pttl == -1 then
-      redis.call('set', key, value)
-    else
-      local px = math.max(tonumber(hard), tonumber(soft)) + ttl - now
-      if pttl > px then px = pttl end
-      if px < 1 then px = 1 end
-      redis.call('set', key, value, 'PX', string.format('%d', math.ceil(px)))
-    end
-  end
-  merged[i] = value
-  message[2 * i - 1] = tag
-  message[2 * i] = value
-end
-if ARGV[3] ~= '' then redis.call('publish', ARGV[3], cjson.encode(message)) end
-return merged`)
-
-const ACQUIRED = -3
-/** How long the first reads of a region wait for its invalidation channel's subscription. */
-const SUBSCRIBE_WAIT_MS = 250
-const LOCK_GRACE_MS = 100
-
 /**
  * A Redis backend on ioredis: standalone, Sentinel or Cluster. Values are `encodeCachedValue` bytes under
  * `keyPrefix + key`, with a server-side TTL derived from the region's expiration. A hit is one GET.
@@ -205,8 +118,7 @@ export class RedisBackend implements CacheBackend {
   readonly #channels = new Map<string, (message: string) => void>()
   #unlockSubscription: Promise<boolean> | undefined
   readonly #lockWaiters = new Map<string, Set<() => void>>()
-  readonly #invalidators = new Set<RedisInvalidator>()
-  readonly #pendingLoads = new Set<Promise<void>>()
+  readonly #invalidators = new InvalidatorSet<RedisInvalidator>()
   readonly #unlockChannel: string
   readonly #onError = (error: unknown) => {
     this.#connectSettled = true
@@ -246,7 +158,7 @@ export class RedisBackend implements CacheBackend {
     this.invalidationPollIntervalMs = durationMs('redis', 'invalidationPollInterval', args.invalidationPollInterval, 1)
     this.#ttlArgument = args.redisExpirationTime
     // Validate now, so a bad value fails at configure time rather than at the first write.
-    this.#ttlMs = toMs(serverTtlSeconds('redis', 'redisExpirationTime', this.#ttlArgument, undefined))
+    this.#ttlMs = pxMilliseconds(serverTtlSeconds('redis', 'redisExpirationTime', this.#ttlArgument, undefined))
     this.#unlockChannel = `${this.keyPrefix}corral:unlock`
 
     if (args.tls !== undefined && typeof args.tls !== 'boolean' && (args.tls === null || typeof args.tls !== 'object'))
@@ -347,7 +259,9 @@ export class RedisBackend implements CacheBackend {
   attach(context: BackendContext): void {
     this.#serializer = context.serializer
     this.#errors.context = context
-    this.#ttlMs = toMs(serverTtlSeconds('redis', 'redisExpirationTime', this.#ttlArgument, context.expirationTime))
+    this.#ttlMs = pxMilliseconds(
+      serverTtlSeconds('redis', 'redisExpirationTime', this.#ttlArgument, context.expirationTime),
+    )
   }
 
   /** The server-side TTL applied to values, in milliseconds (`undefined`: none). */
@@ -367,14 +281,14 @@ export class RedisBackend implements CacheBackend {
   // ---------------------------------------------------------------- values
 
   async get(key: string): Promise<CachedValue | NoValue> {
-    if (this.#pendingLoads.size > 0) await this.#invalidationLoaded()
+    if (this.#invalidators.loading) await this.#invalidators.loaded()
     const data = await this.run(() => this.client.getBuffer(this.keyPrefix + key))
     return data === null ? NO_VALUE : decodeCachedValue(data, this.#serializer)
   }
 
   async getMulti(keys: readonly string[]): Promise<Array<CachedValue | NoValue>> {
     if (keys.length === 0) return []
-    if (this.#pendingLoads.size > 0) await this.#invalidationLoaded()
+    if (this.#invalidators.loading) await this.#invalidators.loaded()
     const full = keys.map((key) => this.keyPrefix + key)
     let data: Array<Buffer | null>
     if (!this.isCluster) {
@@ -406,7 +320,7 @@ export class RedisBackend implements CacheBackend {
   }
 
   async setMultiWithTtl(entries: ReadonlyArray<readonly [string, CachedValue]>, ttlSeconds: number): Promise<void> {
-    await this.#setMany(entries, toMs(ttlSeconds))
+    await this.#setMany(entries, pxMilliseconds(ttlSeconds))
   }
 
   async #setMany(entries: ReadonlyArray<readonly [string, CachedValue]>, ttl: number | undefined): Promise<void> {
@@ -450,7 +364,7 @@ export class RedisBackend implements CacheBackend {
       const value = current === null ? 0 : Number.parseInt(current, 10)
       return Number.isFinite(value) ? value : 0
     }
-    const ttl = toMs(ttlSeconds)
+    const ttl = pxMilliseconds(ttlSeconds)
     return Number(await this.evalScript(INCREMENT, [full], [String(by), ttl === undefined ? '' : String(ttl)]))
   }
 
@@ -490,7 +404,7 @@ export class RedisBackend implements CacheBackend {
 
   getMutex(key: string): CacheMutex | undefined {
     if (!this.distributedLock) return undefined
-    return new RedisMutex(this, `${this.keyPrefix}corral:lock:${key}`)
+    return new RedisMutex(this, key, `${this.keyPrefix}corral:lock:${key}`)
   }
 
   /** @internal one SET NX PX; on failure, how long the holder's lock has left */
@@ -568,21 +482,13 @@ export class RedisBackend implements CacheBackend {
   // ---------------------------------------------------------------- invalidation
 
   createInvalidator(regionName: string): RegionInvalidator {
-    const invalidator = new RedisInvalidator(this, regionName)
-    this.#invalidators.add(invalidator)
-    const loading = invalidator.loaded.finally(() => this.#pendingLoads.delete(loading))
-    this.#pendingLoads.add(loading)
-    return invalidator
-  }
-
-  /** The first reads wait for the invalidation marks to be loaded, so nothing invalidated is served at startup. */
-  async #invalidationLoaded(): Promise<void> {
-    await Promise.all(this.#pendingLoads)
+    // The first reads wait for its marks to be loaded, so nothing invalidated is served at startup.
+    return this.#invalidators.add(new RedisInvalidator(this, regionName))
   }
 
   /** @internal */
   forgetInvalidator(invalidator: RedisInvalidator): void {
-    this.#invalidators.delete(invalidator)
+    this.#invalidators.forget(invalidator)
   }
 
   // ---------------------------------------------------------------- pub/sub
@@ -675,8 +581,7 @@ export class RedisBackend implements CacheBackend {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    for (const invalidator of [...this.#invalidators]) invalidator.stop()
-    this.#invalidators.clear()
+    this.#invalidators.stopAll()
     for (const waiters of this.#lockWaiters.values()) for (const wake of [...waiters]) wake()
     this.#channels.clear()
     const subscriber = this.#subscriber
@@ -697,255 +602,11 @@ export class RedisBackend implements CacheBackend {
   }
 }
 
-class RedisMutex implements CacheMutex {
-  #token: string | undefined
-
-  constructor(
-    private readonly backend: RedisBackend,
-    private readonly lockKey: string,
-  ) {}
-
-  async acquire(wait: boolean): Promise<boolean> {
-    const token = randomBytes(16).toString('hex')
-    const first = await this.backend.lockAttempt(this.lockKey, token)
-    if (first.acquired || !wait) {
-      if (first.acquired) this.#token = token
-      return first.acquired
-    }
-    const waiter = await this.backend.lockWaiter(this.lockKey)
-    const acquired = await waitForLock(() => this.backend.lockAttempt(this.lockKey, token), waiter, {
-      lockTimeoutMs: this.backend.lockTimeoutMs,
-      nextDelayMs: () => jittered(this.backend.lockPollIntervalMs),
-      graceMs: LOCK_GRACE_MS,
-    })
-    if (acquired) this.#token = token
-    return acquired
-  }
-
-  async release(): Promise<void> {
-    const token = this.#token
-    if (token === undefined) return
-    this.#token = undefined
-    try {
-      await this.backend.lockRelease(this.lockKey, token)
-    } catch (error) {
-      // The lock expires by itself after lockTimeout.
-      this.backend.reportBackground('unlock', error)
-    }
-  }
-
-  locked(): Promise<boolean> {
-    return this.backend.lockHeld(this.lockKey)
-  }
-}
-
 /**
- * Region invalidation marks shared through Redis: a hash `<prefix>corral:invalidation:<region>` with fields
- * `hard` and `soft` (epoch milliseconds, max-merged by a script) and a channel of the same name on which every
- * change is published. Each process keeps a local copy (`current()` is synchronous), updated by the channel at
- * once, and by re-reading the hash at least every `invalidationPollInterval` (jittered) in case a message was
- * missed (the subscriber was reconnecting). A process that holds marks newer than the hash (its write failed
- * during an outage, or the hash was evicted) writes them back.
- *
- * Tag marks: one key per tag, `<prefix>corral:tag:{<region>}:<tag>`, holding `"<hardAt>,<softAt>"`, max-merged by
- * a script that publishes the merged marks on the region's channel (a JSON array, told apart from the region's
- * `"<hard> <soft>"` messages by its `[`). The `{<region>}` hash tag puts every tag of a region in one slot of a
- * cluster, so a batch of tags is one MGET (or one script) there too. A mark expires `tagMarkTtlMs` after its latest
- * time: by then every value it could invalidate has expired on the server; without a server TTL on values, marks
- * do not expire either (they are as many as the distinct tags invalidated).
- *
- * Each process mirrors the tags it reads in a bounded LRU (`TagMirror`): the hit path asks it synchronously. A
- * mirrored mark is trusted for 2 × `invalidationPollInterval` and until the subscriber drops or (re)subscribes;
- * notifications update it at once, and the marks of tags read since the last poll are re-read (batched) at every
- * poll, so tags in use stay trusted and a hit costs the one GET. An unknown or untrusted tag costs one MGET,
- * batched over all the tags a read needs and shared by concurrent reads.
+ * A time to live in seconds as Redis's PX / PEXPIRE argument: whole milliseconds, at least 1 (Redis rejects 0);
+ * `undefined` (no expiry) stays `undefined`.
  */
-class RedisInvalidator implements RegionInvalidator {
-  readonly #local = new LocalInvalidator()
-  readonly #tags: TagMirror
-  readonly #key: string
-  readonly #tagPrefix: string
-  readonly #poller: Poller
-  readonly loaded: Promise<void>
-  #stopped = false
-
-  constructor(
-    private readonly backend: RedisBackend,
-    regionName: string,
-  ) {
-    this.#key = `${backend.keyPrefix}corral:invalidation:${regionName}`
-    this.#tagPrefix = `${backend.keyPrefix}corral:tag:{${regionName}}:`
-    this.#tags = new TagMirror(2 * backend.invalidationPollIntervalMs, () => backend.tagMarkTtlMs)
-    const subscribed = this.backend
-      .subscribe(this.#key, (message) => {
-        if (message.startsWith('[')) this.#applyTagMessage(message)
-        else this.#applyRemote(message.split(' '))
-      })
-      // Tags mirrored before the subscription was in place could have missed a notification.
-      .then(() => this.#tags.distrust())
-      .catch((error: unknown) => {
-        // polling keeps the marks current until the subscriber reconnects
-        this.backend.reportBackground('subscribe', error)
-      })
-    // The first reads wait for the marks and for the subscription (briefly: if it is slow, polling covers it).
-    this.loaded = Promise.all([
-      this.refresh(),
-      Promise.race([subscribed, new Promise((resolve) => setTimeout(resolve, SUBSCRIBE_WAIT_MS).unref())]),
-    ]).then(() => {})
-    this.#poller = new Poller(backend.invalidationPollIntervalMs, () => this.refresh())
-  }
-
-  current(): InvalidationState {
-    return this.#local.current()
-  }
-
-  async invalidate(hard: boolean, at: number): Promise<void> {
-    this.#local.apply(hard, at)
-    const merged = await this.backend.evalScript(
-      INVALIDATE,
-      [this.#key],
-      [hard ? 'hard' : 'soft', String(at), this.#key],
-    )
-    this.#applyRemote(merged)
-  }
-
-  tagMarks(tag: string): InvalidationState | undefined {
-    return this.#tags.marks(tag)
-  }
-
-  async invalidateTags(tags: readonly string[], hard: boolean, at: number): Promise<void> {
-    for (const tag of tags) this.#tags.applyLocal(tag, hard, at)
-    try {
-      await this.#mergeTags(tags.map((tag) => [tag, hard ? { hardAt: at, softAt: 0 } : { hardAt: 0, softAt: at }]))
-    } catch (error) {
-      // Kept here, and written back at a later poll once Redis answers.
-      this.#tags.markUnsynced(tags)
-      throw error
-    }
-  }
-
-  loadTags(tags: readonly string[]): Promise<void> {
-    return this.#tags.load(tags, (missing) => this.#fetchTags(missing))
-  }
-
-  /** Re-reads the marks; never throws (failures are reported, rate-limited). */
-  async refresh(): Promise<void> {
-    if (this.#stopped) return
-    try {
-      const fields = await this.backend.run(() => this.backend.client.hgetall(this.#key))
-      const remote = { hardAt: Number(fields.hard ?? 0) || 0, softAt: Number(fields.soft ?? 0) || 0 }
-      this.#local.apply(true, remote.hardAt)
-      this.#local.apply(false, remote.softAt)
-      const local = this.#local.current()
-      if (local.hardAt > remote.hardAt)
-        await this.backend.evalScript(INVALIDATE, [this.#key], ['hard', String(local.hardAt), ''])
-      if (local.softAt > remote.softAt)
-        await this.backend.evalScript(INVALIDATE, [this.#key], ['soft', String(local.softAt), ''])
-    } catch (error) {
-      this.backend.reportBackground('invalidationRefresh', error)
-    }
-    await this.#refreshTags()
-  }
-
-  /** Writes back marks Redis lacks, then re-reads the tags read since the last poll. Never throws. */
-  async #refreshTags(): Promise<void> {
-    const unsynced = this.#tags.takeUnsynced()
-    if (unsynced.length > 0) {
-      try {
-        await this.#mergeTags(unsynced)
-      } catch (error) {
-        this.#tags.markUnsynced(unsynced.map(([tag]) => tag))
-        this.backend.reportBackground('tagRefresh', error)
-      }
-    }
-    const used = this.#tags.takeUsed()
-    try {
-      for (const chunk of chunks(used)) await this.#fetchTags(chunk)
-    } catch (error) {
-      this.backend.reportBackground('tagRefresh', error)
-    }
-  }
-
-  /** One MGET (per slot, sent together, on a cluster) for `tags`; absent tags are recorded as not invalidated. */
-  async #fetchTags(tags: readonly string[]): Promise<void> {
-    if (this.#stopped || tags.length === 0) return
-    const keys = tags.map((tag) => this.#tagPrefix + tag)
-    const client = this.backend.client
-    await this.backend.run(() =>
-      Promise.all(
-        this.backend.slotGroups(keys).map(async (indexes) => {
-          const values = await client.mget(...indexes.map((i) => keys[i]!))
-          indexes.forEach((i, j) => this.#tags.record(tags[i]!, parseTagMarks(values[j])))
-        }),
-      ),
-    )
-  }
-
-  /** Max-merges marks into Redis (one script per slot) and records the merged marks. */
-  async #mergeTags(entries: ReadonlyArray<readonly [string, InvalidationState]>): Promise<void> {
-    if (entries.length === 0) return
-    const keys = entries.map(([tag]) => this.#tagPrefix + tag)
-    const ttl = this.backend.tagMarkTtlMs
-    await Promise.all(
-      this.backend.slotGroups(keys).map(async (indexes) => {
-        const args = [ttl === undefined ? '-1' : String(ttl), String(Date.now()), this.#key]
-        for (const i of indexes) {
-          const [tag, marks] = entries[i]!
-          args.push(tag, String(marks.hardAt), String(marks.softAt))
-        }
-        const merged = await this.backend.evalScript(
-          MERGE_TAGS,
-          indexes.map((i) => keys[i]!),
-          args,
-        )
-        if (!Array.isArray(merged)) return
-        indexes.forEach((i, j) => this.#tags.record(entries[i]![0], parseTagMarks(String(merged[j] ?? ''))))
-      }),
-    )
-  }
-
-  #applyTagMessage(message: string): void {
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(message)
-    } catch {
-      return
-    }
-    if (!Array.isArray(parsed)) return
-    for (let i = 0; i + 1 < parsed.length; i += 2) {
-      const tag = parsed[i]
-      const marks = parsed[i + 1]
-      if (typeof tag === 'string' && typeof marks === 'string') this.#tags.recordIfKnown(tag, parseTagMarks(marks))
-    }
-  }
-
-  #applyRemote(marks: unknown): void {
-    if (!Array.isArray(marks)) return
-    const hard = Number(marks[0])
-    const soft = Number(marks[1])
-    if (Number.isFinite(hard)) this.#local.apply(true, hard)
-    if (Number.isFinite(soft)) this.#local.apply(false, soft)
-  }
-
-  /** @internal the subscriber dropped or (re)subscribed: notifications may have been missed */
-  distrustTags(): void {
-    this.#tags.distrust()
-  }
-
-  /** Stops the timer (the backend's subscriber goes away with the backend). */
-  stop(): void {
-    this.#stopped = true
-    this.#poller.stop()
-  }
-
-  async close(): Promise<void> {
-    this.stop()
-    this.backend.forgetInvalidator(this)
-    await this.backend.unsubscribe(this.#key)
-  }
-}
-
-function toMs(seconds: number | undefined): number | undefined {
+function pxMilliseconds(seconds: number | undefined): number | undefined {
   return seconds === undefined ? undefined : Math.max(1, Math.ceil(seconds * 1000))
 }
 

@@ -6,12 +6,14 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CachedValue, jsonSerializer } from '../../cached-value.js'
-import { createBackend } from '../plugins.js'
+import { createBackend } from '../backends/plugins.js'
+import { CachedValue, jsonSerializer } from '../index.js'
+import { reportFigure } from './measure.js'
 import { percentile, startWorkers, stampede, Worker, type CreatedValue } from './workers.js'
 
 export interface MultiProcessOptions {
-  backend: 'redis' | 'memcached'
+  /** The backend's registered name (`'redis'`, `'memcached'`, or one of yours: see `workerSetup`). */
+  backend: string
   /** The backend's arguments (called once the servers run). */
   arguments: () => Record<string, unknown>
   /**
@@ -21,6 +23,11 @@ export interface MultiProcessOptions {
   invalidationBudgetMs: number
   processes?: number
   callers?: number
+  /**
+   * A module (path or URL) every worker process imports before it configures regions: one that calls
+   * `registerBackend` for `backend` when it is not built in.
+   */
+  workerSetup?: string | URL
 }
 
 /**
@@ -29,14 +36,6 @@ export interface MultiProcessOptions {
  * to create a value in one process and invalidate it from another within one millisecond: step past it first.
  */
 const nextMillisecond = () => new Promise<void>((resolve) => setTimeout(resolve, 2))
-
-/** Prints a measured figure so that it shows in the test output (grep for [corral-measure]). */
-export function reportFigure(label: string, values: Record<string, number | string>): void {
-  const text = Object.entries(values)
-    .map(([name, value]) => `${name}=${typeof value === 'number' ? value.toFixed(2) : value}`)
-    .join(' ')
-  console.log(`[corral-measure] ${label}: ${text}`)
-}
 
 export function describeMultiProcess(name: string, options: MultiProcessOptions): void {
   const processes = options.processes ?? 4
@@ -73,7 +72,7 @@ export function describeMultiProcess(name: string, options: MultiProcessOptions)
 
   describe(`${name}: ${processes} processes × ${callers} callers`, () => {
     beforeAll(async () => {
-      workers = await startWorkers(processes)
+      workers = await startWorkers(processes, options.workerSetup)
       await configure(workers, regionName)
     })
 
@@ -127,7 +126,7 @@ export function describeMultiProcess(name: string, options: MultiProcessOptions)
 
     it('a lock holder killed mid-creation blocks the others for at most lockTimeout', async () => {
       const region = `${regionName}-kill`
-      const holder = await Worker.start()
+      const holder = await Worker.start(options.workerSetup)
       try {
         await configure([holder, workers[0]!], region, { lockTimeout: '1s' })
         const key = `killed:${randomUUID()}`

@@ -1,9 +1,9 @@
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startRedisSentinel, type RedisSentinel } from '../../../../test-support/servers.js'
-import { RegionRegistry } from '../registry.js'
-import { RedisBackend } from './redis.js'
-import { describeBackendConformance } from './test-support/conformance.js'
+import { startRedisSentinel, type RedisSentinel } from '../../../../../test-support/servers.js'
+import { RegionRegistry } from '../../registry.js'
+import { describeBackendConformance } from '../../testing/conformance.js'
+import { RedisBackend } from './index.js'
 
 let sentinel: RedisSentinel
 let raw: Redis

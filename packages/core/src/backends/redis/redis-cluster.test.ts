@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import { Cluster } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startRedisCluster, type RedisCluster } from '../../../../test-support/servers.js'
-import { CachedValue, NO_VALUE } from '../cached-value.js'
-import { RegionRegistry } from '../registry.js'
-import { RedisBackend } from './redis.js'
-import { describeBackendConformance, eventually } from './test-support/conformance.js'
-import { measureWaiterLatency } from './test-support/measure.js'
-import { describeMultiProcess, reportFigure } from './test-support/multiprocess.js'
+import { startRedisCluster, type RedisCluster } from '../../../../../test-support/servers.js'
+import { CachedValue, NO_VALUE } from '../../cached-value.js'
+import { RegionRegistry } from '../../registry.js'
+import { describeBackendConformance, eventually } from '../../testing/conformance.js'
+import { measureWaiterLatency, reportFigure } from '../../testing/measure.js'
+import { describeMultiProcess } from '../../testing/multiprocess.js'
+import { RedisBackend } from './index.js'
 
 let cluster: RedisCluster
 let raw: Cluster

@@ -1,17 +1,15 @@
-import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startRedis, type RedisServer } from '../../../../test-support/servers.js'
-import { NO_VALUE } from '../cached-value.js'
-import { LockTimeoutError, ValidationError } from '../errors.js'
-import { RegionRegistry } from '../registry.js'
-import { loadOptionalPeer } from './distributed.js'
-import { RedisBackend } from './redis.js'
-import { describeBackendConformance, eventually } from './test-support/conformance.js'
-import { measureWaiterLatency } from './test-support/measure.js'
-import { describeMultiProcess, reportFigure } from './test-support/multiprocess.js'
+import { startRedis, type RedisServer } from '../../../../../test-support/servers.js'
+import { NO_VALUE } from '../../cached-value.js'
+import { ValidationError } from '../../errors.js'
+import { RegionRegistry } from '../../registry.js'
+import { describeBackendConformance, eventually, type ControlledServer } from '../../testing/conformance.js'
+import { measureWaiterLatency, reportFigure } from '../../testing/measure.js'
+import { describeMultiProcess } from '../../testing/multiprocess.js'
+import { loadOptionalPeer } from '../shared/distributed.js'
+import { RedisBackend } from './index.js'
 
 let server: RedisServer
 let raw: Redis
@@ -32,7 +30,29 @@ describeBackendConformance('redis', {
   writeRaw: async (key, bytes) => {
     await raw.set(`conf:${key}`, bytes)
   },
+  faults: { startServer: startControlledRedis, shortTimeouts: { commandTimeout: 0.2 } },
 })
+
+/** A Redis server of the fault tests' own, and backends on it (as another process would use it). */
+async function startControlledRedis(): Promise<ControlledServer> {
+  const own = await startRedis()
+  const control = new Redis(own.url, { lazyConnect: true })
+  control.on('error', () => {}) // it reconnects by itself after the server's restarts
+  return {
+    create: async (args) => ({ backend: new RedisBackend({ url: own.url, keyPrefix: 'faults:', ...args }) }),
+    holdLock: async (key, ttlMs) => {
+      await control.set(`faults:corral:lock:${key}`, 'someone else', 'PX', ttlMs)
+    },
+    stop: () => own.kill(),
+    pause: () => own.pause(),
+    resume: () => own.resume(),
+    restart: () => own.restart(),
+    close: async () => {
+      control.disconnect()
+      await own.stop()
+    },
+  }
+}
 
 describeMultiProcess('redis', {
   backend: 'redis',
@@ -70,26 +90,6 @@ describe('redis backend', () => {
 
   it('names the package to install when a client library is missing', () => {
     expect(() => loadOptionalPeer('redis', 'corral-no-such-package')).toThrow(/npm install corral-no-such-package/)
-  })
-
-  it('importing @corral/core does not load ioredis or memjs', async () => {
-    const run = promisify(execFile)
-    const script = `
-      import { createRequire } from 'node:module'
-      const core = await import('@corral/core')
-      const loaded = Object.keys(createRequire(import.meta.url).cache)
-      console.log(JSON.stringify({ backends: core.registeredBackends(), ioredis: loaded.some((f) => f.includes('/ioredis/')), memjs: loaded.some((f) => f.includes('/memjs/')) }))
-    `
-    const { stdout } = await run(
-      process.execPath,
-      ['--conditions=@corral/source', '--import', 'tsx', '--input-type=module', '-e', script],
-      { cwd: new URL('../../../..', import.meta.url).pathname },
-    )
-    expect(JSON.parse(stdout.trim())).toEqual({
-      backends: expect.arrayContaining(['memory', 'null', 'redis', 'memcached']),
-      ioredis: false,
-      memjs: false,
-    })
   })
 
   it('is configured by name, with keyPrefix, and derives the server TTL from the expiration time', async () => {
@@ -184,145 +184,6 @@ describe('redis backend', () => {
     expect(result.waiterRuns).toBe(0)
     expect(result.p99).toBeLessThan(100)
     await Promise.all([a.close(), b.close()])
-  })
-
-  describe('a waiter whose wait reaches lockTimeout', () => {
-    const lockTimeout = 0.6
-    const configure = () =>
-      newRegion().region.configure('redis', {
-        expirationTime: 60,
-        arguments: { url: server.url, keyPrefix: 'lt:', lockTimeout },
-      })
-
-    it('gets LockTimeoutError when the lock is still held because someone re-took it', async () => {
-      const region = configure()
-      const key = `retaken-${randomUUID()}`
-      const lockKey = `lt:corral:lock:${key}`
-      // Someone keeps taking the lock again as soon as it runs out (it is never free for long).
-      await raw.set(lockKey, 'other', 'PX', 300)
-      const hog = setInterval(() => void raw.set(lockKey, 'other', 'PX', 300), 100)
-      try {
-        const started = performance.now()
-        let runs = 0
-        const error = await region.getOrCreate(key, () => ++runs).catch((e: unknown) => e)
-        const waited = performance.now() - started
-        expect(error).toBeInstanceOf(LockTimeoutError)
-        expect((error as LockTimeoutError).code).toBe('E_LOCK_TIMEOUT')
-        expect(runs).toBe(0)
-        expect(waited).toBeGreaterThanOrEqual(lockTimeout * 1000 - 5)
-        expect(waited).toBeLessThan(lockTimeout * 1000 + 400)
-      } finally {
-        clearInterval(hog)
-        await region.close()
-      }
-    })
-
-    it('takes over the expired lock of a holder that died and regenerates, even at the edge of lockTimeout', async () => {
-      const region = configure()
-      for (const ttl of [300, lockTimeout * 1000]) {
-        const key = `dead-${ttl}-${randomUUID()}`
-        // A holder that took the lock (for the full lockTimeout) just before we came, then died.
-        await raw.set(`lt:corral:lock:${key}`, 'dead holder', 'PX', ttl)
-        const started = performance.now()
-        expect(await region.getOrCreate(key, () => 'regenerated')).toBe('regenerated')
-        const waited = performance.now() - started
-        expect(waited).toBeGreaterThanOrEqual(ttl - 20)
-        expect(waited).toBeLessThan(ttl + 300)
-      }
-      await region.close()
-    })
-  })
-
-  describe('outages', () => {
-    let own: RedisServer
-
-    beforeAll(async () => {
-      own = await startRedis()
-    })
-
-    afterAll(async () => {
-      await own?.stop()
-    })
-
-    it('answers from the creator while Redis is down, reports backendError, and recovers by itself', async () => {
-      const unhandled: unknown[] = []
-      const onUnhandled = (reason: unknown) => unhandled.push(reason)
-      process.on('unhandledRejection', onUnhandled)
-      const { region, backendErrors } = newRegion()
-      region.configure('redis', { expirationTime: 60, arguments: { url: own.url, keyPrefix: 'out:' } })
-      try {
-        expect(await region.getOrCreate('a', () => 'A1')).toBe('A1')
-        expect(await region.getOrCreate('a', () => 'A2')).toBe('A1')
-        // A waiter blocked on someone else's lock when the server dies must not hang either.
-        const lockHolder = new Redis(own.url)
-        await lockHolder.set('out:corral:lock:w', 'someone', 'PX', 30_000)
-        lockHolder.disconnect()
-        const waiting = region.getOrCreate('w', () => 'W')
-        await sleep(50)
-
-        await own.kill()
-        const started = performance.now()
-        expect(await waiting).toBe('W')
-        for (let i = 0; i < 20; i++) expect(await region.getOrCreate(`b${i}`, () => `B${i}`)).toBe(`B${i}`)
-        const elapsed = performance.now() - started
-        expect(elapsed).toBeLessThan(1500) // at most one command timeout, then every call fails at once
-        const single = performance.now()
-        expect(await region.getOrCreate('c', () => 'C')).toBe('C')
-        expect(performance.now() - single).toBeLessThan(50)
-        expect(await region.get('a')).toBe(NO_VALUE)
-        expect(backendErrors.length).toBeGreaterThan(0)
-        expect(new Set(backendErrors.map((e) => e.operation))).toContain('get')
-        await expect(region.invalidate()).rejects.toMatchObject({ code: 'E_BACKEND' })
-
-        await own.restart()
-        await eventually(
-          async () => {
-            await region.getOrCreate('after', () => 'stored')
-            return (await region.get('after')) === 'stored'
-          },
-          5000,
-          50,
-        )
-        expect(await region.getOrCreate('after', () => 'again')).toBe('stored')
-        // The invalidation made during the outage was kept locally and written back once Redis returned.
-        const check = new Redis(own.url)
-        try {
-          const field = () => check.hget(`out:corral:invalidation:${region.name}`, 'hard').catch(() => null)
-          await eventually(async () => Number(await field()) > 0, 3000, 50)
-          expect(Number(await field())).toBe(region.invalidationState().hardAt)
-        } finally {
-          check.disconnect()
-        }
-        expect(unhandled).toEqual([])
-      } finally {
-        process.off('unhandledRejection', onUnhandled)
-        await region.close()
-      }
-    })
-
-    it('answers while Redis is down at startup, then connects when it comes up', async () => {
-      await own.kill()
-      const { region, backendErrors } = newRegion()
-      region.configure('redis', { expirationTime: 60, arguments: { url: own.url, keyPrefix: 'start:' } })
-      try {
-        const started = performance.now()
-        expect(await region.getOrCreate('x', () => 'X1')).toBe('X1')
-        expect(await region.getOrCreate('x', () => 'X2')).toBe('X2')
-        expect(performance.now() - started).toBeLessThan(1500)
-        expect(backendErrors.length).toBeGreaterThan(0)
-        await own.restart()
-        await eventually(
-          async () => {
-            await region.getOrCreate('x', () => 'X3')
-            return (await region.get('x')) === 'X3'
-          },
-          5000,
-          50,
-        )
-      } finally {
-        await region.close()
-      }
-    })
   })
 })
 

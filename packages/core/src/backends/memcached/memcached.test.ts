@@ -2,14 +2,15 @@ import { createHash, randomUUID } from 'node:crypto'
 import net from 'node:net'
 import memjs from 'memjs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startMemcached, type MemcachedServer } from '../../../../test-support/servers.js'
-import { NO_VALUE } from '../cached-value.js'
-import { LockTimeoutError, ValidationError } from '../errors.js'
-import { RegionRegistry } from '../registry.js'
-import { MemcachedBackend, expiryField } from './memcached.js'
-import { describeBackendConformance, eventually } from './test-support/conformance.js'
-import { measureWaiterLatency } from './test-support/measure.js'
-import { describeMultiProcess, reportFigure } from './test-support/multiprocess.js'
+import { startMemcached, type MemcachedServer } from '../../../../../test-support/servers.js'
+import { NO_VALUE } from '../../cached-value.js'
+import { BackendError, ValidationError } from '../../errors.js'
+import { RegionRegistry } from '../../registry.js'
+import { describeBackendConformance, eventually, type ControlledServer } from '../../testing/conformance.js'
+import { measureWaiterLatency, reportFigure } from '../../testing/measure.js'
+import { describeMultiProcess } from '../../testing/multiprocess.js'
+import { MemcachedBackend } from './index.js'
+import { expiryField, requestBoundMs } from './protocol.js'
 
 let server: MemcachedServer
 let raw: memjs.Client
@@ -41,7 +42,40 @@ describeBackendConformance('memcached', {
   writeRaw: async (key, bytes) => {
     await raw.set(storedKey(key, 'conf:'), bytes, {})
   },
+  faults: {
+    startServer: startControlledMemcached,
+    // 20 calls on a server that just went away take longer than on Redis
+    downBudgetMs: 20 * 200,
+    shortTimeouts: { timeout: 0.2 },
+  },
 })
+
+/** A memcached server of the fault tests' own, and backends on it (as another process would use it). */
+async function startControlledMemcached(): Promise<ControlledServer> {
+  const own = await startMemcached()
+  const control = memjs.Client.create(own.servers, { logger: { log: () => {} } })
+  const lockKey = (key: string) =>
+    new MemcachedBackend({ servers: own.servers, keyPrefix: 'faults:' }).keyFor(`corral:lock:${key}`)
+  return {
+    create: async (args) => ({
+      backend: new MemcachedBackend({ servers: own.servers, keyPrefix: 'faults:', ...args }),
+    }),
+    // A lock's value is `<token>:<expiresAtMs>`; memcached itself keeps it a little longer (whole seconds).
+    holdLock: async (key, ttlMs) => {
+      await control.set(lockKey(key), Buffer.from(`someone-else:${Date.now() + ttlMs}`), {
+        expires: Math.ceil(ttlMs / 1000) + 1,
+      })
+    },
+    stop: () => own.kill(),
+    pause: () => own.pause(),
+    resume: () => own.resume(),
+    restart: () => own.restart(),
+    close: async () => {
+      control.close()
+      await own.stop()
+    },
+  }
+}
 
 describeMultiProcess('memcached', {
   backend: 'memcached',
@@ -49,8 +83,6 @@ describeMultiProcess('memcached', {
   // polled every invalidationPollInterval (default 1 s), plus slack for a loaded machine
   invalidationBudgetMs: 1500,
 })
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 function newRegion(options: { keyMangler?: false } = {}) {
   const region = new RegionRegistry().createRegion({ name: `memcached-${randomUUID().slice(0, 8)}`, ...options })
@@ -143,6 +175,32 @@ describe('memcached backend', () => {
     client.close()
   })
 
+  it('a request memjs never settles fails after a bound derived from its timeouts and retries', async () => {
+    // memjs 1.x can lose a request after a connection it gave up on closes late (a server that froze and came
+    // back); that cannot be staged on demand, so this client loses every request.
+    const losing = {
+      options: { retries: 1, retry_delay: 0 },
+      servers: [{ options: { timeout: 0.1, conntimeout: 0.1 } }],
+      seq: 0,
+      incrSeq() {
+        this.seq++
+      },
+      perform() {},
+    }
+    expect(requestBoundMs(losing as never)).toBe(1 * (100 + 100) + 1000)
+    const own = memjs.Client.create(server.servers, { timeout: 0.5, retries: 2, retry_delay: 0 })
+    expect(requestBoundMs(own)).toBe(2 * (1000 + 500) + 1 * 0 + 1000)
+    own.close()
+
+    const backend = new MemcachedBackend({ client: losing as never })
+    const started = performance.now()
+    await expect(backend.get('k')).rejects.toThrow(BackendError)
+    const waited = performance.now() - started
+    expect(waited).toBeGreaterThanOrEqual(1195)
+    expect(waited).toBeLessThan(3000)
+    await backend.close()
+  })
+
   it('waiters back off and see the value soon after the creator finishes', async () => {
     const name = `latency-${randomUUID().slice(0, 8)}`
     const make = () =>
@@ -158,97 +216,6 @@ describe('memcached backend', () => {
     expect(result.waiterRuns).toBe(0)
     expect(result.p99).toBeLessThan(150)
     await Promise.all([a.close(), b.close()])
-  })
-
-  describe('a waiter whose wait reaches lockTimeout', () => {
-    const lockTimeout = 0.6
-    const configure = () =>
-      newRegion().region.configure('memcached', {
-        expirationTime: 60,
-        arguments: { servers: server.servers, keyPrefix: 'lt:', lockTimeout },
-      })
-    const lockValue = (ms: number) => Buffer.from(`someone-else:${Date.now() + ms}`)
-
-    it('gets LockTimeoutError when the lock is still held because someone re-took it', async () => {
-      const region = configure()
-      const key = `retaken-${randomUUID()}`
-      const lockKey = storedKey(`corral:lock:${key}`, 'lt:')
-      await raw.set(lockKey, lockValue(300), { expires: 2 })
-      const hog = setInterval(() => void raw.set(lockKey, lockValue(300), { expires: 2 }), 100)
-      try {
-        const started = performance.now()
-        const error = await region.getOrCreate(key, () => 'never').catch((e: unknown) => e)
-        const waited = performance.now() - started
-        expect(error).toBeInstanceOf(LockTimeoutError)
-        expect(waited).toBeGreaterThanOrEqual(lockTimeout * 1000 - 5)
-        expect(waited).toBeLessThan(lockTimeout * 1000 + 400)
-      } finally {
-        clearInterval(hog)
-        await region.close()
-      }
-    })
-
-    it('takes over the expired lock of a holder that died, to the millisecond, and regenerates', async () => {
-      const region = configure()
-      for (const ttl of [300, lockTimeout * 1000]) {
-        const key = `dead-${ttl}-${randomUUID()}`
-        // memcached itself would keep this lock for up to 2 s; its recorded expiry says ttl.
-        await raw.set(storedKey(`corral:lock:${key}`, 'lt:'), lockValue(ttl), { expires: 2 })
-        const started = performance.now()
-        expect(await region.getOrCreate(key, () => 'regenerated')).toBe('regenerated')
-        const waited = performance.now() - started
-        expect(waited).toBeGreaterThanOrEqual(ttl - 20)
-        expect(waited).toBeLessThan(ttl + 300)
-      }
-      await region.close()
-    })
-  })
-
-  describe('outages', () => {
-    let own: MemcachedServer
-
-    beforeAll(async () => {
-      own = await startMemcached()
-    })
-
-    afterAll(async () => {
-      await own?.stop()
-    })
-
-    it('answers from the creator while memcached is down, reports backendError, and recovers by itself', async () => {
-      const unhandled: unknown[] = []
-      const onUnhandled = (reason: unknown) => unhandled.push(reason)
-      process.on('unhandledRejection', onUnhandled)
-      const { region, backendErrors } = newRegion()
-      region.configure('memcached', { expirationTime: 60, arguments: { servers: own.servers, keyPrefix: 'out:' } })
-      try {
-        expect(await region.getOrCreate('a', () => 'A1')).toBe('A1')
-        expect(await region.getOrCreate('a', () => 'A2')).toBe('A1')
-        await own.kill()
-        const started = performance.now()
-        for (let i = 0; i < 20; i++) expect(await region.getOrCreate(`b${i}`, () => `B${i}`)).toBe(`B${i}`)
-        expect(performance.now() - started).toBeLessThan(20 * 200)
-        expect(backendErrors.length).toBeGreaterThan(0)
-        expect(new Set(backendErrors.map((e) => e.operation))).toContain('get')
-        await expect(region.invalidate()).rejects.toMatchObject({ code: 'E_BACKEND' })
-
-        await own.restart()
-        await eventually(
-          async () => {
-            await region.getOrCreate('after', () => 'stored')
-            return (await region.get('after')) === 'stored'
-          },
-          5000,
-          50,
-        )
-        expect(await region.getOrCreate('after', () => 'again')).toBe('stored')
-        await sleep(10)
-        expect(unhandled).toEqual([])
-      } finally {
-        process.off('unhandledRejection', onUnhandled)
-        await region.close()
-      }
-    })
   })
 })
 

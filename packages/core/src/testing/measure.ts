@@ -1,5 +1,13 @@
-import type { CacheRegion } from '../../region.js'
+import type { CacheRegion } from '../index.js'
 import { percentile } from './workers.js'
+
+/** Prints a measured figure so that it shows in the test output (grep for [corral-measure]). */
+export function reportFigure(label: string, values: Record<string, number | string>): void {
+  const text = Object.entries(values)
+    .map(([name, value]) => `${name}=${typeof value === 'number' ? value.toFixed(2) : value}`)
+    .join(' ')
+  console.log(`[corral-measure] ${label}: ${text}`)
+}
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 const now = () => performance.timeOrigin + performance.now()

@@ -1,16 +1,26 @@
 /**
  * The backend conformance suite: what every `CacheBackend` must do, registered as Vitest tests by
  * `describeBackendConformance(name, options)`. memory, null, redis (standalone, Sentinel, Cluster) and memcached
- * all run it; a third-party backend can too.
+ * all run it, and so can a backend of your own (`import { describeBackendConformance } from '@corral/core/testing'`).
  *
- * It lives under test-support/ (excluded from the build) because it imports vitest.
+ * It is written against the public API of `@corral/core` only, as a third party would use it.
  */
 import { randomUUID } from 'node:crypto'
-import { afterEach, describe, expect, it } from 'vitest'
-import { CachedValue, FORMAT_VERSION, NO_VALUE, jsonSerializer, type NoValue } from '../../cached-value.js'
-import { SerializationError } from '../../errors.js'
-import { RegionRegistry } from '../../registry.js'
-import type { BackendContext, CacheBackend, CacheMutex } from '../api.js'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import {
+  CachedValue,
+  FORMAT_VERSION,
+  LockTimeoutError,
+  NO_VALUE,
+  RegionRegistry,
+  SerializationError,
+  jsonSerializer,
+  type BackendContext,
+  type CacheBackend,
+  type CacheMutex,
+  type NoValue,
+} from '../index.js'
+import { reportFigure } from './measure.js'
 
 export interface ConformanceInstance {
   backend: CacheBackend
@@ -38,7 +48,60 @@ export interface ConformanceOptions {
   }
   /** Writes raw bytes under a backend key, as a foreign program would (byte backends). */
   writeRaw?: (storeKey: string, bytes: Buffer) => Promise<void>
+  /**
+   * Distributed backends: the fault tests (a lock holder that died, a lock someone keeps re-taking, the server
+   * crashing, freezing and restarting under a region), run against a server of their own.
+   */
+  faults?: FaultOptions
 }
+
+/** Control over the real server a distributed backend talks to. */
+export interface ServerControl {
+  /** The server goes away abruptly, as in a crash (SIGKILL): connections drop and new ones are refused. */
+  stop(): Promise<void>
+  /** Freezes the server (SIGSTOP): connections stay open and nothing is answered. */
+  pause(): Promise<void>
+  /** Thaws a paused server (SIGCONT); it answers what it was sent meanwhile. */
+  resume(): Promise<void>
+  /** Starts the server again on the same address, stopping it first if it runs; its data is lost. */
+  restart(): Promise<void>
+}
+
+/** A server of the fault tests' own, with the backends that use it. */
+export interface ControlledServer extends ServerControl {
+  /** A new backend instance on this server; `args` as for `ConformanceOptions.create`. */
+  create(args?: Record<string, unknown>): Promise<ConformanceInstance>
+  /**
+   * Makes the lock of `key` (a key as a region passes it to `getMutex`) held by someone else for `ttlMs`, whoever
+   * holds it now: a lock nobody releases, as a process that died holding it leaves behind.
+   */
+  holdLock(key: string, ttlMs: number): Promise<void>
+  /** Stops the server for good and removes what it left behind. */
+  close(): Promise<void>
+}
+
+export interface FaultOptions {
+  /** Starts the server (once, before the fault tests; `close()`d after them). */
+  startServer: () => Promise<ControlledServer>
+  /**
+   * How long 20 `getOrCreate` calls may take in all, right after the server went away: the first ones may wait for
+   * a command timeout, the others must fail at once. Default 1500 ms.
+   */
+  downBudgetMs?: number
+  /**
+   * Backend arguments that shorten its command timeouts, for the test that waits for them (a frozen server answers
+   * nothing, so every command runs into its timeout), e.g. `{ commandTimeout: 0.2 }`.
+   */
+  shortTimeouts?: Record<string, unknown>
+  /**
+   * How long one `getOrCreate` may take while the server is frozen, with `shortTimeouts`: it reads, tries the lock
+   * and writes, each bounded by the backend's command timeout. Default 5000 ms.
+   */
+  frozenBudgetMs?: number
+}
+
+/** One `acquire` of the lock: whether it was taken. */
+const take = async (mutex: CacheMutex, wait: boolean): Promise<boolean> => (await mutex.acquire({ wait })).acquired
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -313,18 +376,18 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
           const [k, other] = [key('lock'), key('lock-other')]
           const m1 = mutex(one, k)
           expect(await m1.locked()).toBe(false)
-          expect(await m1.acquire(false)).toBe(true)
+          expect(await take(m1, false)).toBe(true)
           expect(await m1.locked()).toBe(true)
           expect(await mutex(two, k).locked()).toBe(true)
-          expect(await mutex(two, k).acquire(false)).toBe(false)
-          expect(await mutex(one, k).acquire(false)).toBe(false)
+          expect(await take(mutex(two, k), false)).toBe(false)
+          expect(await take(mutex(one, k), false)).toBe(false)
           const m3 = mutex(two, other)
-          expect(await m3.acquire(false)).toBe(true)
+          expect(await take(m3, false)).toBe(true)
           await m3.release()
           await m1.release()
           expect(await m1.locked()).toBe(false)
           const m2 = mutex(two, k)
-          expect(await m2.acquire(false)).toBe(true)
+          expect(await take(m2, false)).toBe(true)
           await m2.release()
           await m2.release()
         })
@@ -334,16 +397,16 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
           const k = key('not-mine')
           const holder = mutex(one, k)
           const stranger = mutex(two, k)
-          expect(await holder.acquire(false)).toBe(true)
+          expect(await take(holder, false)).toBe(true)
           await stranger.release() // never acquired: a no-op
           expect(await stranger.locked()).toBe(true)
           // The holder's lock runs out and someone else takes it: the late release must not free it.
           await sleep(450)
           const next = mutex(two, k)
-          expect(await next.acquire(false)).toBe(true)
+          expect(await take(next, false)).toBe(true)
           await holder.release()
           expect(await next.locked()).toBe(true)
-          expect(await mutex(one, k).acquire(false)).toBe(false)
+          expect(await take(mutex(one, k), false)).toBe(false)
           await next.release()
           expect(await next.locked()).toBe(false)
         })
@@ -352,9 +415,9 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
           const [one, two] = [await backendFor(), await backendFor()]
           const k = key('wait')
           const holder = mutex(one, k)
-          expect(await holder.acquire(false)).toBe(true)
+          expect(await take(holder, false)).toBe(true)
           const started = performance.now()
-          const waiting = mutex(two, k).acquire(true)
+          const waiting = take(mutex(two, k), true)
           await sleep(100)
           await holder.release()
           expect(await waiting).toBe(true)
@@ -366,10 +429,10 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
         it('acquire(true) takes the lock of a holder that never releases once its lockTimeout has passed', async () => {
           const [one, two] = [await backendFor({ lockTimeout: 0.5 }), await backendFor({ lockTimeout: 0.5 })]
           const k = key('dead-holder')
-          expect(await mutex(one, k).acquire(false)).toBe(true)
+          expect(await take(mutex(one, k), false)).toBe(true)
           const started = performance.now()
           const waiter = mutex(two, k)
-          expect(await waiter.acquire(true)).toBe(true)
+          expect(await take(waiter, true)).toBe(true)
           const waited = performance.now() - started
           expect(waited).toBeGreaterThanOrEqual(400)
           expect(waited).toBeLessThan(900)
@@ -382,8 +445,8 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
         const backend = await backendFor()
         const m = backend.getMutex?.(key('free'))
         if (m !== undefined) {
-          expect(await m.acquire(false)).toBe(true)
-          expect(await backend.getMutex!(key('free'))!.acquire(true)).toBe(true)
+          expect(await take(m, false)).toBe(true)
+          expect(await take(backend.getMutex!(key('free'))!, true)).toBe(true)
           expect(await m.locked()).toBe(false)
           await m.release()
         }
@@ -480,6 +543,193 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
           await a.close?.()
           await b.close?.()
         }
+      })
+    }
+
+    if (options.faults) {
+      const faults = options.faults
+      describe('server faults', () => {
+        let server: ControlledServer
+
+        beforeAll(async () => {
+          server = await faults.startServer()
+        })
+
+        afterAll(async () => {
+          await server?.close()
+        })
+
+        /** A region on a new backend of the fault server, and the backendError events it reports. */
+        const faultRegion = async (args?: Record<string, unknown>) => {
+          const instance = await server.create(args)
+          open.push(instance)
+          const region = new RegionRegistry().createRegion({ name: `faults-${randomUUID().slice(0, 8)}` })
+          const backendErrors: Array<{ operation: string; error: unknown }> = []
+          region.on('backendError', ({ operation, error }) => backendErrors.push({ operation, error }))
+          region.configure(instance.backend, { expirationTime: 60 })
+          instance.cleanup = chain(
+            () => region.close(),
+            instance.cleanup ?? (() => instance.backend.close?.() ?? Promise.resolve()),
+          )
+          return { region, backendErrors }
+        }
+
+        describe('a waiter whose wait reaches lockTimeout', () => {
+          const lockTimeout = 0.6
+
+          it('gets LockTimeoutError when the lock is still held because someone re-took it', async () => {
+            const { region } = await faultRegion({ lockTimeout })
+            const k = key('retaken')
+            // Someone keeps taking the lock again as soon as it runs out (it is never free for long).
+            await server.holdLock(k, 300)
+            const hog = setInterval(() => void server.holdLock(k, 300).catch(() => {}), 100)
+            try {
+              const started = performance.now()
+              let runs = 0
+              const error = await region.getOrCreate(k, () => ++runs).catch((e: unknown) => e)
+              const waited = performance.now() - started
+              expect(error).toBeInstanceOf(LockTimeoutError)
+              expect((error as LockTimeoutError).code).toBe('E_LOCK_TIMEOUT')
+              expect(runs).toBe(0)
+              expect(waited).toBeGreaterThanOrEqual(lockTimeout * 1000 - 5)
+              expect(waited).toBeLessThan(lockTimeout * 1000 + 400)
+            } finally {
+              clearInterval(hog)
+            }
+          })
+
+          it('takes over the expired lock of a holder that died and regenerates, even at the edge of lockTimeout', async () => {
+            const { region } = await faultRegion({ lockTimeout })
+            for (const ttl of [300, lockTimeout * 1000]) {
+              const k = key(`dead-${ttl}`)
+              // A holder that took the lock (for the full lockTimeout) just before we came, then died.
+              await server.holdLock(k, ttl)
+              const started = performance.now()
+              expect(await region.getOrCreate(k, () => 'regenerated')).toBe('regenerated')
+              const waited = performance.now() - started
+              expect(waited).toBeGreaterThanOrEqual(ttl - 20)
+              expect(waited).toBeLessThan(ttl + 300)
+            }
+          })
+        })
+
+        describe('outages', () => {
+          it('answers from the creator while the server is down, reports backendError, and recovers by itself', async () => {
+            const unhandled: unknown[] = []
+            const onUnhandled = (reason: unknown) => unhandled.push(reason)
+            process.on('unhandledRejection', onUnhandled)
+            try {
+              const { region, backendErrors } = await faultRegion()
+              const [a, w, c, after] = [key('a'), key('w'), key('c'), key('after')]
+              expect(await region.getOrCreate(a, () => 'A1')).toBe('A1')
+              expect(await region.getOrCreate(a, () => 'A2')).toBe('A1')
+              // A waiter blocked on someone else's lock when the server dies must not hang either.
+              await server.holdLock(w, 30_000)
+              const waiting = region.getOrCreate(w, () => 'W')
+              await sleep(50)
+
+              await server.stop()
+              const started = performance.now()
+              expect(await waiting).toBe('W')
+              for (let i = 0; i < 20; i++) expect(await region.getOrCreate(key(`b${i}`), () => `B${i}`)).toBe(`B${i}`)
+              const elapsed = performance.now() - started
+              // at most one command timeout, then every call fails at once
+              expect(elapsed).toBeLessThan(faults.downBudgetMs ?? 1500)
+              const single = performance.now()
+              expect(await region.getOrCreate(c, () => 'C')).toBe('C')
+              expect(performance.now() - single).toBeLessThan(50)
+              expect(await region.get(a)).toBe(NO_VALUE)
+              expect(backendErrors.length).toBeGreaterThan(0)
+              expect(new Set(backendErrors.map((e) => e.operation))).toContain('get')
+              await expect(region.invalidate()).rejects.toMatchObject({ code: 'E_BACKEND' })
+
+              await server.restart()
+              await eventually(
+                async () => {
+                  await region.getOrCreate(after, () => 'stored')
+                  return (await region.get(after)) === 'stored'
+                },
+                5000,
+                50,
+              )
+              expect(await region.getOrCreate(after, () => 'again')).toBe('stored')
+              if (capabilities.sharedInvalidation) {
+                // The invalidation made during the outage was kept locally and written back once the server
+                // returned: a process that starts now reads it from the server.
+                const witness = await server.create()
+                open.push(witness)
+                witness.backend.attach?.(context())
+                const marks = witness.backend.createInvalidator!(region.name)!
+                try {
+                  await eventually(() => marks.current().hardAt > 0, 3000, 50)
+                  expect(marks.current().hardAt).toBe(region.invalidationState().hardAt)
+                } finally {
+                  await marks.close?.()
+                }
+              }
+              await sleep(10)
+              expect(unhandled).toEqual([])
+            } finally {
+              process.off('unhandledRejection', onUnhandled)
+            }
+          })
+
+          it('answers while the server is down at startup, then connects when it comes up', async () => {
+            await server.stop()
+            const { region, backendErrors } = await faultRegion()
+            const x = key('x')
+            const started = performance.now()
+            expect(await region.getOrCreate(x, () => 'X1')).toBe('X1')
+            expect(await region.getOrCreate(x, () => 'X2')).toBe('X2')
+            expect(performance.now() - started).toBeLessThan(1500)
+            expect(backendErrors.length).toBeGreaterThan(0)
+            await server.restart()
+            await eventually(
+              async () => {
+                await region.getOrCreate(x, () => 'X3')
+                return (await region.get(x)) === 'X3'
+              },
+              5000,
+              50,
+            )
+          })
+
+          it('a frozen server (SIGSTOP) strands no caller: each call answers within its timeouts, and all is well after it thaws', async () => {
+            const unhandled: unknown[] = []
+            const onUnhandled = (reason: unknown) => unhandled.push(reason)
+            process.on('unhandledRejection', onUnhandled)
+            const { region, backendErrors } = await faultRegion(faults.shortTimeouts)
+            const [before, during] = [key('before'), key('during')]
+            try {
+              expect(await region.getOrCreate(before, () => 'B1')).toBe('B1')
+              await server.pause()
+              const started = performance.now()
+              expect(await region.getOrCreate(during, () => 'D1')).toBe('D1')
+              const frozenMs = performance.now() - started
+              reportFigure(`${name} getOrCreate on a frozen server (ms)`, { frozenMs })
+              expect(frozenMs).toBeLessThan(faults.frozenBudgetMs ?? 5000)
+              expect(new Set(backendErrors.map((e) => e.operation))).toContain('get')
+            } finally {
+              await server.resume()
+            }
+            try {
+              // Thawed: what was stored before is read again, and new values are stored.
+              await eventually(async () => (await region.get(before)) === 'B1', 5000, 50)
+              await eventually(
+                async () => {
+                  await region.getOrCreate(during, () => 'D2')
+                  return (await region.get(during)) !== NO_VALUE
+                },
+                5000,
+                50,
+              )
+              await sleep(10)
+              expect(unhandled).toEqual([])
+            } finally {
+              process.off('unhandledRejection', onUnhandled)
+            }
+          })
+        })
       })
     }
 

@@ -3,10 +3,10 @@
  * expiry derived from the region's, rate-limited error reporting, and the waiting loop of a distributed lock.
  */
 import { createRequire } from 'node:module'
-import { parseDuration, parseExpiration } from '../durations.js'
-import { describeValue } from '../describe-value.js'
-import { ValidationError } from '../errors.js'
-import type { BackendContext } from './api.js'
+import { parseDuration, parseExpiration } from '../../durations.js'
+import { describeValue } from '../../describe-value.js'
+import { ValidationError } from '../../errors.js'
+import type { BackendContext } from '../api.js'
 
 /** Loads an optional peer dependency on first use, with an install hint when it is missing. */
 export function loadOptionalPeer<T>(backend: string, module: string): T {

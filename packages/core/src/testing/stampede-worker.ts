@@ -1,16 +1,16 @@
 /**
  * A child process for the multi-process tests, driven over the IPC channel by `workers.ts`:
  *
- *   node --conditions=@corral/source --import tsx stampede-worker.ts
+ *   node --conditions=@corral/source --import tsx stampede-worker.ts     (from the sources)
+ *   node stampede-worker.js                                              (compiled)
  *
- * It creates regions on a real backend (redis / memcached) and runs what the parent asks: a stampede of
+ * It imports the setup module given as its argument, if any (one that registers a backend of yours), creates
+ * regions on a real backend (redis, memcached, or that one) and runs what the parent asks: a stampede of
  * concurrent getOrCreate calls on one key, a creator that never finishes (to be SIGKILLed while holding the
  * lock), invalidations (region-wide, by tag, by dependency), and waits for invalidation marks to arrive. Each
  * creator run is counted in this process and reported, so the parent can add up the runs of every process.
  */
-import { CacheRegion } from '../../region.js'
-import { RegionRegistry } from '../../registry.js'
-import { NO_VALUE } from '../../cached-value.js'
+import { NO_VALUE, RegionRegistry, type CacheRegion } from '../index.js'
 
 interface Request {
   id: number
@@ -245,4 +245,7 @@ process.on('message', (message: Request) => {
 
 // The parent going away (test timeout, crash) must not leave this process behind.
 process.on('disconnect', () => process.exit(0))
+// A setup module (`workerSetup`): registers the backends the parent will configure by name.
+const setup = process.argv[2]
+if (setup) await import(setup)
 send({ event: 'started', pid: process.pid })

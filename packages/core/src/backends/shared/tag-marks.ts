@@ -4,7 +4,8 @@
  * path, and knows when its answers can no longer be trusted.
  */
 import { LRUCache } from 'lru-cache'
-import type { InvalidationState } from './api.js'
+import { NOT_INVALIDATED } from '../../invalidation.js'
+import type { InvalidationState } from '../api.js'
 
 /** How many tags a process mirrors. Beyond it the least recently read are forgotten (and reloaded when needed). */
 export const TAG_MIRROR_SIZE = 50_000
@@ -18,8 +19,6 @@ export const TAG_MARK_GRACE_MS = 60_000
 
 /** The most tags fetched by one command (MGET, a batch of pipelined GETs). */
 export const TAG_FETCH_CHUNK = 1000
-
-export const NO_MARKS: InvalidationState = Object.freeze({ hardAt: 0, softAt: 0 })
 
 interface Entry {
   marks: InvalidationState
@@ -178,9 +177,9 @@ export function formatTagMarks(marks: InvalidationState): string {
 
 /** Parses `formatTagMarks` text; anything else reads as "not invalidated". */
 export function parseTagMarks(text: string | null | undefined): InvalidationState {
-  if (!text) return NO_MARKS
+  if (!text) return NOT_INVALIDATED
   const comma = text.indexOf(',')
-  if (comma < 0) return NO_MARKS
+  if (comma < 0) return NOT_INVALIDATED
   const hard = Number(text.slice(0, comma))
   const soft = Number(text.slice(comma + 1))
   return { hardAt: Number.isFinite(hard) ? hard : 0, softAt: Number.isFinite(soft) ? soft : 0 }

@@ -1,16 +1,24 @@
 /**
- * The parent side of the multi-process tests: forks `stampede-worker.ts` children (TypeScript through tsx, core
- * from source) and talks to them over IPC. Children are killed when the test process exits.
+ * The parent side of the multi-process tests: forks `stampede-worker` children and talks to them over IPC.
+ * Children are killed when the test process exits.
+ *
+ * From the TypeScript sources (this repository's tests) a child runs the worker's `.ts` through tsx with core from
+ * source; from the compiled package (`@corral/core/testing` in your project) it runs the compiled `.js` with plain
+ * Node.js.
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { CallerResult, CreatedValue } from './stampede-worker.js'
 
 export type { CallerResult, CreatedValue }
 
-const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'stampede-worker.ts')
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../..')
+const HERE = fileURLToPath(import.meta.url)
+const FROM_SOURCE = HERE.endsWith('.ts')
+const WORKER = path.join(path.dirname(HERE), `stampede-worker${path.extname(HERE)}`)
+/** Where children run: the repository root from the sources (where tsx is installed), else the current directory. */
+const CWD = FROM_SOURCE ? path.resolve(path.dirname(HERE), '../../../..') : process.cwd()
+const EXEC_ARGV = FROM_SOURCE ? ['--conditions=@corral/source', '--import', 'tsx'] : []
 
 const live = new Set<ChildProcess>()
 let exitHookInstalled = false
@@ -89,7 +97,11 @@ export class Worker {
     return this.#stderr
   }
 
-  static async start(): Promise<Worker> {
+  /**
+   * Forks a worker and waits until it runs. `setup`: a module (path or URL) it imports first, e.g. one that calls
+   * `registerBackend` so that regions can be configured with your backend by name.
+   */
+  static async start(setup?: string | URL): Promise<Worker> {
     if (!exitHookInstalled) {
       exitHookInstalled = true
       process.on('exit', () => {
@@ -98,9 +110,9 @@ export class Worker {
     }
     const env = { ...process.env }
     delete env.NODE_OPTIONS
-    const child = fork(WORKER, [], {
-      cwd: ROOT,
-      execArgv: ['--conditions=@corral/source', '--import', 'tsx'],
+    const child = fork(WORKER, setup === undefined ? [] : [moduleUrl(setup)], {
+      cwd: CWD,
+      execArgv: EXEC_ARGV,
       env,
       stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
     })
@@ -179,8 +191,16 @@ export class Worker {
   }
 }
 
-export async function startWorkers(count: number): Promise<Worker[]> {
-  return Promise.all(Array.from({ length: count }, () => Worker.start()))
+export async function startWorkers(count: number, setup?: string | URL): Promise<Worker[]> {
+  return Promise.all(Array.from({ length: count }, () => Worker.start(setup)))
+}
+
+/** A module to import, as a URL (a relative path is taken from the current directory). */
+function moduleUrl(module: string | URL): string {
+  if (module instanceof URL) return module.href
+  return /^[a-z][a-z0-9+.-]*:/i.test(module) && !path.isAbsolute(module)
+    ? module
+    : pathToFileURL(path.resolve(module)).href
 }
 
 export function percentile(values: readonly number[], p: number): number {

@@ -1,0 +1,20 @@
+/**
+ * `@corral/core/testing`: the suites a backend must pass, as Vitest tests (vitest is an optional peer dependency of
+ * `@corral/core`, needed only here).
+ *
+ * - `describeBackendConformance(name, options)`: what every `CacheBackend` must do, in one process; with `faults`,
+ *   how a distributed backend behaves when its server dies, freezes or comes back.
+ * - `describeMultiProcess(name, options)`: the dogpile lock, invalidation and tags across real processes, for
+ *   backends shared by several processes.
+ */
+export {
+  describeBackendConformance,
+  eventually,
+  type ConformanceInstance,
+  type ConformanceOptions,
+  type ControlledServer,
+  type FaultOptions,
+  type ServerControl,
+} from './conformance.js'
+export { describeMultiProcess, type MultiProcessOptions } from './multiprocess.js'
+export { measureWaiterLatency, reportFigure } from './measure.js'

@@ -1,0 +1,122 @@
+/** A standalone redis-server (and the process plumbing the cluster and sentinel setups share). */
+import { LOOPBACK, type HostPort } from './ports.js'
+import { ManagedServer, makeTempDir, removeDir, startOnFreePort } from './processes.js'
+import { requireBinary } from './binaries.js'
+import { redisCommand } from './resp.js'
+
+export interface RedisServer extends HostPort {
+  /** redis://[:password@]127.0.0.1:port */
+  readonly url: string
+  readonly password: string | undefined
+  /** pid of the current process (changes after restart(); -1 if never started). */
+  readonly pid: number
+  /** The server's temp dir (its --dir). */
+  readonly dir: string
+  /** Graceful stop and temp dir removal. Idempotent; the server cannot be restarted afterwards. */
+  stop(): Promise<void>
+  /** SIGKILL, to simulate a crash. Resolves once the port refuses connections. */
+  kill(): Promise<void>
+  /** SIGSTOP: the server hangs with its connections open, until `resume()`. */
+  pause(): Promise<void>
+  /** SIGCONT: a paused server answers again. */
+  resume(): Promise<void>
+  /** Stop (if running) and start again on the same port. Data is lost (no persistence). */
+  restart(): Promise<void>
+  /** Everything the server wrote to stdout/stderr. */
+  logs(): Promise<string>
+}
+
+export interface StartRedisOptions {
+  /** Extra redis-server arguments, appended last (so they win), e.g. ['--notify-keyspace-events', 'KEA']. */
+  args?: string[]
+  /** Sets --requirepass (and --masterauth). */
+  password?: string
+  startTimeoutMs?: number
+}
+
+function redisBaseArgs(port: number, dir: string, password: string | undefined): string[] {
+  // prettier-ignore
+  return [
+    '--port', String(port),
+    '--bind', LOOPBACK,
+    '--save', '',
+    '--appendonly', 'no',
+    '--daemonize', 'no',
+    '--dir', dir,
+    // Redis 7 waits 5 s before a diskless full sync, in case more replicas come; tests want it now.
+    '--repl-diskless-sync-delay', '0',
+    ...(password ? ['--requirepass', password, '--masterauth', password] : []),
+  ]
+}
+
+export function redisProbe(password: string | undefined) {
+  return async (port: number) =>
+    (await redisCommand({ host: LOOPBACK, port }, ['PING'], { password, timeoutMs: 1000 })) === 'PONG'
+}
+
+export function redisHandle(server: ManagedServer, dir: string, password: string | undefined): RedisServer {
+  const auth = password ? `:${encodeURIComponent(password)}@` : ''
+  return {
+    host: server.host,
+    port: server.port,
+    url: `redis://${auth}${server.host}:${server.port}`,
+    password,
+    get pid() {
+      return server.pid
+    },
+    dir,
+    stop: () => server.stop(),
+    kill: () => server.kill(),
+    pause: () => server.pause(),
+    resume: () => server.resume(),
+    restart: () => server.restart(),
+    logs: () => server.logs(),
+  }
+}
+
+export interface RedisProcessOptions {
+  bin: string
+  dir: string
+  ownsDir: boolean
+  password: string | undefined
+  extraArgs: string[]
+  startTimeoutMs: number
+  pickPort?: () => Promise<number>
+}
+
+export async function startRedisProcess(o: RedisProcessOptions): Promise<RedisServer> {
+  const server = await startOnFreePort(
+    () => ({
+      what: 'redis-server',
+      bin: o.bin,
+      args: (port) => [...redisBaseArgs(port, o.dir, o.password), ...o.extraArgs],
+      probe: redisProbe(o.password),
+      dir: o.dir,
+      ownsDir: o.ownsDir,
+      startTimeoutMs: o.startTimeoutMs,
+      stopSignal: 'SIGTERM',
+      stopGraceMs: 5000,
+    }),
+    o.pickPort,
+  )
+  return redisHandle(server, o.dir, o.password)
+}
+
+/** Starts a standalone redis-server on a free loopback port; resolves once it answers PING. */
+export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisServer> {
+  const bin = await requireBinary('redis-server')
+  const dir = await makeTempDir('redis')
+  try {
+    return await startRedisProcess({
+      bin,
+      dir,
+      ownsDir: true,
+      password: opts.password,
+      extraArgs: opts.args ?? [],
+      startTimeoutMs: opts.startTimeoutMs ?? 10_000,
+    })
+  } catch (err) {
+    await removeDir(dir)
+    throw err
+  }
+}
