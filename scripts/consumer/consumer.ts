@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import diagnosticsChannel from 'node:diagnostics_channel'
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import {
@@ -22,8 +23,8 @@ import { createExporter, startExporter } from '@corral/exporter'
 import type { RegionsJson } from '@corral/exporter/api'
 
 const require = createRequire(import.meta.url)
-const installedVersion = (name: string): string => (require(`${name}/package.json`) as { version: string }).version
-assert.equal(VERSION, installedVersion('@corral/core'))
+const manifest = JSON.parse(readFileSync('node_modules/@corral/core/package.json', 'utf8')) as { version: string }
+assert.equal(VERSION, manifest.version)
 
 const registry = new RegionRegistry()
 
@@ -62,7 +63,10 @@ assert.equal(await cachedMethod(service, 'find').refresh(3), '3@v2')
 await cachedMethod(service, 'find').invalidate(3)
 
 // Wrong options fail at configure time with a typed error.
-assert.throws(() => createRegion({ registry }).configure('memory', { expiresIn: 5 } as never), ValidationError)
+assert.throws(
+  () => createRegion({ registry: new RegionRegistry() }).configure('memory', { expiresIn: 5 } as never),
+  ValidationError,
+)
 
 // The tracing channel, subscribed by name.
 const seen: string[] = []
