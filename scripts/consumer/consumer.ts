@@ -20,6 +20,7 @@ import {
 } from '@corral/core'
 import { RedisBackend } from '@corral/core/redis'
 import { createExporter, startExporter } from '@corral/exporter'
+import { Redis } from 'ioredis'
 import type { RegionsJson } from '@corral/exporter/api'
 
 const require = createRequire(import.meta.url)
@@ -91,7 +92,8 @@ const sessions = createRegion({ name: 'sessions', registry }).configure('redis',
 })
 assert.equal(await sessions.getOrCreate('s:1', () => 'alive'), 'alive')
 assert.equal(await sessions.get('s:1'), 'alive')
-const backend: CacheBackend = new RedisBackend({ url: redisUrl, keyPrefix: 'direct:' })
+const ownClient = new Redis(redisUrl) // ioredis 6: the client's types are the application's version
+const backend: CacheBackend = new RedisBackend({ client: ownClient, keyPrefix: 'direct:' })
 const direct = createRegion({ name: 'direct', registry }).configure(backend)
 await direct.set('k', 1)
 assert.equal(await direct.get('k'), 1)
@@ -124,4 +126,6 @@ assert.equal((await createExporter({ registry, adminToken: '' }).request('/healt
 
 await Promise.all([users.close(), sessions.close(), direct.close()])
 await backend.close?.()
+assert.equal(ownClient.status, 'ready') // a client the application passed is never closed by Corral
+ownClient.disconnect()
 console.log('consumer (ESM): ok')
