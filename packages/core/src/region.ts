@@ -57,10 +57,14 @@ import { EventHub, type RegionEventListener, type RegionEventName } from './tele
 import { HotKeyTracker, type HotKey } from './telemetry/hot-keys.js'
 import { Instrumentation } from './telemetry/instrumentation.js'
 import { CorralMetrics } from './telemetry/metrics.js'
+import { tracingChannels } from './telemetry/channels.js'
 import { RegionOperations } from './telemetry/operations.js'
 import { fanOut, openTelemetryMetrics } from './telemetry/otel-metrics.js'
 import { RegionStats, type RegionStatsSnapshot } from './telemetry/stats.js'
 import { RegionTracing } from './telemetry/tracing.js'
+
+/** The hit path reads this channel directly: a lookup by operation name would cost it measurably. */
+const GET_OR_CREATE_CHANNEL = tracingChannels.getOrCreate
 
 const CONFIGURE_OPTIONS = [
   'expirationTime',
@@ -107,6 +111,8 @@ export class CacheRegion {
   readonly #tracing: RegionTracing | undefined
   /** the operations' tracing channels and spans */
   readonly #operations: RegionOperations
+  /** whether a `getOrCreate` starts its span before the lock runs (backend spans; see `RegionTracing.callScope`) */
+  readonly #callScopes: boolean
   readonly #metricsRegistry: Registry | undefined
   readonly #clock: () => number
   readonly #freshness: Freshness
@@ -145,6 +151,7 @@ export class CacheRegion {
       ? new RegionTracing(name, backendName, telemetry.recordKeys ?? true, telemetry.backendSpans === true)
       : undefined
     this.#operations = new RegionOperations(name, backendName, this.#tracing)
+    this.#callScopes = this.#tracing?.backend !== undefined
     this.#metricsRegistry = telemetry ? (telemetry.metricsRegistry ?? registry.metrics) : undefined
     const reportError = (operation: string, error: unknown) => this.#instrumentation.backendError(operation, error)
     this.#freshness = new Freshness(this.#clock, reportError)
@@ -340,7 +347,7 @@ export class CacheRegion {
    * `lock/dogpile.ts`.
    */
   getOrCreate<T>(key: string, creator: Creator<T>, options?: GetOrCreateOptions<T>): Promise<T> {
-    if (!this.#operations.observed('getOrCreate'))
+    if (!GET_OR_CREATE_CHANNEL.hasSubscribers && !this.#callScopes)
       return this.#getOrCreate(key, creator, options, undefined, 'getOrCreate')
     return this.#observedGetOrCreate(key, creator, options, undefined, 'getOrCreate')
   }
