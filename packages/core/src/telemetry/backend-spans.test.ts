@@ -92,10 +92,6 @@ describe('CLIENT spans for backend round trips', () => {
     expect(clientSpans()).toHaveLength(1)
     expect(read!.attributes['db.operation.name']).toBe('get')
     expect(parentOf(read!)).toBe(hit!.spanContext().spanId)
-    // the call's span covers its round trip
-    const nanos = ([seconds, nanoseconds]: [number, number]) => seconds * 1e9 + nanoseconds
-    expect(nanos(read!.startTime)).toBeGreaterThanOrEqual(nanos(hit!.startTime))
-    expect(nanos(read!.endTime)).toBeLessThanOrEqual(nanos(hit!.endTime))
   })
 
   it('Redis: get, getMulti, set, delete and invalidate nest their round trips under their own span', async () => {
