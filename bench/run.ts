@@ -12,7 +12,10 @@ import { fileURLToPath } from 'node:url'
 import { startRedis, type RedisServer } from '../test-support/servers.ts'
 import { crossProcessCase } from './cases/cross-process.js'
 import { expiryCase } from './cases/expiry.js'
+import { fileCase } from './cases/file.js'
 import { hitPathCase } from './cases/hit-path.js'
+import { hotKeysCase } from './cases/hot-keys.js'
+import { memcachedCostCase } from './cases/memcached-cost.js'
 import { memoryCase } from './cases/memory.js'
 import { redisCostCase } from './cases/redis-cost.js'
 import { stampedeCase } from './cases/stampede.js'
@@ -21,7 +24,17 @@ import type { BenchCase, CaseResult } from './lib/case.js'
 import { corralEntryPoint, gitCommit, machineInfo, packageVersion, type MachineInfo } from './lib/environment.js'
 import { renderTable, type Table } from './lib/table.js'
 
-const CASES: readonly BenchCase[] = [hitPathCase, stampedeCase, expiryCase, crossProcessCase, redisCostCase, memoryCase]
+const CASES: readonly BenchCase[] = [
+  hitPathCase,
+  stampedeCase,
+  expiryCase,
+  crossProcessCase,
+  redisCostCase,
+  memcachedCostCase,
+  memoryCase,
+  hotKeysCase,
+  fileCase,
+]
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url))
 const log = (message: string) => process.stderr.write(`${message}\n`)

@@ -177,16 +177,19 @@ export class OpenTelemetryMetrics {
 /** The process's one reporter: the OpenTelemetry API is process-wide too. */
 export const openTelemetryMetrics = new OpenTelemetryMetrics()
 
-/** Records each histogram observation in Prometheus and OpenTelemetry; `remove` stops both. */
+/**
+ * Records each histogram observation in Prometheus and OpenTelemetry; `remove` stops both. The span context (the
+ * Prometheus exemplar's) goes to both; the OpenTelemetry SDK takes its exemplars from the active context itself.
+ */
 export function fanOut(first: RegionObservers, second: RegionObservers): RegionObservers {
   return {
-    regeneration: (seconds) => {
-      first.regeneration(seconds)
-      second.regeneration(seconds)
+    regeneration: (seconds, trace) => {
+      first.regeneration(seconds, trace)
+      second.regeneration(seconds, trace)
     },
-    lockWait: (seconds) => {
-      first.lockWait(seconds)
-      second.lockWait(seconds)
+    lockWait: (seconds, trace) => {
+      first.lockWait(seconds, trace)
+      second.lockWait(seconds, trace)
     },
     remove: () => {
       first.remove()
