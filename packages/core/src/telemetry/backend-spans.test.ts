@@ -117,6 +117,7 @@ describe('CLIENT spans for backend round trips', () => {
   it('memcached: the same conventions, with the one server it talks to', async () => {
     const users = region('memcached', { backendSpans: true })
     await users.getOrCreate('user:2', () => 2)
+    await users.get('user:2')
     expect(clientSpans().length).toBeGreaterThanOrEqual(2)
     for (const span of clientSpans()) {
       expect(span.attributes['db.system.name']).toBe('memcached')
