@@ -60,7 +60,13 @@ mkdirSync(tarballs)
 mkdirSync(project)
 console.log(`Corral consumer test in ${work}`)
 
-await step('build the packages', () => run('npm', ['run', 'build'], { cwd: root }))
+await step('build the packages from scratch (no stale output from an earlier build in the tarballs)', () => {
+  for (const name of PACKAGES) {
+    rmSync(path.join(root, 'packages', name, 'dist'), { recursive: true, force: true })
+    rmSync(path.join(root, 'packages', name, 'tsconfig.tsbuildinfo'), { force: true })
+  }
+  run('npm', ['run', 'build'], { cwd: root })
+})
 
 // ------------------------------------------------------------------ 1. the tarballs
 
@@ -117,6 +123,8 @@ function checkFiles(manifest, files, dir) {
   }
   const unmapped = files.filter((file) => file.startsWith('src/') && !mapped.has(file))
   assert(unmapped.length === 0, `${where}: sources no map points to: ${unmapped.join(', ')}`)
+  const missing = [...mapped].filter((file) => !files.includes(file))
+  assert(missing.length === 0, `${where}: maps point to sources not shipped (stale output?): ${missing.join(', ')}`)
   // every export target is shipped, and every runtime entry has its types
   for (const [subpath, target] of Object.entries(manifest.exports ?? {})) {
     const targets = typeof target === 'string' ? { default: target } : target
