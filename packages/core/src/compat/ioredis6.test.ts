@@ -9,7 +9,7 @@ import { Redis, type RedisOptions } from 'ioredis6'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startRedis, type RedisServer } from '../../../../test-support/servers.js'
 import { RegionRegistry } from '../index.js'
-import { RedisBackend } from '../backends/redis/index.js'
+import { RedisBackend, type RedisBackendOptions } from '../backends/redis/index.js'
 import { describeBackendConformance, type ConformanceInstance, type ControlledServer } from '../testing/index.js'
 
 const version = (createRequire(import.meta.url)('ioredis6/package.json') as { version: string }).version
@@ -43,10 +43,18 @@ function client(url: string, args: Record<string, unknown> = {}): Redis {
   return made
 }
 
+/**
+ * Our types name the `ioredis` this repository installs (5); an application with only ioredis 6 installed gets 6's
+ * types there. Here both are installed side by side, so the 6 client is presented as the option's type.
+ */
+function asClient(own: unknown): RedisBackendOptions['client'] {
+  return own as RedisBackendOptions['client']
+}
+
 async function backendOn(url: string, keyPrefix: string, args?: Record<string, unknown>): Promise<ConformanceInstance> {
   const own = client(url, args)
   return {
-    backend: new RedisBackend({ ...args, client: own, keyPrefix }),
+    backend: new RedisBackend({ ...args, client: asClient(own), keyPrefix }),
     cleanup: async () => own.disconnect(),
   }
 }
@@ -61,7 +69,7 @@ describe(`ioredis ${version}`, () => {
     try {
       const region = new RegionRegistry()
         .createRegion({ name: 'ioredis6' })
-        .configure(new RedisBackend({ client: own, keyPrefix: 'v6:' }), { expirationTime: 60 })
+        .configure(new RedisBackend({ client: asClient(own), keyPrefix: 'v6:' }), { expirationTime: 60 })
       let calls = 0
       const values = await Promise.all(
         Array.from({ length: 20 }, () =>

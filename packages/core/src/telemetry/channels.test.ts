@@ -22,7 +22,7 @@ function record(name: string): Array<[Event, Record<string, unknown>]> {
   const channel = diagnosticsChannel.tracingChannel<unknown, RegionOperationMessage>(name)
   const handlers = Object.fromEntries(
     EVENTS.map((event) => [event, (message: RegionOperationMessage) => seen.push([event, { ...message }])]),
-  ) as Parameters<typeof channel.subscribe>[0]
+  ) as unknown as Parameters<typeof channel.subscribe>[0]
   channel.subscribe(handlers)
   unsubscribes.push(() => channel.unsubscribe(handlers))
   return seen
