@@ -15,7 +15,11 @@
  * - Two key distributions: one hot key (the floor cost of a hit) and Zipf s=1.0 over 10k keys (a realistic
  *   skew: a few keys take most reads, the long tail keeps the lookup honest). All keys are warmed first, and the
  *   creator call count is checked to be 0 during the measurement: every call is a hit.
+ * - Corral once more with a subscriber on its `corral:getOrCreate` tracing channel (diagnostics_channel), subscribed
+ *   only during that subject's own rounds (channels are process-wide): what an APM tool's subscription costs, and,
+ *   against the plain Corral row, that an unsubscribed channel costs nothing.
  */
+import diagnosticsChannel from 'node:diagnostics_channel'
 import {
   MEMORY_ADAPTERS,
   corral,
@@ -36,6 +40,28 @@ const WARMUP_ROUNDS = 3
 const ROUNDS = 15
 const TTL_MS = 300_000
 
+/** A memory adapter, possibly with something to hold only during its own rounds. */
+interface HitAdapter extends MemoryAdapter {
+  /** called before each of the subject's rounds; returns what undoes it after the round */
+  duringRounds?: () => () => void
+}
+
+/** Corral with a do-nothing subscriber on every event of its getOrCreate tracing channel. */
+const corralChannelSubscribed: HitAdapter = {
+  ...corral,
+  id: 'corral-channel-subscribed',
+  label: 'corral (tracing channel subscribed)',
+  duringRounds() {
+    const channel = diagnosticsChannel.tracingChannel('corral:getOrCreate')
+    const noop = () => {}
+    const subscribers = { start: noop, end: noop, asyncStart: noop, asyncEnd: noop, error: noop }
+    channel.subscribe(subscribers)
+    return () => channel.unsubscribe(subscribers)
+  },
+}
+
+const HIT_ADAPTERS: readonly HitAdapter[] = [...MEMORY_ADAPTERS, corralChannelSubscribed]
+
 type Pass = (cache: CacheUnderTest, keys: readonly string[]) => Promise<void>
 const AsyncFunction = (async () => {}).constructor as new (...parameters: string[]) => Pass
 
@@ -45,7 +71,7 @@ function compilePass(): Pass {
 }
 
 interface Subject {
-  adapter: MemoryAdapter
+  adapter: HitAdapter
   cache: CacheUnderTest
   pass: Pass
   creatorCalls: number
@@ -63,7 +89,7 @@ async function measureWorkload(
   log: (message: string) => void,
 ): Promise<WorkloadResult> {
   const subjects: Subject[] = []
-  for (const adapter of MEMORY_ADAPTERS) {
+  for (const adapter of HIT_ADAPTERS) {
     const subject: Subject = { adapter, cache: undefined!, pass: compilePass(), creatorCalls: 0, roundOps: [] }
     subject.cache = await adapter.create({
       creator: async (key) => {
@@ -84,10 +110,12 @@ async function measureWorkload(
     if (round === WARMUP_ROUNDS) for (const subject of subjects) subject.creatorCalls = 0
     for (let i = 0; i < subjects.length; i++) {
       const subject = subjects[(i + round) % subjects.length]!
+      const undo = subject.adapter.duringRounds?.()
       collectGarbage()
       const started = performance.now()
       await subject.pass(subject.cache, keys)
       const seconds = (performance.now() - started) / 1000
+      undo?.()
       if (measured) subject.roundOps.push(keys.length / seconds)
     }
     log(`  ${workload}: round ${round + 1}/${WARMUP_ROUNDS + ROUNDS}${measured ? '' : ' (warm-up)'}`)
@@ -123,7 +151,7 @@ export const hitPathCase: BenchCase = {
     const workloads = [await measureWorkload('single hot key', hotKey, log), await measureWorkload('zipf', zipf, log)]
     const [hot, skewed] = workloads as [WorkloadResult, WorkloadResult]
 
-    const rows = MEMORY_ADAPTERS.map((adapter) => {
+    const rows = HIT_ADAPTERS.map((adapter) => {
       const hotOps = opsOf(hot, adapter.id)
       const zipfOps = opsOf(skewed, adapter.id)
       return [
@@ -171,8 +199,28 @@ export const hitPathCase: BenchCase = {
           'Off = createRegion({ telemetry: false }).',
       ],
     }
+    const channel = workloads.map((workload) => {
+      const unsubscribed = opsOf(workload, corral.id)
+      const subscribed = opsOf(workload, corralChannelSubscribed.id)
+      return { workload: workload.workload, unsubscribed, subscribed, ratio: subscribed / unsubscribed }
+    })
+    const channelTable: Table = {
+      title: 'Hit path: a diagnostics_channel subscriber on corral:getOrCreate',
+      header: ['workload', 'no subscriber ops/s', 'subscribed ops/s', 'subscribed ÷ none'],
+      rows: channel.map((c) => [
+        c.workload,
+        formatRate(c.unsubscribed),
+        formatRate(c.subscribed),
+        formatRatio(c.ratio),
+      ]),
+      notes: [
+        'No subscriber = the plain corral (telemetry on) row: every getOrCreate checks its channel, which has no ' +
+          'subscriber. Subscribed = a do-nothing subscriber on start, end, asyncStart, asyncEnd and error, held only ' +
+          "during that subject's rounds.",
+      ],
+    }
     return {
-      tables: [main, telemetryTable],
+      tables: [main, telemetryTable, channelTable],
       data: {
         iterationsPerRound: ITERATIONS,
         warmupRounds: WARMUP_ROUNDS,
@@ -190,6 +238,7 @@ export const hitPathCase: BenchCase = {
           ]),
         ),
         telemetry,
+        channel,
       },
     }
   },

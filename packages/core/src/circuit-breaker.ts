@@ -155,8 +155,8 @@ export class CircuitBreaker {
 }
 
 /**
- * `inner` behind a circuit breaker. It is what the region calls; `region.backend` still returns `inner`. Optional
- * members (`increment`, `setIfNotNewer`, `count`, ...) exist only when `inner` has them, so the region's feature
+ * A backend behind a circuit breaker. It is what the region calls; `region.backend` still returns the backend itself.
+ * Optional members (`increment`, `setIfNotNewer`, `count`, ...) exist only when the backend has them, so the region's feature
  * checks see what the real backend can do.
  */
 export class CircuitBreakerBackend implements CacheBackend {
@@ -171,39 +171,40 @@ export class CircuitBreakerBackend implements CacheBackend {
   readonly close?: CacheBackend['close']
 
   constructor(
-    readonly inner: CacheBackend,
+    /** the backend behind the breaker (`proxied`, as for a `ProxyBackend`, so telemetry can see through it) */
+    readonly proxied: CacheBackend,
     policy: BreakerPolicy,
     onState: (state: CircuitState) => void,
   ) {
     this.breaker = new CircuitBreaker(policy, onState)
     const refuse = (operation: string) => (): never => {
       throw new CircuitOpenError(
-        `${inner.name}: ${operation} skipped: the circuit breaker is open after repeated failures (it probes again after ${policy.coolDownMs / 1000}s)`,
+        `${proxied.name}: ${operation} skipped: the circuit breaker is open after repeated failures (it probes again after ${policy.coolDownMs / 1000}s)`,
       )
     }
-    if (inner.increment) {
-      const increment = inner.increment.bind(inner)
+    if (proxied.increment) {
+      const increment = proxied.increment.bind(proxied)
       this.increment = (key, by, ttl) => this.#guard(() => increment(key, by, ttl), refuse('increment'))
     }
-    if (inner.setMultiWithTtl) {
-      const write = inner.setMultiWithTtl.bind(inner)
+    if (proxied.setMultiWithTtl) {
+      const write = proxied.setMultiWithTtl.bind(proxied)
       this.setMultiWithTtl = (entries, ttl) => this.#guard(() => write(entries, ttl), refuse('setMultiWithTtl'))
     }
-    if (inner.setIfNotNewer) {
-      const write = inner.setIfNotNewer.bind(inner)
+    if (proxied.setIfNotNewer) {
+      const write = proxied.setIfNotNewer.bind(proxied)
       this.setIfNotNewer = (key, value, since) => this.#guard(() => write(key, value, since), refuse('set'))
     }
-    if (inner.getMutex) {
-      const getMutex = inner.getMutex.bind(inner)
+    if (proxied.getMutex) {
+      const getMutex = proxied.getMutex.bind(proxied)
       this.getMutex = (key) => {
         const mutex = getMutex(key)
         return mutex === undefined ? undefined : this.#guardMutex(mutex)
       }
     }
-    if (inner.createInvalidator) this.createInvalidator = inner.createInvalidator.bind(inner)
-    if (inner.attach) this.attach = inner.attach.bind(inner)
-    if (inner.count) this.count = inner.count.bind(inner)
-    if (inner.close) this.close = inner.close.bind(inner)
+    if (proxied.createInvalidator) this.createInvalidator = proxied.createInvalidator.bind(proxied)
+    if (proxied.attach) this.attach = proxied.attach.bind(proxied)
+    if (proxied.count) this.count = proxied.count.bind(proxied)
+    if (proxied.close) this.close = proxied.close.bind(proxied)
     this.#refuseSet = refuse('set')
     this.#refuseDelete = refuse('delete')
   }
@@ -212,41 +213,41 @@ export class CircuitBreakerBackend implements CacheBackend {
   readonly #refuseDelete: () => never
 
   get name(): string {
-    return this.inner.name
+    return this.proxied.name
   }
   get coalesce(): boolean | undefined {
-    return this.inner.coalesce
+    return this.proxied.coalesce
   }
   get lockTimeoutMs(): number | undefined {
-    return this.inner.lockTimeoutMs
+    return this.proxied.lockTimeoutMs
   }
   get keyMangler() {
-    return this.inner.keyMangler
+    return this.proxied.keyMangler
   }
 
   get(key: string): Promise<CachedValue | NoValue> {
     return this.#guard(
-      () => this.inner.get(key),
+      () => this.proxied.get(key),
       () => NO_VALUE,
     )
   }
   getMulti(keys: readonly string[]): Promise<Array<CachedValue | NoValue>> {
     return this.#guard(
-      () => this.inner.getMulti(keys),
+      () => this.proxied.getMulti(keys),
       () => keys.map(() => NO_VALUE),
     )
   }
   set(key: string, value: CachedValue): Promise<void> {
-    return this.#guard(() => this.inner.set(key, value), this.#refuseSet)
+    return this.#guard(() => this.proxied.set(key, value), this.#refuseSet)
   }
   setMulti(entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {
-    return this.#guard(() => this.inner.setMulti(entries), this.#refuseSet)
+    return this.#guard(() => this.proxied.setMulti(entries), this.#refuseSet)
   }
   delete(key: string): Promise<void> {
-    return this.#guard(() => this.inner.delete(key), this.#refuseDelete)
+    return this.#guard(() => this.proxied.delete(key), this.#refuseDelete)
   }
   deleteMulti(keys: readonly string[]): Promise<void> {
-    return this.#guard(() => this.inner.deleteMulti(keys), this.#refuseDelete)
+    return this.#guard(() => this.proxied.deleteMulti(keys), this.#refuseDelete)
   }
 
   /** Runs `call` unless the circuit is open (then `skipped` answers), and tells the breaker how it went. */
@@ -269,7 +270,7 @@ export class CircuitBreakerBackend implements CacheBackend {
   #guardMutex(mutex: CacheMutex): CacheMutex {
     const refuse = (): never => {
       throw new CircuitOpenError(
-        `${this.inner.name}: lock skipped: the circuit breaker is open after repeated failures (the caller regenerates without the distributed lock)`,
+        `${this.proxied.name}: lock skipped: the circuit breaker is open after repeated failures (the caller regenerates without the distributed lock)`,
       )
     }
     return {

@@ -5,8 +5,8 @@ import {
   RegionNotConfiguredError,
   RegionRegistry,
   ValidationError,
+  cachedMethod,
   createRegion,
-  type CachedFunction,
   type KeyGenerator,
   type MultiKeyGenerator,
   type RegionOptions,
@@ -34,11 +34,6 @@ function setup(options: Omit<RegionOptions, 'registry' | 'clock'> = {}, expirati
     ...(expirationTime !== undefined ? { expirationTime } : {}),
   })
   return { registry, time, backend, region }
-}
-
-/** What a TC39-decorated method is at run time (TypeScript keeps the method's declared type). */
-function helpers<Args extends unknown[], R>(method: (...args: Args) => R): CachedFunction<Args, R> {
-  return method as unknown as CachedFunction<Args, R>
 }
 
 describe('cacheOnArguments', () => {
@@ -619,7 +614,7 @@ describe('@region.cached() (TC39 method decorator)', () => {
     expect(prices.calls).toBe(4)
   })
 
-  it('exposes the helpers on the method: instance.method.invalidate/.set/.get/.key/.original', async () => {
+  it('cachedMethod(instance, name) reaches the helpers, typed: .invalidate/.set/.get/.key/.original', async () => {
     const { region } = setup()
     class Repo {
       calls = 0
@@ -630,7 +625,7 @@ describe('@region.cached() (TC39 method decorator)', () => {
       }
     }
     const repo = new Repo()
-    const find = helpers(repo.find)
+    const find = cachedMethod(repo, 'find')
     expect(await repo.find(1)).toBe('found-1-1')
     expect(find.key(1)).toBe('find|repo|1')
     await find.invalidate(1)
@@ -654,7 +649,7 @@ describe('@region.cached() (TC39 method decorator)', () => {
     const repo = new Repo()
     expect(await repo.current(1)).toBe('1@v1')
     repo.version = 2
-    expect(await helpers(repo.current).refresh(1)).toBe('1@v2')
+    expect(await cachedMethod(repo, 'current').refresh(1)).toBe('1@v2')
     expect(await repo.current(1)).toBe('1@v2')
   })
 
@@ -687,7 +682,7 @@ describe('@region.cached() (TC39 method decorator)', () => {
     expect(await Config.read('a')).toBe('a@1')
     Config.version = 2
     expect(await Config.read('a')).toBe('a@1')
-    expect(await helpers(Config.read).refresh('a')).toBe('a@2')
+    expect(await cachedMethod(Config, 'read').refresh('a')).toBe('a@2')
     expect(await Config.read('a')).toBe('a@2')
   })
 
@@ -724,6 +719,41 @@ describe('@region.cached() (TC39 method decorator)', () => {
     region.configure('memory')
     expect(await service.load(1)).toBe(10)
     expect(await region.get('load|1')).toBe(10)
+  })
+
+  it('the helpers are on the method itself too, bound to its instance, for JavaScript callers', async () => {
+    const { region } = setup()
+    class Repo {
+      version = 1
+      @region.cached()
+      async current(id: number): Promise<string> {
+        return `${id}@v${this.version}`
+      }
+    }
+    const repo = new Repo()
+    // what `repo.current` is at run time; TypeScript keeps the declared type, which is what cachedMethod() is for
+    const current = repo.current as unknown as ReturnType<typeof cachedMethod<Repo, 'current'>>
+    expect(await repo.current(1)).toBe('1@v1')
+    repo.version = 2
+    expect(await current.refresh(1)).toBe('1@v2')
+    await current.invalidate(1)
+    expect(await current.get(1)).toBe(NO_VALUE)
+  })
+
+  it('cachedMethod() refuses a method that is not cached, naming it', () => {
+    const { region } = setup()
+    class Service {
+      @region.cached()
+      async cached(id: number): Promise<number> {
+        return id
+      }
+      async plain(id: number): Promise<number> {
+        return id
+      }
+    }
+    expect(() => cachedMethod(new Service(), 'plain')).toThrow(ValidationError)
+    expect(() => cachedMethod(new Service(), 'plain')).toThrow('Service.plain is not a method decorated')
+    expect(() => cachedMethod(new Service(), 'cached')).not.toThrow()
   })
 
   it('refuses to decorate anything but a method', () => {

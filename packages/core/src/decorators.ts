@@ -153,6 +153,7 @@ export function cacheOnArguments<Args extends unknown[], R, This>(
   }
   cached.key = (...args) => keyFor(args)
   Object.defineProperty(cached, 'original', { value: fn })
+  remember(cached, cached)
   return cached
 }
 
@@ -262,34 +263,177 @@ export function cacheMultiOnArguments<A, R>(
   return cached
 }
 
-/** The TC39 method decorator behind `region.cached()`. */
-export function cachedMethod<R>(region: CacheRegion, options?: CacheOnArgumentsOptions<Awaited<R>, never[]>) {
-  return function cachedDecorator<This, Args extends unknown[]>(
-    target: (this: This, ...args: Args) => R,
+/**
+ * What `region.cached()` returns: a method decorator for both kinds TypeScript compiles. The first signature is a
+ * TC39 (stage 3) decorator, the default since TypeScript 5; the second is a legacy one, for projects compiled with
+ * `experimentalDecorators` (NestJS, and most code written before TypeScript 5). TypeScript checks a decorator
+ * against the signature of the kind the project uses, so one `@region.cached()` type-checks under both.
+ */
+export interface CachedMethodDecorator<R> {
+  <This, Args extends unknown[]>(
+    method: (this: This, ...args: Args) => R,
     context: ClassMethodDecoratorContext<This, (this: This, ...args: Args) => R>,
-  ): CachedFunction<Args, R, This> {
-    if (context?.kind !== 'method') {
+  ): CachedFunction<Args, R, This>
+  <Args extends unknown[]>(
+    target: object,
+    name: string | symbol,
+    descriptor: TypedPropertyDescriptor<(...args: Args) => R>,
+  ): TypedPropertyDescriptor<(...args: Args) => R>
+}
+
+/**
+ * Every function `cacheOnArguments` made, and every per-instance view of a decorated method, mapped to the cached
+ * function behind it: how `cachedMethod()` tells a decorated method from any other.
+ */
+const cachedFunctions = new WeakMap<object, CachedFunction<never[], unknown, unknown>>()
+
+function remember<Args extends unknown[], R, This>(
+  fn: CachedFunction<Args, R, This>,
+  cached: CachedFunction<Args, R, This>,
+): void {
+  cachedFunctions.set(fn, cached as unknown as CachedFunction<never[], unknown, unknown>)
+}
+
+/** The names of `T`'s methods. */
+export type MethodNames<T> = {
+  [Name in keyof T]-?: T[Name] extends (...args: never[]) => unknown ? Name : never
+}[keyof T]
+
+/** The helpers of the method `T[Name]` once cached, bound to its instance: what `cachedMethod()` returns. */
+export type CachedMethodOf<T, Name extends keyof T> = T[Name] extends (...args: infer Args) => infer R
+  ? CachedFunction<Args, R>
+  : never
+
+/**
+ * The helpers of a method decorated with `@region.cached()`, typed, and bound to `target` (an instance, or the
+ * class for a static method): `cachedMethod(service, 'find').invalidate(1)`, `.refresh(1)` (runs the method on
+ * `target`), `.set(value, 1)`, `.get(1)`, `.key(1)`, `.original`. TypeScript cannot change the declared type of a
+ * decorated method, so `service.find.invalidate` is a type error even though it works at run time; this is the typed
+ * way. A method that is not cached is a `ValidationError`.
+ */
+export function cachedMethod<T extends object, Name extends MethodNames<T>>(
+  target: T,
+  name: Name,
+): CachedMethodOf<T, Name> {
+  const holder: unknown = target
+  const method: unknown =
+    holder === null || (typeof holder !== 'object' && typeof holder !== 'function') ? undefined : target[name]
+  const cached = typeof method === 'function' ? cachedFunctions.get(method) : undefined
+  if (cached === undefined) {
+    const owner =
+      typeof holder === 'function' ? holder.name : ((holder as object | null)?.constructor?.name ?? String(holder))
+    throw new ValidationError(
+      `cachedMethod(): ${owner}.${String(name)} is not a method decorated with @region.cached(); got ${describeValue(method)}`,
+    )
+  }
+  return bindCached(cached, target as unknown) as unknown as CachedMethodOf<T, Name>
+}
+
+/** `region.cached()`: one decorator that is a TC39 or a legacy (`experimentalDecorators`) one, as it is called. */
+export function methodDecorator<R>(
+  region: CacheRegion,
+  options?: CacheOnArgumentsOptions<Awaited<R>, never[]>,
+): CachedMethodDecorator<R> {
+  function cachedDecorator(target: unknown, contextOrName: unknown, descriptor?: PropertyDescriptor): unknown {
+    if (typeof contextOrName === 'object' && contextOrName !== null) {
+      return decorateTc39(region, options, target, contextOrName as DecoratorContext)
+    }
+    if ((typeof contextOrName === 'string' || typeof contextOrName === 'symbol') && descriptor !== undefined) {
+      return decorateLegacy(region, options, contextOrName, descriptor)
+    }
+    throw new ValidationError(
+      `@region.cached() decorates class methods; got ${describeValue(contextOrName)} as its second argument. Use region.cacheOnArguments(fn) for plain functions`,
+    )
+  }
+  return cachedDecorator as CachedMethodDecorator<R>
+}
+
+/** TC39: the decorated method becomes the cached function; each instance gets a view of it bound to itself. */
+function decorateTc39<R>(
+  region: CacheRegion,
+  options: CacheOnArgumentsOptions<Awaited<R>, never[]> | undefined,
+  target: unknown,
+  context: DecoratorContext,
+): unknown {
+  if (context.kind !== 'method' || typeof target !== 'function') {
+    throw new ValidationError(
+      `@region.cached() decorates class methods, not a ${context.kind}; use region.cacheOnArguments(fn) for plain functions`,
+    )
+  }
+  const methodContext = context as ClassMethodDecoratorContext
+  const cached = cacheOnArguments(
+    region,
+    target as (...args: unknown[]) => R,
+    options as CacheOnArgumentsOptions<Awaited<R>>,
+  )
+  if (!methodContext.private) {
+    // `instance.method.refresh(...)` must run the method on `instance`, not on the function it is read from: each
+    // instance gets a view of the cached method bound to it (unless a subclass overrides the method).
+    methodContext.addInitializer(function (this: unknown) {
+      const holder = this as Record<PropertyKey, unknown>
+      if (holder[methodContext.name] !== cached) return
+      Object.defineProperty(holder, methodContext.name, {
+        value: bindCached(cached, this),
+        writable: true,
+        configurable: true,
+        enumerable: false,
+      })
+    })
+  }
+  return cached
+}
+
+/**
+ * Legacy (`experimentalDecorators`, NestJS): the descriptor's function becomes the cached function, a plain
+ * function as frameworks expect (Nest's route decorators put metadata on `descriptor.value`). Legacy decorators
+ * see no instance, so the method cannot be bound per instance: `instance.method.refresh()` would not know its
+ * `this`, and says so; `cachedMethod(instance, 'method').refresh()` does.
+ */
+function decorateLegacy<R>(
+  region: CacheRegion,
+  options: CacheOnArgumentsOptions<Awaited<R>, never[]> | undefined,
+  name: string | symbol,
+  descriptor: PropertyDescriptor,
+): PropertyDescriptor {
+  const method: unknown = descriptor.value
+  if (typeof method !== 'function') {
+    throw new ValidationError(
+      `@region.cached() decorates class methods; ${String(name)} is ${descriptor.get || descriptor.set ? 'an accessor' : describeValue(method)}`,
+    )
+  }
+  const cached = cacheOnArguments(
+    region,
+    method as (...args: unknown[]) => R,
+    options as CacheOnArgumentsOptions<Awaited<R>>,
+  )
+  const refresh = cached.refresh
+  cached.refresh = function (this: unknown, ...args: unknown[]) {
+    if (this === cached || this === undefined) {
       throw new ValidationError(
-        '@region.cached() decorates class methods (TC39 decorators); use region.cacheOnArguments(fn) for plain functions',
+        `${String(name)}.refresh(): a method decorated with legacy decorators does not know its instance; call cachedMethod(instance, '${String(name)}').refresh(...)`,
       )
     }
-    const cached = cacheOnArguments(region, target, options as CacheOnArgumentsOptions<Awaited<R>, Args> | undefined)
-    if (!context.private) {
-      // `instance.method.refresh(...)` must run the method on `instance`, not on the function it is read from: each
-      // instance gets a view of the cached method bound to it (unless a subclass overrides the method).
-      context.addInitializer(function (this: This) {
-        const holder = this as Record<PropertyKey, unknown>
-        if (holder[context.name] !== cached) return
-        Object.defineProperty(holder, context.name, {
-          value: bindCached(cached, this),
-          writable: true,
-          configurable: true,
-          enumerable: false,
-        })
-      })
-    }
-    return cached
+    return refresh.apply(this, args)
   }
+  copyReflectMetadata(method, cached)
+  return { ...descriptor, value: cached }
+}
+
+/** What `reflect-metadata` (which NestJS loads) adds to `Reflect`. */
+interface ReflectMetadata {
+  getOwnMetadataKeys(target: object): unknown[]
+  getOwnMetadata(key: unknown, target: object): unknown
+  defineMetadata(key: unknown, value: unknown, target: object): void
+}
+
+/**
+ * Decorators applied before this one (written below it) may have put metadata on the method itself; the cached
+ * function that replaces it carries it on, so `@Get() @region.cached()` and `@region.cached() @Get()` are alike.
+ */
+function copyReflectMetadata(from: object, to: object): void {
+  const api = Reflect as unknown as Partial<ReflectMetadata>
+  if (typeof api.getOwnMetadataKeys !== 'function' || typeof api.getOwnMetadata !== 'function') return
+  for (const key of api.getOwnMetadataKeys(from)) api.defineMetadata!(key, api.getOwnMetadata(key, from), to)
 }
 
 function bindCached<Args extends unknown[], R, This>(
@@ -304,5 +448,6 @@ function bindCached<Args extends unknown[], R, This>(
   bound.key = cached.key
   bound.refresh = (...args: Args) => cached.refresh.apply(instance, args)
   Object.defineProperty(bound, 'original', { value: cached.original })
+  remember(bound, cached)
   return bound
 }

@@ -60,8 +60,12 @@ export {
 } from './keys.js'
 export { parseDuration, type Duration } from './durations.js'
 export { CircuitOpenError, type CircuitBreakerOptions, type CircuitState } from './circuit-breaker.js'
+export { cachedMethod } from './decorators.js'
 export type {
   CachedFunction,
+  CachedMethodDecorator,
+  CachedMethodOf,
+  MethodNames,
   CachedMultiFunction,
   CacheOnArgumentsOptions,
   CacheMultiOnArgumentsOptions,
@@ -87,4 +91,12 @@ export {
 export type { RegionStatsSnapshot, StampedeRecord } from './telemetry/stats.js'
 export { HotKeyTracker, type HotKey, type HotKeyTrackerOptions } from './telemetry/hot-keys.js'
 export type { Logger } from './telemetry/instrumentation.js'
+export {
+  tracingChannels,
+  TRACING_CHANNEL_NAMES,
+  type RegionOperation,
+  type RegionOperationMessage,
+  type RegionTracingChannel,
+} from './telemetry/channels.js'
+export { VERSION } from './version.js'
 export { CorralMetrics, REGENERATION_BUCKETS, LOCK_WAIT_BUCKETS } from './telemetry/metrics.js'

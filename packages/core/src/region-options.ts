@@ -32,6 +32,12 @@ export interface TelemetryOptions {
   recordKeys?: boolean
   /** Hot-key tracking options, or `false` to turn it off. */
   hotKeys?: false | HotKeyTrackerOptions
+  /**
+   * A CLIENT span around each backend round trip (Redis, memcached; not the in-process backends), with the
+   * database semantic conventions, nested under the operation's span. Default false: with an SDK registered it
+   * costs a Redis hit 10-16 µs (measured), one more span and an active context for the call.
+   */
+  backendSpans?: boolean
 }
 
 export interface RegionOptions {

@@ -353,7 +353,7 @@ class RecordingLockBackend extends MemoryBackend {
   failLock = false
   onWait: ((key: string) => Promise<void>) | undefined
 
-  override getMutex(key: string): CacheMutex {
+  getMutex(key: string): CacheMutex {
     this.mutexRequests++
     return {
       acquire: async ({ wait }) => {

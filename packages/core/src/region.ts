@@ -1,3 +1,4 @@
+import type { Span } from '@opentelemetry/api'
 import type { Registry } from 'prom-client'
 import { BackendAccess } from './backend-access.js'
 import type { CacheBackend } from './backends/api.js'
@@ -5,8 +6,9 @@ import { NO_VALUE, jsonSerializer, type NoValue, type Serializer } from './cache
 import {
   cacheMultiOnArguments,
   cacheOnArguments,
-  cachedMethod,
+  methodDecorator,
   type CachedFunction,
+  type CachedMethodDecorator,
   type CachedMultiFunction,
   type CacheMultiOnArgumentsOptions,
   type CacheOnArgumentsOptions,
@@ -56,8 +58,14 @@ import { EventHub, type RegionEventListener, type RegionEventName } from './tele
 import { HotKeyTracker, type HotKey } from './telemetry/hot-keys.js'
 import { Instrumentation } from './telemetry/instrumentation.js'
 import { CorralMetrics } from './telemetry/metrics.js'
+import { tracingChannels } from './telemetry/channels.js'
+import { RegionOperations } from './telemetry/operations.js'
+import { fanOut, openTelemetryMetrics } from './telemetry/otel-metrics.js'
 import { RegionStats, type RegionStatsSnapshot } from './telemetry/stats.js'
 import { RegionTracing } from './telemetry/tracing.js'
+
+/** The hit path reads this channel directly: a lookup by operation name would cost it measurably. */
+const GET_OR_CREATE_CHANNEL = tracingChannels.getOrCreate
 
 const CONFIGURE_OPTIONS = [
   'expirationTime',
@@ -106,6 +114,10 @@ export class CacheRegion {
   readonly #hub: EventHub
   readonly #instrumentation: Instrumentation
   readonly #tracing: RegionTracing | undefined
+  /** the operations' tracing channels and spans */
+  readonly #operations: RegionOperations
+  /** whether a `getOrCreate` starts its span before the lock runs (backend spans; see `RegionTracing.callScope`) */
+  readonly #callScopes: boolean
   readonly #metricsRegistry: Registry | undefined
   readonly #clock: () => number
   readonly #freshness: Freshness
@@ -139,13 +151,16 @@ export class CacheRegion {
       registry.stampedes,
       options.logger,
     )
+    const backendName = () => this.#backend?.name ?? 'unconfigured'
     this.#tracing = telemetry
-      ? new RegionTracing(name, () => this.#backend?.name ?? 'unconfigured', telemetry.recordKeys ?? true)
+      ? new RegionTracing(name, backendName, telemetry.recordKeys ?? true, telemetry.backendSpans === true)
       : undefined
+    this.#operations = new RegionOperations(name, backendName, this.#tracing)
+    this.#callScopes = this.#tracing?.backend !== undefined
     this.#metricsRegistry = telemetry ? (telemetry.metricsRegistry ?? registry.metrics) : undefined
     const reportError = (operation: string, error: unknown) => this.#instrumentation.backendError(operation, error)
     this.#freshness = new Freshness(this.#clock, reportError)
-    this.#access = new BackendAccess(name, reportError)
+    this.#access = new BackendAccess(name, reportError, this.#tracing)
     // The lock reaches the region only through this host.
     this.#lockHost = {
       region: this,
@@ -235,12 +250,16 @@ export class CacheRegion {
       this.#closeQuietly(previous)
     }
     if (!previous && this.#metricsRegistry) {
-      this.#instrumentation.observers = CorralMetrics.for(this.#metricsRegistry).add({
+      const source = {
         name: this.name,
         stats: this.stats,
         backendName: () => this.#backend?.name,
         entryCount: () => this.#backend?.count?.(),
-      })
+      }
+      this.#instrumentation.observers = fanOut(
+        CorralMetrics.for(this.#metricsRegistry).add(source),
+        openTelemetryMetrics.add(source),
+      )
     }
     return this
   }
@@ -258,7 +277,12 @@ export class CacheRegion {
   // ---------------------------------------------------------------- reads
 
   /** The value for `key`, or `NO_VALUE` if it is absent, expired or invalidated. */
-  async get<T = unknown>(key: string, options?: GetOptions): Promise<T | NoValue> {
+  get<T = unknown>(key: string, options?: GetOptions): Promise<T | NoValue> {
+    if (!this.#operations.observed('get')) return this.#get<T>(key, options)
+    return this.#operations.run('get', { key }, () => this.#get<T>(key, options), describeGet)
+  }
+
+  async #get<T>(key: string, options: GetOptions | undefined): Promise<T | NoValue> {
     if (options !== undefined) rejectUnknown(options, GET_OPTIONS, 'get()')
     const backend = this.#requireBackend()
     const lookup = await this.#freshness.lookup(
@@ -269,7 +293,12 @@ export class CacheRegion {
   }
 
   /** Values in key order, `NO_VALUE` where missing: one backend round trip. */
-  async getMulti<T = unknown>(keys: readonly string[], options?: GetOptions): Promise<Array<T | NoValue>> {
+  getMulti<T = unknown>(keys: readonly string[], options?: GetOptions): Promise<Array<T | NoValue>> {
+    if (!this.#operations.observed('getMulti')) return this.#getMulti<T>(keys, options)
+    return this.#operations.run('getMulti', { keys }, () => this.#getMulti<T>(keys, options), describeGetMulti)
+  }
+
+  async #getMulti<T>(keys: readonly string[], options: GetOptions | undefined): Promise<Array<T | NoValue>> {
     if (options !== undefined) rejectUnknown(options, GET_OPTIONS, 'getMulti()')
     assertKeyList(keys, 'getMulti')
     const backend = this.#requireBackend()
@@ -326,7 +355,9 @@ export class CacheRegion {
    * `lock/dogpile.ts`.
    */
   getOrCreate<T>(key: string, creator: Creator<T>, options?: GetOrCreateOptions<T>): Promise<T> {
-    return this.#getOrCreate(key, creator, options, undefined, 'getOrCreate')
+    if (!GET_OR_CREATE_CHANNEL.hasSubscribers && !this.#callScopes)
+      return this.#getOrCreate(key, creator, options, undefined, 'getOrCreate')
+    return this.#observedGetOrCreate(key, creator, options, undefined, 'getOrCreate')
   }
 
   /**
@@ -340,8 +371,33 @@ export class CacheRegion {
     options?: GetOrCreateOptions<T>,
   ): Promise<GetOrCreateResult<T>> {
     const info: CallInfo = { result: 'miss', tier: undefined, created: false }
-    const value = await this.#getOrCreate(key, creator, options, info, 'getOrCreateResult')
+    const value = this.#operations.observed('getOrCreate')
+      ? await this.#observedGetOrCreate(key, creator, options, info, 'getOrCreateResult')
+      : await this.#getOrCreate(key, creator, options, info, 'getOrCreateResult')
     return { value, ...info }
+  }
+
+  /**
+   * `getOrCreate` (or `getOrCreateResult`) through its tracing channel and span: the channel's message says how the
+   * value was obtained (`outcome`, `tier`, `created`) by the time `asyncEnd` is published.
+   */
+  #observedGetOrCreate<T>(
+    key: string,
+    creator: Creator<T>,
+    options: GetOrCreateOptions<T> | undefined,
+    info: CallInfo | undefined,
+    method: string,
+  ): Promise<T> {
+    return this.#operations.run('getOrCreate', { key }, (message) => {
+      if (message === undefined) return this.#getOrCreate(key, creator, options, info, method)
+      const how: CallInfo = info ?? { result: 'miss', tier: undefined, created: false }
+      return this.#getOrCreate(key, creator, options, how, method).then((value) => {
+        message.outcome = how.result
+        message.tier = how.tier
+        message.created = how.created
+        return value
+      })
+    })
   }
 
   #getOrCreate<T>(
@@ -404,10 +460,19 @@ export class CacheRegion {
    * those keys, sorted and unique, and returns their values in that order. The per-key lock semantics are those
    * of `getOrCreate`.
    */
-  async getOrCreateMulti<T>(
+  getOrCreateMulti<T>(
     keys: readonly string[],
     creator: (...keys: string[]) => readonly T[] | Promise<readonly T[]>,
     options?: GetOrCreateOptions<T>,
+  ): Promise<T[]> {
+    if (!this.#operations.observed('getOrCreateMulti')) return this.#getOrCreateMulti(keys, creator, options)
+    return this.#operations.run('getOrCreateMulti', { keys }, () => this.#getOrCreateMulti(keys, creator, options))
+  }
+
+  async #getOrCreateMulti<T>(
+    keys: readonly string[],
+    creator: (...keys: string[]) => readonly T[] | Promise<readonly T[]>,
+    options: GetOrCreateOptions<T> | undefined,
   ): Promise<T[]> {
     assertKeyList(keys, 'getOrCreateMulti')
     if (typeof creator !== 'function')
@@ -436,7 +501,12 @@ export class CacheRegion {
   // ---------------------------------------------------------------- writes
 
   /** Stores `value` under `key`, created now. */
-  async set(key: string, value: unknown, options?: SetOptions): Promise<void> {
+  set(key: string, value: unknown, options?: SetOptions): Promise<void> {
+    if (!this.#operations.observed('set')) return this.#set(key, value, options)
+    return this.#operations.run('set', { key }, () => this.#set(key, value, options))
+  }
+
+  async #set(key: string, value: unknown, options: SetOptions | undefined): Promise<void> {
     if (options !== undefined) rejectUnknown(options, SET_OPTIONS, 'set()')
     const tags = options?.tags === undefined ? undefined : validateTags(options.tags, 'set')
     await this.#access.store(
@@ -447,7 +517,16 @@ export class CacheRegion {
   }
 
   /** Stores many values at once: a `Map` or a plain object of key → value. */
-  async setMulti(entries: ReadonlyMap<string, unknown> | Record<string, unknown>, options?: SetOptions): Promise<void> {
+  setMulti(entries: ReadonlyMap<string, unknown> | Record<string, unknown>, options?: SetOptions): Promise<void> {
+    if (!this.#operations.observed('setMulti')) return this.#setMulti(entries, options)
+    const keys = entries instanceof Map ? [...entries.keys()] : Object.keys(entries ?? {})
+    return this.#operations.run('setMulti', { keys }, () => this.#setMulti(entries, options))
+  }
+
+  async #setMulti(
+    entries: ReadonlyMap<string, unknown> | Record<string, unknown>,
+    options: SetOptions | undefined,
+  ): Promise<void> {
     if (options !== undefined) rejectUnknown(options, SET_OPTIONS, 'setMulti()')
     const tags = options?.tags === undefined ? undefined : validateTags(options.tags, 'setMulti')
     if (entries === null || typeof entries !== 'object')
@@ -461,19 +540,29 @@ export class CacheRegion {
   }
 
   /** Removes `key` (idempotent): the next read is a miss. Counted as a key invalidation. */
-  async delete(key: string): Promise<void> {
+  delete(key: string): Promise<void> {
+    if (!this.#operations.observed('delete')) return this.#delete(key)
+    return this.#operations.run('delete', { key }, () => this.#delete(key))
+  }
+
+  async #delete(key: string): Promise<void> {
     const backend = this.#requireBackend()
     const storeKey = this.#storeKey(key)
-    await this.#access.write('delete', () => backend.delete(storeKey))
+    await this.#access.write('delete', () => backend.delete(storeKey), backend, storeKey)
     this.#instrumentation.invalidate(true, 'key', this.#clock(), key)
   }
 
   /** Removes many keys (idempotent). */
-  async deleteMulti(keys: readonly string[]): Promise<void> {
+  deleteMulti(keys: readonly string[]): Promise<void> {
+    if (!this.#operations.observed('deleteMulti')) return this.#deleteMulti(keys)
+    return this.#operations.run('deleteMulti', { keys }, () => this.#deleteMulti(keys))
+  }
+
+  async #deleteMulti(keys: readonly string[]): Promise<void> {
     assertKeyList(keys, 'deleteMulti')
     const backend = this.#requireBackend()
     const storeKeys = keys.map((key) => this.#storeKey(key))
-    await this.#access.write('deleteMulti', () => backend.deleteMulti(storeKeys))
+    await this.#access.write('deleteMulti', () => backend.deleteMulti(storeKeys), backend, storeKeys)
     const at = this.#clock()
     for (const key of keys) this.#instrumentation.invalidate(true, 'key', at, key)
   }
@@ -482,13 +571,18 @@ export class CacheRegion {
    * Invalidates every value created before now. Hard (the default): they become misses. Soft: they become stale,
    * served while one caller regenerates — which needs an expiration time.
    */
-  async invalidate(options: { hard?: boolean } = {}): Promise<void> {
+  invalidate(options: { hard?: boolean } = {}): Promise<void> {
+    if (!this.#operations.observed('invalidate')) return this.#invalidate(options)
+    return this.#operations.run('invalidate', { hard: options?.hard ?? true }, () => this.#invalidate(options))
+  }
+
+  async #invalidate(options: { hard?: boolean }): Promise<void> {
     rejectUnknown(options ?? {}, ['hard'], 'invalidate()')
     this.#requireBackend()
     const hard = this.#invalidationKind(options, 'invalidate', 'invalidate({ hard: true })')
     const at = this.#stamp()
     await this.#traced('region', hard, [], () =>
-      this.#access.write('invalidate', () => this.#freshness.invalidator.invalidate(hard, at)),
+      this.#access.write('invalidate', () => this.#freshness.invalidator.invalidate(hard, at), this.backend),
     )
     this.#instrumentation.invalidate(hard, 'region', at)
   }
@@ -498,7 +592,13 @@ export class CacheRegion {
    * backend. Hard (the default): such values are misses. Soft: they are stale, served while one caller
    * regenerates, which needs an expiration time. Enforced lazily on read, like `invalidate()`.
    */
-  async invalidateTags(tags: readonly string[] | string, options: { hard?: boolean } = {}): Promise<void> {
+  invalidateTags(tags: readonly string[] | string, options: { hard?: boolean } = {}): Promise<void> {
+    if (!this.#operations.observed('invalidateTags')) return this.#invalidateTags(tags, options)
+    const fields = { tags: typeof tags === 'string' ? [tags] : tags, hard: options?.hard ?? true }
+    return this.#operations.run('invalidateTags', fields, () => this.#invalidateTags(tags, options))
+  }
+
+  async #invalidateTags(tags: readonly string[] | string, options: { hard?: boolean }): Promise<void> {
     rejectUnknown(options ?? {}, ['hard'], 'invalidateTags()')
     this.#requireBackend()
     const list = validateTags(typeof tags === 'string' ? [tags] : tags, 'invalidateTags', { atLeastOne: true })
@@ -509,7 +609,7 @@ export class CacheRegion {
     }
     const at = this.#stamp()
     await this.#traced('tag', hard, list, () =>
-      this.#access.write('invalidateTags', () => invalidator.invalidateTags!(list, hard, at)),
+      this.#access.write('invalidateTags', () => invalidator.invalidateTags!(list, hard, at), this.backend),
     )
     for (const tag of list) this.#instrumentation.invalidateTag(hard, tag, at)
   }
@@ -531,7 +631,7 @@ export class CacheRegion {
       deleteDependents: async (dependency, storeKeys, keys) => {
         const backend = this.#requireBackend()
         await this.#traced('dependency', true, [dependency], () =>
-          this.#access.write('invalidateDependency', () => backend.deleteMulti(storeKeys)),
+          this.#access.write('invalidateDependency', () => backend.deleteMulti(storeKeys), backend, storeKeys),
         )
         this.#instrumentation.invalidateDependency(dependency, keys, this.#clock())
       },
@@ -570,9 +670,12 @@ export class CacheRegion {
     return cacheMultiOnArguments(this, fn, options)
   }
 
-  /** `cacheOnArguments` as a TC39 method decorator: `@region.cached({ expirationTime: '1m' })`. */
-  cached<R>(options?: CacheOnArgumentsOptions<Awaited<R>, never[]>) {
-    return cachedMethod<R>(this, options)
+  /**
+   * `cacheOnArguments` as a method decorator: `@region.cached({ expirationTime: '1m' })`, TC39 or legacy
+   * (`experimentalDecorators`). `cachedMethod(instance, 'method')` reaches its helpers, typed.
+   */
+  cached<R>(options?: CacheOnArgumentsOptions<Awaited<R>, never[]>): CachedMethodDecorator<R> {
+    return methodDecorator<R>(this, options)
   }
 
   // ---------------------------------------------------------------- telemetry
@@ -681,6 +784,16 @@ export class CacheRegion {
   #traced(scope: string, hard: boolean, targets: readonly string[], run: () => Promise<void>): Promise<void> {
     return this.#tracing?.enabled ? this.#tracing.invalidation(scope, hard, targets, run) : run()
   }
+}
+
+/** A `corral.get` span's result: whether the read found a value. */
+function describeGet(value: unknown, span: Span): void {
+  span.setAttribute('corral.result', value === NO_VALUE ? 'miss' : 'hit')
+}
+
+/** A `corral.get_multi` span's count of keys that had a value. */
+function describeGetMulti(values: readonly unknown[], span: Span): void {
+  span.setAttribute('corral.hit_count', values.filter((value) => value !== NO_VALUE).length)
 }
 
 function assertKeyList(keys: unknown, method: string): asserts keys is readonly string[] {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { Registry } from 'prom-client'
+import { describeValue } from './describe-value.js'
 import { ValidationError } from './errors.js'
 import { rejectUnknown } from './policy.js'
 import type { RegionOptions } from './region-options.js'
@@ -34,7 +35,16 @@ export class RegionRegistry {
     if (options.telemetry !== undefined && options.telemetry !== false) {
       if (options.telemetry === null || typeof options.telemetry !== 'object')
         throw new ValidationError('createRegion(): telemetry must be an object of options or false')
-      rejectUnknown(options.telemetry, ['metricsRegistry', 'recordKeys', 'hotKeys'], 'createRegion(): telemetry')
+      rejectUnknown(
+        options.telemetry,
+        ['metricsRegistry', 'recordKeys', 'hotKeys', 'backendSpans'],
+        'createRegion(): telemetry',
+      )
+      const { backendSpans } = options.telemetry
+      if (backendSpans !== undefined && typeof backendSpans !== 'boolean')
+        throw new ValidationError(
+          `createRegion(): telemetry.backendSpans must be a boolean; got ${describeValue(backendSpans)}`,
+        )
     }
     const name = options.name ?? `region-${randomUUID().slice(0, 8)}`
     if (typeof name !== 'string' || name.trim() === '')

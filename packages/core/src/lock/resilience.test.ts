@@ -299,9 +299,9 @@ describe('the creator context', () => {
   it('passes the key as given, a signal and the stale value (NO_VALUE when there is none)', async () => {
     const { region, clock } = setup()
     const seen: Array<CreatorContext<string>> = []
-    await region.getOrCreate('user:1', (context) => (seen.push(context), 'a'))
+    await region.getOrCreate<string>('user:1', (context) => (seen.push(context), 'a'))
     clock.advance(11_000)
-    await region.getOrCreate('user:1', (context) => (seen.push(context), 'b'))
+    await region.getOrCreate<string>('user:1', (context) => (seen.push(context), 'b'))
     expect(seen.map((c) => [c.key, c.staleValue, c.signal.aborted])).toEqual([
       ['user:1', NO_VALUE, false],
       ['user:1', 'a', false],

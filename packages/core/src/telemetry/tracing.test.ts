@@ -1,7 +1,7 @@
 /**
  * Spans, checked with the real OpenTelemetry SDK and an in-memory exporter.
  */
-import { SpanStatusCode, context, trace } from '@opentelemetry/api'
+import { SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import {
   BasicTracerProvider,
@@ -11,7 +11,8 @@ import {
 } from '@opentelemetry/sdk-trace-base'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { promtoolCheckMetrics } from '../../../../test-support/servers.js'
-import { RegionRegistry, createRegion } from '../index.js'
+import { NO_VALUE, RegionRegistry, createRegion } from '../index.js'
+import { VERSION } from '../version.js'
 
 const exporter = new InMemorySpanExporter()
 const contextManager = new AsyncLocalStorageContextManager()
@@ -52,10 +53,13 @@ describe('corral.get_or_create', () => {
   it('records a hit with the region, backend, result and key', async () => {
     const { region } = setup()
     await region.set('user:1', { id: 1 })
+    exporter.reset()
     await region.getOrCreate('user:1', () => ({ id: 0 }))
     expect(spans()).toHaveLength(1)
     const [span] = spans()
     expect(span!.name).toBe('corral.get_or_create')
+    expect(span!.kind).toBe(SpanKind.INTERNAL)
+    expect(span!.instrumentationScope).toEqual({ name: '@corral/core', version: VERSION })
     expect(span!.attributes).toEqual({
       'corral.region': 'users',
       'corral.backend': 'memory',
@@ -168,11 +172,93 @@ describe('corral.get_or_create', () => {
     const { region } = setup({ recordKeys: false })
     await region.getOrCreate('secret:token', () => 1)
     await region.getOrCreate('secret:token', () => 1)
+    await region.get('secret:token')
+    await region.getMulti(['secret:token', 'secret:other'])
+    await region.set('secret:token', 2)
+    await region.delete('secret:token')
     expect(spans().length).toBeGreaterThan(0)
     for (const span of spans()) {
       expect(JSON.stringify(span.attributes)).not.toContain('secret:token')
       expect(span.attributes['corral.region']).toBe('users')
     }
+  })
+})
+
+describe('corral.get, corral.set, corral.delete and their multi-key forms', () => {
+  it('records each call with the region, backend and key; a get says whether it found a value', async () => {
+    const { region } = setup()
+    const tracer = trace.getTracer('app')
+    await tracer.startActiveSpan('request', async (request) => {
+      await region.set('user:1', { id: 1 })
+      expect(await region.get('user:1')).toEqual({ id: 1 })
+      expect(await region.get('user:2')).toBe(NO_VALUE)
+      await region.delete('user:1')
+      request.end()
+    })
+    const [request] = named('request')
+    const base = { 'corral.region': 'users', 'corral.backend': 'memory' }
+    expect(
+      spans()
+        .filter((span) => span.name !== 'request')
+        .map((span) => [span.name, span.kind, span.attributes, parentOf(span)]),
+    ).toEqual([
+      ['corral.set', SpanKind.INTERNAL, { ...base, 'corral.key': 'user:1' }, request!.spanContext().spanId],
+      [
+        'corral.get',
+        SpanKind.INTERNAL,
+        { ...base, 'corral.key': 'user:1', 'corral.result': 'hit' },
+        request!.spanContext().spanId,
+      ],
+      [
+        'corral.get',
+        SpanKind.INTERNAL,
+        { ...base, 'corral.key': 'user:2', 'corral.result': 'miss' },
+        request!.spanContext().spanId,
+      ],
+      ['corral.delete', SpanKind.INTERNAL, { ...base, 'corral.key': 'user:1' }, request!.spanContext().spanId],
+    ])
+  })
+
+  it('records the multi-key forms with their keys and counts', async () => {
+    const { region } = setup()
+    await region.setMulti({ a: 1, b: 2 })
+    expect(await region.getMulti(['a', 'b', 'c'])).toEqual([1, 2, NO_VALUE])
+    await region.deleteMulti(['a', 'b'])
+    const base = { 'corral.region': 'users', 'corral.backend': 'memory' }
+    expect(spans().map((span) => [span.name, span.attributes])).toEqual([
+      ['corral.set_multi', { ...base, 'corral.keys': ['a', 'b'], 'corral.key_count': 2 }],
+      ['corral.get_multi', { ...base, 'corral.keys': ['a', 'b', 'c'], 'corral.key_count': 3, 'corral.hit_count': 2 }],
+      ['corral.delete_multi', { ...base, 'corral.keys': ['a', 'b'], 'corral.key_count': 2 }],
+    ])
+  })
+
+  it('records a failed operation with status ERROR, and the caller still gets the error', async () => {
+    const { region } = setup()
+    await expect(region.set('k', 1, { tags: [''] })).rejects.toThrow()
+    const [span] = named('corral.set')
+    expect(span!.status.code).toBe(SpanStatusCode.ERROR)
+    expect(span!.events.map((event) => event.name)).toEqual(['exception'])
+  })
+
+  it('records invalidations as corral.invalidate with their scope and kind', async () => {
+    const { region } = setup()
+    await region.invalidate({ hard: false })
+    await region.invalidateTags(['user:1'])
+    expect(named('corral.invalidate').map((span) => span.attributes)).toEqual([
+      {
+        'corral.region': 'users',
+        'corral.backend': 'memory',
+        'corral.invalidation.scope': 'region',
+        'corral.invalidation.hard': false,
+      },
+      {
+        'corral.region': 'users',
+        'corral.backend': 'memory',
+        'corral.invalidation.scope': 'tag',
+        'corral.invalidation.hard': true,
+        'corral.invalidation.targets': ['user:1'],
+      },
+    ])
   })
 })
 

@@ -1,8 +1,7 @@
-import { currentTick } from './tick.js'
 import {
   ProxyTracerProvider,
-  SpanStatusCode,
   context,
+  createContextKey,
   trace,
   type Attributes,
   type Link,
@@ -10,6 +9,10 @@ import {
   type SpanContext,
   type Tracer,
 } from '@opentelemetry/api'
+import { VERSION } from '../version.js'
+import { BackendSpans } from './backend-spans.js'
+import { endWithError } from './span-errors.js'
+import { currentTick } from './tick.js'
 
 /** The no-op provider the API falls back to while no SDK is registered. */
 const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate()
@@ -17,6 +20,23 @@ const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate()
 export const TRACER_NAME = '@corral/core'
 
 export type GetResult = 'hit' | 'stale' | 'miss'
+
+/**
+ * A `getOrCreate` call whose `corral.get_or_create` span was started before the lock ran (see `callScope`): the
+ * lock's report finishes it instead of recording a span of its own.
+ */
+interface PendingCall {
+  readonly tracing: RegionTracing
+  readonly key: string
+  readonly span: Span
+  claimed: boolean
+}
+
+const PENDING_CALL = createContextKey('corral.pending_call')
+
+/** The spans of the region's own operations besides `getOrCreate` and the invalidations. */
+export type OperationSpanName =
+  'corral.get' | 'corral.get_multi' | 'corral.set' | 'corral.set_multi' | 'corral.delete' | 'corral.delete_multi'
 
 /**
  * OpenTelemetry spans for one region, through `@opentelemetry/api` only. While no SDK is registered, `enabled`
@@ -27,13 +47,17 @@ export class RegionTracing {
   private readonly tracer: Tracer
   private checkedAt = -1
   private sdkRegistered = false
+  /** CLIENT spans around backend round trips, when the region asked for them (`telemetry.backendSpans`) */
+  readonly backend: BackendSpans | undefined
 
   constructor(
     private readonly region: string,
     private readonly backendName: () => string,
     private readonly recordKeys: boolean,
+    backendSpans = false,
   ) {
-    this.tracer = trace.getTracer(TRACER_NAME)
+    this.tracer = trace.getTracer(TRACER_NAME, VERSION)
+    this.backend = backendSpans ? new BackendSpans(this.tracer, region, recordKeys) : undefined
   }
 
   /**
@@ -58,8 +82,43 @@ export class RegionTracing {
     return attributes
   }
 
+  /**
+   * Runs a `getOrCreate` call inside its `corral.get_or_create` span, started now and active while the lock runs,
+   * so that the CLIENT spans of its backend round trips nest under it. Only with backend spans: without them the
+   * lock records a hit's span after the fact, which costs the hit path less. The lock's report finishes the span
+   * (`recordFinished`, or `start` then `endSpan`); a call it never reported is ended here.
+   */
+  async callScope<T>(key: string, run: () => Promise<T>): Promise<T> {
+    const span = this.tracer.startSpan('corral.get_or_create', { attributes: this.attributes(key) })
+    const pending: PendingCall = { tracing: this, key, span, claimed: false }
+    try {
+      const value = await context.with(trace.setSpan(context.active(), span).setValue(PENDING_CALL, pending), run)
+      if (!pending.claimed) span.end()
+      return value
+    } catch (error) {
+      if (!pending.claimed) endWithError(span, error)
+      throw error
+    }
+  }
+
+  /** The pending span of this call (same region, same key), taken at most once. */
+  private claim(key: string): Span | undefined {
+    const pending = context.active().getValue(PENDING_CALL) as PendingCall | undefined
+    if (pending === undefined || pending.claimed || pending.tracing !== this || pending.key !== key) return undefined
+    pending.claimed = true
+    return pending.span
+  }
+
   /** A `corral.get_or_create` span for a call already answered (a hit, or a coalesced caller). */
   recordFinished(key: string, result: GetResult, startTime: number, links?: Link[], lockWaitSeconds?: number): void {
+    const pending = this.claim(key)
+    if (pending !== undefined) {
+      pending.setAttribute('corral.result', result)
+      if (links) pending.addLinks(links)
+      if (lockWaitSeconds !== undefined) pending.addEvent('cache.lock_wait', { duration_s: lockWaitSeconds })
+      pending.end()
+      return
+    }
     const span = this.tracer.startSpan('corral.get_or_create', {
       startTime,
       attributes: this.attributes(key, result),
@@ -71,7 +130,39 @@ export class RegionTracing {
 
   /** Starts the `corral.get_or_create` span of a call that has to do more than read. */
   start(key: string, startTime: number): Span {
-    return this.tracer.startSpan('corral.get_or_create', { startTime, attributes: this.attributes(key) })
+    return (
+      this.claim(key) ?? this.tracer.startSpan('corral.get_or_create', { startTime, attributes: this.attributes(key) })
+    )
+  }
+
+  /**
+   * Runs one of the region's operations (get, set, delete and their multi-key forms) inside its span, with the
+   * region, the backend and the key (or the keys, unless `recordKeys` is false). `describe` may add attributes
+   * from the result (a get's `corral.result`).
+   */
+  async operation<T>(
+    name: OperationSpanName,
+    keys: string | readonly string[],
+    run: () => Promise<T>,
+    describe?: (result: T, span: Span) => void,
+  ): Promise<T> {
+    const attributes: Attributes = { 'corral.region': this.region, 'corral.backend': this.backendName() }
+    if (typeof keys === 'string') {
+      if (this.recordKeys) attributes['corral.key'] = keys
+    } else {
+      if (this.recordKeys) attributes['corral.keys'] = [...keys]
+      attributes['corral.key_count'] = keys.length
+    }
+    const span = this.tracer.startSpan(name, { attributes })
+    try {
+      const result = await context.with(trace.setSpan(context.active(), span), run)
+      describe?.(result, span)
+      span.end()
+      return result
+    } catch (error) {
+      endWithError(span, error)
+      throw error
+    }
   }
 
   /**
@@ -113,7 +204,8 @@ export class RegionTracing {
     const span = this.tracer.startSpan('corral.regenerate', { attributes }, parentContext)
     onStart(span.spanContext())
     try {
-      const value = await context.with(trace.setSpan(parentContext, span), run)
+      // The creator's own getOrCreate calls are calls of their own, not the pending call of this one.
+      const value = await context.with(trace.setSpan(parentContext, span).deleteValue(PENDING_CALL), run)
       span.end()
       return value
     } catch (error) {
@@ -123,18 +215,11 @@ export class RegionTracing {
   }
 }
 
-/** Ends a span for a call that ended. The one place that records exceptions and sets the status. */
+/** Ends a span for a call that ended (errors through `endWithError`, the one place that records them). */
 export function endSpan(span: Span, result: GetResult | undefined, error?: unknown): void {
   if (result) span.setAttribute('corral.result', result)
   if (error === undefined) span.end()
   else endWithError(span, error)
-}
-
-function endWithError(span: Span, error: unknown): void {
-  const exception = error instanceof Error ? error : new Error(String(error))
-  span.recordException(exception)
-  span.setStatus({ code: SpanStatusCode.ERROR, message: exception.message })
-  span.end()
 }
 
 /** A span context as a W3C `traceparent` header value, to carry it across processes. */

@@ -59,7 +59,8 @@ describe('GET /metrics', () => {
     await f.app.request('/metrics', { headers: { accept: PROMETHEUS_ACCEPT } })
     const text = await (await f.app.request('/metrics')).text()
     expect(text).toContain('# TYPE corral_gets_total counter\n')
-    expect(f.registry.metrics.getSingleMetric('corral_gets_total')?.name).toBe('corral_gets_total')
+    const counter = (await f.registry.metrics.getMetricsAsJSON()).find((m) => m.name === 'corral_gets_total')
+    expect(counter?.type).toBe('counter')
     expect(await f.registry.metrics.metrics()).toContain('corral_gets_total{region="users",result="hit"} 1')
   })
 
