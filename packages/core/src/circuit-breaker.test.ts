@@ -40,74 +40,99 @@ describe('circuitBreaker option', () => {
 })
 
 describe('the breaker state machine', () => {
+  /** A breaker with an injected clock, and a probe the test answers. */
   const breaker = (policy = { failures: 3, windowMs: 1000, coolDownMs: 500 }) => {
     let now = 0
     const states: CircuitState[] = []
+    const probes: Array<{ resolve: () => void; reject: () => void }> = []
+    const probe = () =>
+      new Promise<void>((resolve, reject) => probes.push({ resolve, reject: () => reject(new Error('down')) }))
     const b = new CircuitBreaker(
       policy,
       (state) => states.push(state),
+      probe,
       () => now,
     )
-    return { b, states, advance: (ms: number) => (now += ms) }
+    const flush = () => new Promise<void>((resolve) => setImmediate(resolve))
+    return { b, states, probes, flush, advance: (ms: number) => (now += ms) }
+  }
+  const fail = (b: CircuitBreaker) => {
+    expect(b.admit()).toBe('pass')
+    b.failed()
   }
 
-  it('opens after `failures` failures in a row, skips for the cool-down, then lets one probe through', () => {
-    const { b, states, advance } = breaker()
-    b.failed(b.admit())
-    b.failed(b.admit())
+  it('opens after `failures` failures in a row, skips for the cool-down, then probes with a call of its own', async () => {
+    const { b, states, probes, flush, advance } = breaker()
+    fail(b)
+    fail(b)
     expect(b.state).toBe('closed')
-    b.failed(b.admit())
+    fail(b)
     expect(states).toEqual(['open'])
     advance(499)
     expect(b.admit()).toBe('skip')
+    expect(probes).toHaveLength(0)
     advance(1)
-    expect(b.admit()).toBe('probe')
-    expect(b.state).toBe('half-open')
-    // one probe at a time
+    // The first call after the cool-down starts the probe and is skipped, as are the calls while it runs.
     expect(b.admit()).toBe('skip')
-    b.succeeded('probe')
+    expect(b.state).toBe('half-open')
+    expect(probes).toHaveLength(1)
+    expect(b.admit()).toBe('skip')
+    expect(probes).toHaveLength(1) // one probe at a time
+    probes[0]!.resolve()
+    await flush()
     expect(states).toEqual(['open', 'half-open', 'closed'])
     expect(b.admit()).toBe('pass')
   })
 
-  it('a failed probe opens it again for another cool-down; a probe that never answers is replaced', () => {
-    const { b, states, advance } = breaker()
-    for (let i = 0; i < 3; i++) b.failed(b.admit())
+  it('a failed probe opens it again for another cool-down; a probe that never answers is replaced', async () => {
+    const { b, states, probes, flush, advance } = breaker()
+    for (let i = 0; i < 3; i++) fail(b)
     advance(500)
-    b.failed(b.admit())
+    b.admit()
+    probes[0]!.reject()
+    await flush()
     expect(b.state).toBe('open')
     advance(499)
     expect(b.admit()).toBe('skip')
+    expect(probes).toHaveLength(1)
     advance(1)
-    expect(b.admit()).toBe('probe')
-    advance(500) // the probe hangs: after a cool-down another call probes
-    expect(b.admit()).toBe('probe')
-    expect(states).toEqual(['open', 'half-open', 'open', 'half-open'])
+    b.admit()
+    expect(probes).toHaveLength(2)
+    advance(500) // the second probe hangs: after a cool-down another one starts
+    b.admit()
+    expect(probes).toHaveLength(3)
+    probes[1]!.resolve() // the lost one answers late: it decides nothing
+    await flush()
+    expect(b.state).toBe('half-open')
+    probes[2]!.resolve()
+    await flush()
+    expect(states).toEqual(['open', 'half-open', 'open', 'half-open', 'closed'])
   })
 
   it('counts only failures in a row within the window', () => {
     const { b, advance } = breaker()
-    b.failed(b.admit())
-    b.failed(b.admit())
-    b.succeeded(b.admit()) // a success breaks the run
-    b.failed(b.admit())
-    b.failed(b.admit())
+    fail(b)
+    fail(b)
+    b.succeeded() // a success breaks the run
+    fail(b)
+    fail(b)
     expect(b.state).toBe('closed')
     advance(1001) // those two are too old now
-    b.failed(b.admit())
-    b.failed(b.admit())
+    fail(b)
+    fail(b)
     expect(b.state).toBe('closed')
-    b.failed(b.admit())
+    fail(b)
     expect(b.state).toBe('open')
   })
 
-  it('ignores stragglers: failures of calls admitted before it opened do not extend the cool-down', () => {
-    const { b, states, advance } = breaker()
-    const early = [b.admit(), b.admit(), b.admit(), b.admit()]
-    for (const admission of early) b.failed(admission)
+  it('ignores stragglers: failures of calls that went out before it opened do not extend the cool-down', () => {
+    const { b, states, probes, advance } = breaker()
+    for (let i = 0; i < 4; i++) expect(b.admit()).toBe('pass')
+    for (let i = 0; i < 4; i++) b.failed()
     expect(states).toEqual(['open'])
     advance(500)
-    expect(b.admit()).toBe('probe')
+    b.admit()
+    expect(probes).toHaveLength(1)
   })
 
   it('defaults to 5 failures within 10 s and a 1 s cool-down', () => {
@@ -201,9 +226,13 @@ describe('the breaker on a real Redis', () => {
         expect(region.statsSnapshot()).toMatchObject({ circuit: { closed: 0, halfOpen: 0, open: 1 }, circuitOpens: 1 })
         expect(await metric('corral_circuit_state')).toEqual([[{ region: region.name, backend: 'redis' }, 2]])
         expect(await metric('corral_circuit_opens_total')).toEqual([[{ region: region.name, backend: 'redis' }, 1]])
-        // After the cool-down one call probes the (still frozen) server, fails, and it opens again.
+        // After the cool-down the next call starts a probe (and is answered at once, without the server); the
+        // probe meets the still frozen server, fails, and the circuit opens again.
         await sleep(450)
+        const during = performance.now()
         expect(await region.getOrCreate('probe', () => 'P')).toBe('P')
+        expect(performance.now() - during).toBeLessThan(100)
+        await eventually(() => circuit.length === 3, 2000, 10)
         expect(circuit.map((e) => e.state)).toEqual(['open', 'half-open', 'open'])
       } finally {
         await server.resume()

@@ -1,8 +1,8 @@
 /**
- * The circuit breaker a region puts around a backend that lives outside the process (Redis, memcached, files): after
+ * The circuit breaker a region puts around a backend that lives outside the process (Redis, memcached): after
  * repeated failures it stops calling the backend for a cool-down, so a server that is down or frozen costs callers
- * nothing instead of a command timeout each, then lets one call through as a probe (half-open) and closes again when
- * that call succeeds.
+ * nothing instead of a command timeout each, then probes it with a read of its own (half-open, in the background: no
+ * caller waits for it) and closes again when that read succeeds.
  *
  * While it is open: reads miss (the creator runs, as when the server is down, but at once); writes, deletes,
  * counters and lock attempts fail at once with a `CircuitOpenError` (a `BackendError`), which the region reports as
@@ -40,6 +40,9 @@ export interface BreakerPolicy {
 
 export const DEFAULT_BREAKER: BreakerPolicy = Object.freeze({ failures: 5, windowMs: 10_000, coolDownMs: 1000 })
 
+/** What the breaker reads to probe a backend whose circuit is open (a reserved key: normally absent). */
+export const PROBE_KEY = 'corral:circuit-probe'
+
 /** A call refused because the circuit is open: the backend was not asked. */
 export class CircuitOpenError extends BackendError {}
 
@@ -75,21 +78,29 @@ export function parseCircuitBreaker(value: unknown, where: string): BreakerPolic
   }
 }
 
-/** How a call was let through: as usual, as the probe of a half-open circuit, or not at all. */
-type Admission = 'pass' | 'probe' | 'skip'
+/** Whether a call goes to the backend, or is skipped because the circuit is open (or probing). */
+type Admission = 'pass' | 'skip'
 
-/** The state machine, apart from any backend. Times are `performance.now()` milliseconds. */
+/**
+ * The state machine, apart from any backend. Times are `performance.now()` milliseconds.
+ *
+ * The probe is the breaker's own call (`probe`, a read of a reserved key), started in the background by the first
+ * call after the cool-down: no caller ever waits for a probe, and every caller sees the same state until the probe
+ * answers (a caller's call as the probe would be slow while the others skipped, so callers of one key that arrive
+ * together could see different states and run the creator twice).
+ */
 export class CircuitBreaker {
   #state: CircuitState = 'closed'
   /** when each failure in the current run of failures happened */
   #failures: number[] = []
   #openedAt = 0
-  /** when the probe in flight was let through (undefined: none) */
+  /** when the probe in flight started (undefined: none) */
   #probeSince: number | undefined
 
   constructor(
     readonly policy: BreakerPolicy,
     private readonly onState: (state: CircuitState) => void,
+    private readonly probe: () => Promise<unknown>,
     private readonly now: () => number = () => performance.now(),
   ) {}
 
@@ -100,45 +111,50 @@ export class CircuitBreaker {
   admit(): Admission {
     if (this.#state === 'closed') return 'pass'
     const now = this.now()
-    if (this.#state === 'open') {
-      if (now - this.#openedAt < this.policy.coolDownMs) return 'skip'
-      this.#probeSince = now
-      this.#set('half-open')
-      return 'probe'
-    }
-    // Half-open: one probe at a time; a probe that has not answered within a cool-down counts as lost.
-    if (this.#probeSince !== undefined && now - this.#probeSince < this.policy.coolDownMs) return 'skip'
-    this.#probeSince = now
-    return 'probe'
+    if (this.#state === 'open' && now - this.#openedAt < this.policy.coolDownMs) return 'skip'
+    // Cooled down (or a probe that has not answered within a cool-down counts as lost): probe, and skip meanwhile.
+    if (this.#probeSince === undefined || now - this.#probeSince >= this.policy.coolDownMs) this.#startProbe(now)
+    return 'skip'
   }
 
-  succeeded(admission: Admission): void {
-    if (admission === 'probe') {
-      this.#probeSince = undefined
-      this.#failures = []
-      this.#set('closed')
-    } else if (this.#state === 'closed') {
-      this.#failures = []
-    }
+  succeeded(): void {
+    if (this.#state === 'closed') this.#failures = []
   }
 
-  failed(admission: Admission): void {
-    const now = this.now()
-    if (admission === 'probe') {
-      this.#probeSince = undefined
-      this.#open(now)
-      return
-    }
-    // Stragglers admitted before the circuit opened change nothing once it is open or probing.
+  failed(): void {
+    // Stragglers that went out before the circuit opened change nothing once it is open or probing.
     if (this.#state !== 'closed') return
+    const now = this.now()
     this.#failures = this.#failures.filter((at) => now - at <= this.policy.windowMs)
     this.#failures.push(now)
     if (this.#failures.length >= this.policy.failures) this.#open(now)
   }
 
-  /** A call that ended without telling anything about the backend (the caller's own error): frees the probe. */
-  neutral(admission: Admission): void {
-    if (admission === 'probe') this.#probeSince = undefined
+  #startProbe(now: number): void {
+    const since = now
+    this.#probeSince = since
+    this.#set('half-open')
+    const settle = (ok: boolean) => {
+      // A probe given up as lost (another one started since) decides nothing.
+      if (this.#probeSince !== since) return
+      this.#probeSince = undefined
+      if (ok) {
+        this.#failures = []
+        this.#set('closed')
+      } else {
+        this.#open(this.now())
+      }
+    }
+    let probing: Promise<unknown>
+    try {
+      probing = this.probe()
+    } catch (error) {
+      probing = Promise.reject(error)
+    }
+    probing.then(
+      () => settle(true),
+      () => settle(false),
+    )
   }
 
   #open(now: number): void {
@@ -176,7 +192,7 @@ export class CircuitBreakerBackend implements CacheBackend {
     policy: BreakerPolicy,
     onState: (state: CircuitState) => void,
   ) {
-    this.breaker = new CircuitBreaker(policy, onState)
+    this.breaker = new CircuitBreaker(policy, onState, () => proxied.get(PROBE_KEY))
     const refuse = (operation: string) => (): never => {
       throw new CircuitOpenError(
         `${proxied.name}: ${operation} skipped: the circuit breaker is open after repeated failures (it probes again after ${policy.coolDownMs / 1000}s)`,
@@ -252,18 +268,16 @@ export class CircuitBreakerBackend implements CacheBackend {
 
   /** Runs `call` unless the circuit is open (then `skipped` answers), and tells the breaker how it went. */
   async #guard<T>(call: () => Promise<T>, skipped: () => T): Promise<T> {
-    const admission = this.breaker.admit()
-    if (admission === 'skip') return skipped()
+    if (this.breaker.admit() === 'skip') return skipped()
     let result: T
     try {
       result = await call()
     } catch (error) {
       // A value the serializer refused never reached the server: it says nothing about the backend.
-      if (error instanceof SerializationError) this.breaker.neutral(admission)
-      else this.breaker.failed(admission)
+      if (!(error instanceof SerializationError)) this.breaker.failed()
       throw error
     }
-    this.breaker.succeeded(admission)
+    this.breaker.succeeded()
     return result
   }
 
@@ -280,10 +294,10 @@ export class CircuitBreakerBackend implements CacheBackend {
       release: async (store) => {
         try {
           const stored = await mutex.release(store)
-          this.breaker.succeeded('pass')
+          this.breaker.succeeded()
           return stored
         } catch (error) {
-          if (!(error instanceof SerializationError)) this.breaker.failed('pass')
+          if (!(error instanceof SerializationError)) this.breaker.failed()
           throw error
         }
       },
