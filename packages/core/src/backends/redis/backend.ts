@@ -118,6 +118,7 @@ export class RedisBackend implements CacheBackend {
   readonly #channels = new Map<string, (message: string) => void>()
   #unlockSubscription: Promise<boolean> | undefined
   readonly #lockWaiters = new Map<string, Set<() => void>>()
+  readonly #subscriberWatchers = new Set<(connected: boolean) => void>()
   readonly #invalidators = new InvalidatorSet<RedisInvalidator>()
   readonly #unlockChannel: string
   readonly #onError = (error: unknown) => {
@@ -500,6 +501,16 @@ export class RedisBackend implements CacheBackend {
     await withTimeout(subscriber.subscribe(channel), Math.max(1000, this.commandTimeoutMs), 'SUBSCRIBE')
   }
 
+  /**
+   * @internal Tells `listener` when the subscriber connection drops (`false`: what is published from then on is lost
+   * to this process) and each time it is connected with every channel subscribed again (`true`). Returns a function
+   * that stops telling it.
+   */
+  watchSubscriber(listener: (connected: boolean) => void): () => void {
+    this.#subscriberWatchers.add(listener)
+    return () => this.#subscriberWatchers.delete(listener)
+  }
+
   /** @internal */
   async unsubscribe(channel: string): Promise<void> {
     if (!this.#channels.delete(channel)) return
@@ -519,6 +530,7 @@ export class RedisBackend implements CacheBackend {
     // Messages published while the subscriber is away are lost: stop trusting the tag marks they could change.
     subscriber.on('close', () => {
       for (const invalidator of this.#invalidators) invalidator.distrustTags()
+      for (const watch of this.#subscriberWatchers) watch(false)
     })
     let connectedBefore = false
     subscriber.on('ready', () => {
@@ -532,6 +544,7 @@ export class RedisBackend implements CacheBackend {
         subscriber.subscribe(...channels).then(
           () => {
             if (reconnected) for (const invalidator of this.#invalidators) invalidator.distrustTags()
+            for (const watch of this.#subscriberWatchers) watch(true)
           },
           () => {},
         )
