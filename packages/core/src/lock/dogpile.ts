@@ -9,6 +9,7 @@ import type { Creator, CreatorContext, ShouldCache } from '../region-options.js'
 import type { AsyncCreationRunner } from './async-runner.js'
 import type { CacheRegion } from '../region.js'
 import type { CallIdentity, CallReporter } from '../telemetry/call-reporter.js'
+import type { Tier } from '../telemetry/events.js'
 import { FlightTable, type Flight } from './flight.js'
 
 /**
@@ -92,10 +93,16 @@ export class DogpileLock {
     const { host } = this
     const backend = host.backend()
     const startedAt = host.report.traced ? performance.now() : undefined
-    const stored = backend.getSync !== undefined ? backend.getSync(storeKey) : await host.access.read(backend, storeKey)
+    // This process's memory first (the memory backend, a region's L1); `undefined`: not there, ask the backend.
+    let tier: Tier = 'l1'
+    let stored = backend.getSync?.(storeKey)
+    if (stored === undefined) {
+      tier = 'l2'
+      stored = await host.access.read(backend, storeKey)
+    }
     // 1. The hit path: a fresh value is returned without touching any lock.
     if (host.freshness.isFresh(stored, expirationMs)) {
-      host.report.hit({ key, startedAt })
+      host.report.hit({ key, startedAt }, tier)
       if (policy.eagerRefresh !== undefined && host.now() - stored.ct > policy.eagerRefresh * expirationMs) {
         this.#refreshEarly(
           { key, storeKey, creator, expirationMs, shouldCache, tags, policy, startedAt: undefined },
@@ -105,15 +112,18 @@ export class DogpileLock {
       return stored.payload as T
     }
     const call: Call<T> = { key, storeKey, creator, expirationMs, shouldCache, tags, policy, startedAt }
-    return this.createOrJoin(call, await host.freshness.lookup(stored, expirationMs))
+    return this.createOrJoin(call, await host.freshness.lookup(stored, expirationMs), tier)
   }
 
-  /** Steps 2 and 3: join the flight in progress for the key, or lead a new one. */
-  async createOrJoin<T>(call: Call<T>, lookup: Lookup): Promise<T> {
+  /**
+   * Steps 2 and 3: join the flight in progress for the key, or lead a new one. `tier`: where `lookup`'s value was
+   * read (a value read again here comes from the backend).
+   */
+  async createOrJoin<T>(call: Call<T>, lookup: Lookup, tier: Tier = 'l2'): Promise<T> {
     const { report } = this.host
     for (;;) {
       if (lookup.state === 'fresh') {
-        report.hit(call)
+        report.hit(call, tier)
         return lookup.value as T
       }
       const flight = this.host.coalesce() ? this.flights.get(call.storeKey) : undefined
@@ -141,6 +151,7 @@ export class DogpileLock {
       // Produced elsewhere (another process, an async runner): re-read, as dogpile's waiters do.
       flight.coalesced--
       const backend = this.host.backend()
+      tier = 'l2'
       lookup = await this.host.freshness.lookup(await this.host.access.read(backend, call.storeKey), call.expirationMs)
     }
   }

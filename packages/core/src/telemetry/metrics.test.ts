@@ -95,7 +95,17 @@ describe('corral_* metrics', () => {
     const { registry } = await traffic()
     const samples = parseExposition(await registry.metrics.metrics())
     const labelNames = new Set(samples.flatMap((s) => Object.keys(s.labels)))
-    expect([...labelNames].sort()).toEqual(['backend', 'kind', 'le', 'mode', 'outcome', 'region', 'result', 'scope'])
+    expect([...labelNames].sort()).toEqual([
+      'backend',
+      'cause',
+      'kind',
+      'le',
+      'mode',
+      'outcome',
+      'region',
+      'result',
+      'scope',
+    ])
     expect(samples.some((s) => Object.values(s.labels).some((v) => v.startsWith('product:')))).toBe(false)
   })
 

@@ -1,3 +1,4 @@
+import type { Tier } from './events.js'
 import { currentTick } from './tick.js'
 import {
   ProxyTracerProvider,
@@ -58,11 +59,23 @@ export class RegionTracing {
     return attributes
   }
 
-  /** A `corral.get_or_create` span for a call already answered (a hit, or a coalesced caller). */
-  recordFinished(key: string, result: GetResult, startTime: number, links?: Link[], lockWaitSeconds?: number): void {
+  /**
+   * A `corral.get_or_create` span for a call already answered (a hit, or a coalesced caller); a hit carries the
+   * tier that answered it as `corral.tier` (`l1`: this process's memory, `l2`: the backend).
+   */
+  recordFinished(
+    key: string,
+    result: GetResult,
+    startTime: number,
+    links?: Link[],
+    lockWaitSeconds?: number,
+    tier?: Tier,
+  ): void {
+    const attributes = this.attributes(key, result)
+    if (tier !== undefined) attributes['corral.tier'] = tier
     const span = this.tracer.startSpan('corral.get_or_create', {
       startTime,
-      attributes: this.attributes(key, result),
+      attributes,
       ...(links ? { links } : {}),
     })
     if (lockWaitSeconds !== undefined) span.addEvent('cache.lock_wait', { duration_s: lockWaitSeconds })
