@@ -16,12 +16,21 @@ import { hitPathCase } from './cases/hit-path.js'
 import { memoryCase } from './cases/memory.js'
 import { redisCostCase } from './cases/redis-cost.js'
 import { stampedeCase } from './cases/stampede.js'
+import { tierCase } from './cases/tier.js'
 import { MEMORY_ADAPTERS, REDIS_ADAPTERS } from './lib/adapters.js'
 import type { BenchCase, CaseResult } from './lib/case.js'
 import { corralEntryPoint, gitCommit, machineInfo, packageVersion, type MachineInfo } from './lib/environment.js'
 import { renderTable, type Table } from './lib/table.js'
 
-const CASES: readonly BenchCase[] = [hitPathCase, stampedeCase, expiryCase, crossProcessCase, redisCostCase, memoryCase]
+const CASES: readonly BenchCase[] = [
+  hitPathCase,
+  stampedeCase,
+  expiryCase,
+  crossProcessCase,
+  redisCostCase,
+  tierCase,
+  memoryCase,
+]
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url))
 const log = (message: string) => process.stderr.write(`${message}\n`)
