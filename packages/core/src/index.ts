@@ -5,8 +5,12 @@ export { backgroundRunner, type AsyncCreationRunner } from './lock/async-runner.
 export type {
   ConfigureOptions,
   Creator,
+  CreatorContext,
+  FailSafeOptions,
+  ResilienceOptions,
   GetOptions,
   GetOrCreateOptions,
+  GetOrCreateResult,
   RegionDescription,
   RegionOptions,
   SetOptions,

@@ -123,6 +123,27 @@ export interface GetOrCreateOptions<T> extends ResilienceOptions {
   shouldCache?: ShouldCache<T>
   /** Tags stored with a created value, for `invalidateTags()`. */
   tags?: readonly string[]
+  /**
+   * Regenerate even if a fresh value is cached (the caller knows the source changed). Still one creator per key:
+   * callers forcing together share one regeneration; the old value remains the creator's `staleValue` and
+   * fail-safe's fallback.
+   */
+  forceRefresh?: boolean
+}
+
+/** What `getOrCreateResult` answers: the value and how it was obtained. */
+export interface GetOrCreateResult<T> {
+  value: T
+  /**
+   * `hit`: a fresh value; `stale`: a stale value, served while another caller regenerates (or after a soft
+   * timeout); `miss`: a new value, made by this caller's creator or the one it waited for; `failSafe`: the creator
+   * failed or timed out and a recent stale value was served instead
+   */
+  result: 'hit' | 'stale' | 'miss' | 'failSafe'
+  /** where a hit came from: `l1` this process's memory, `l2` the shared backend; undefined for other results */
+  tier: 'l1' | 'l2' | undefined
+  /** whether this caller ran the creator */
+  created: boolean
 }
 
 export interface SetOptions {

@@ -28,13 +28,14 @@ import {
   type MultiKeyGenerator,
 } from './keys.js'
 import type { AsyncCreationRunner } from './lock/async-runner.js'
-import { DogpileLock, type LockHost } from './lock/dogpile.js'
+import { DogpileLock, type CallInfo, type LockHost } from './lock/dogpile.js'
 import { getOrCreateMulti } from './lock/multi.js'
 import type {
   ConfigureOptions,
   Creator,
   GetOptions,
   GetOrCreateOptions,
+  GetOrCreateResult,
   RegionDescription,
   RegionOptions,
   SetOptions,
@@ -69,7 +70,7 @@ const CONFIGURE_OPTIONS = [
   ...RESILIENCE_OPTION_NAMES,
 ]
 const GET_OPTIONS = ['expirationTime', 'ignoreExpiration']
-const GET_OR_CREATE_OPTIONS = ['expirationTime', 'shouldCache', 'tags', ...RESILIENCE_OPTION_NAMES]
+const GET_OR_CREATE_OPTIONS = ['expirationTime', 'shouldCache', 'tags', 'forceRefresh', ...RESILIENCE_OPTION_NAMES]
 const GET_OR_CREATE_MULTI_OPTIONS = ['expirationTime', 'shouldCache', 'tags', 'expirationJitter']
 const SET_OPTIONS = ['tags']
 
@@ -340,25 +341,74 @@ export class CacheRegion {
    * `lock/dogpile.ts`.
    */
   getOrCreate<T>(key: string, creator: Creator<T>, options?: GetOrCreateOptions<T>): Promise<T> {
+    return this.#getOrCreate(key, creator, options, undefined, 'getOrCreate')
+  }
+
+  /**
+   * `getOrCreate`, answering also how the value was obtained, without a second call: `result` (`hit`, `stale`,
+   * `miss` or `failSafe`), `tier` (`l1` this process, `l2` the shared backend, for hits) and `created` (this caller
+   * ran the creator).
+   */
+  async getOrCreateResult<T>(
+    key: string,
+    creator: Creator<T>,
+    options?: GetOrCreateOptions<T>,
+  ): Promise<GetOrCreateResult<T>> {
+    const info: CallInfo = { result: 'miss', tier: undefined, created: false }
+    const value = await this.#getOrCreate(key, creator, options, info, 'getOrCreateResult')
+    return { value, ...info }
+  }
+
+  #getOrCreate<T>(
+    key: string,
+    creator: Creator<T>,
+    options: GetOrCreateOptions<T> | undefined,
+    info: CallInfo | undefined,
+    method: string,
+  ): Promise<T> {
     if (this.#backend === undefined) return Promise.reject(this.#notConfiguredError())
     if (typeof key !== 'string')
-      return Promise.reject(new ValidationError(`getOrCreate(): the key must be a string; got ${describeValue(key)}`))
+      return Promise.reject(new ValidationError(`${method}(): the key must be a string; got ${describeValue(key)}`))
     if (typeof creator !== 'function')
       return Promise.reject(
-        new ValidationError(`getOrCreate(): the creator must be a function; got ${describeValue(creator)}`),
+        new ValidationError(`${method}(): the creator must be a function; got ${describeValue(creator)}`),
       )
     try {
       const storeKey = this.#mangler === undefined ? key : this.#mangler(key)
       if (options === undefined)
-        return this.#lock.getOrCreate(key, storeKey, creator, this.#expirationMs, undefined, undefined, this.#policy)
-      rejectUnknown(options, GET_OR_CREATE_OPTIONS, 'getOrCreate()')
+        return this.#lock.getOrCreate(
+          key,
+          storeKey,
+          creator,
+          this.#expirationMs,
+          undefined,
+          undefined,
+          this.#policy,
+          false,
+          info,
+        )
+      rejectUnknown(options, GET_OR_CREATE_OPTIONS, `${method}()`)
       const expirationMs =
         options.expirationTime === undefined ? this.#expirationMs : this.#callExpirationMs(options.expirationTime)
-      const tags = options.tags === undefined ? undefined : validateTags(options.tags, 'getOrCreate')
+      const tags = options.tags === undefined ? undefined : validateTags(options.tags, method)
       const policy = setsPolicy(options)
-        ? resolvePolicy(this.#policy, options, 'getOrCreate()', expirationMs)
+        ? resolvePolicy(this.#policy, options, `${method}()`, expirationMs)
         : this.#policy
-      return this.#lock.getOrCreate(key, storeKey, creator, expirationMs, options.shouldCache, tags, policy)
+      if (options.forceRefresh !== undefined && typeof options.forceRefresh !== 'boolean')
+        throw new ValidationError(
+          `${method}(): forceRefresh must be a boolean; got ${describeValue(options.forceRefresh)}`,
+        )
+      return this.#lock.getOrCreate(
+        key,
+        storeKey,
+        creator,
+        expirationMs,
+        options.shouldCache,
+        tags,
+        policy,
+        options.forceRefresh === true,
+        info,
+      )
     } catch (error) {
       return Promise.reject(error)
     }

@@ -10,7 +10,7 @@ import type { AsyncCreationRunner } from './async-runner.js'
 import type { CacheRegion } from '../region.js'
 import type { CallIdentity, CallReporter } from '../telemetry/call-reporter.js'
 import type { Tier } from '../telemetry/events.js'
-import { FlightTable, type Flight } from './flight.js'
+import { FlightTable, type AnswerSource, type Flight } from './flight.js'
 
 /**
  * The dogpile lock: one creator per key at a time, across every caller of the region (and across processes when
@@ -69,6 +69,34 @@ export interface Call<T> extends CallIdentity {
   readonly tags: readonly string[] | undefined
   /** fail-safe, timeouts, eager refresh, jitter */
   readonly policy: Policy
+  /** regenerate even if the value is fresh (the caller wants a new one): joins and waits, never served stale */
+  readonly forceRefresh?: boolean
+  /** filled in as the call is answered, when the caller asked how (`getOrCreateResult`) */
+  readonly info?: CallInfo
+}
+
+/** How a `getOrCreate` call was answered. */
+export interface CallInfo {
+  /**
+   * `hit`: a fresh value; `stale`: a stale value, served while another caller regenerates (or after a soft
+   * timeout); `miss`: a new value, made by this caller's creator or by the one it waited for; `failSafe`: the
+   * creator failed or timed out and a recent stale value was served instead
+   */
+  result: 'hit' | 'stale' | 'miss' | 'failSafe'
+  /** where a hit came from: `l1` this process's memory, `l2` the shared backend */
+  tier: 'l1' | 'l2' | undefined
+  /** this caller ran the creator */
+  created: boolean
+}
+
+/** The `CallInfo` of an answer that came out of a flight. */
+const RESULT_OF: Record<AnswerSource, CallInfo['result']> = { created: 'miss', stale: 'stale', failSafe: 'failSafe' }
+
+function note(info: CallInfo | undefined, result: CallInfo['result'], created = false, tier?: 'l1' | 'l2'): void {
+  if (info === undefined) return
+  info.result = result
+  info.created = created
+  info.tier = tier
 }
 
 export class DogpileLock {
@@ -89,6 +117,8 @@ export class DogpileLock {
     shouldCache: ShouldCache<T> | undefined,
     tags: readonly string[] | undefined,
     policy: Policy,
+    forceRefresh?: boolean,
+    info?: CallInfo,
   ): Promise<T> {
     const { host } = this
     const backend = host.backend()
@@ -101,8 +131,9 @@ export class DogpileLock {
       stored = await host.access.read(backend, storeKey)
     }
     // 1. The hit path: a fresh value is returned without touching any lock.
-    if (host.freshness.isFresh(stored, expirationMs)) {
+    if (forceRefresh !== true && host.freshness.isFresh(stored, expirationMs)) {
       host.report.hit({ key, startedAt }, tier)
+      note(info, 'hit', false, tier)
       if (policy.eagerRefresh !== undefined && host.now() - stored.ct > policy.eagerRefresh * expirationMs) {
         this.#refreshEarly(
           { key, storeKey, creator, expirationMs, shouldCache, tags, policy, startedAt: undefined },
@@ -111,8 +142,23 @@ export class DogpileLock {
       }
       return stored.payload as T
     }
-    const call: Call<T> = { key, storeKey, creator, expirationMs, shouldCache, tags, policy, startedAt }
-    return this.createOrJoin(call, await host.freshness.lookup(stored, expirationMs), tier)
+    const call: Call<T> = {
+      key,
+      storeKey,
+      creator,
+      expirationMs,
+      shouldCache,
+      tags,
+      policy,
+      startedAt,
+      forceRefresh,
+      info,
+    }
+    let lookup = await host.freshness.lookup(stored, expirationMs)
+    // Forced: a fresh value is treated as stale, so it is still the creator's context and fail-safe's fallback.
+    if (forceRefresh === true && lookup.state === 'fresh')
+      lookup = { state: 'stale', value: lookup.value, ct: lookup.stored.ct, reason: 'expired', stored: lookup.stored }
+    return this.createOrJoin(call, lookup, tier)
   }
 
   /**
@@ -124,15 +170,17 @@ export class DogpileLock {
     for (;;) {
       if (lookup.state === 'fresh') {
         report.hit(call, tier)
+        note(call.info, 'hit', false, tier)
         return lookup.value as T
       }
       const flight = this.host.coalesce() ? this.flights.get(call.storeKey) : undefined
       if (flight === undefined) return this.#lead(call, lookup)
 
       flight.coalesced++
-      if (lookup.state === 'stale') {
+      if (lookup.state === 'stale' && call.forceRefresh !== true) {
         // Someone in this process is regenerating: serve the stale value at once.
         report.servedStaleWhileJoined(call, lookup, flight)
+        note(call.info, 'stale')
         return lookup.value as T
       }
       // No value: wait for the creator in progress.
@@ -142,6 +190,7 @@ export class DogpileLock {
       const waited = (performance.now() - waitStart) / 1000
       if (outcome.kind === 'value') {
         report.joinedAnswered(call, lookup.reason, waited, flight)
+        note(call.info, RESULT_OF[outcome.source ?? 'created'])
         return outcome.value as T
       }
       if (outcome.kind === 'error') {
@@ -168,7 +217,7 @@ export class DogpileLock {
     try {
       const mutex = host.backend().getMutex?.(storeKey)
       if (mutex) {
-        const wait = lookup.state === 'absent'
+        const wait = lookup.state === 'absent' || call.forceRefresh === true
         const acquisition = await this.acquire(mutex, key, wait, span)
         if (acquisition !== undefined && !acquisition.acquired) {
           if (acquisition.produced !== undefined) {
@@ -177,11 +226,13 @@ export class DogpileLock {
             const value = made.state === 'absent' ? acquisition.produced.payload : made.value
             flight?.settle({ kind: 'value', value })
             report.createdElsewhere(key, lookup, span, acquisition.holder)
+            note(call.info, 'miss')
             return value as T
           }
           // Another process regenerates and we have a stale value: serve it (dogpile's non-blocking acquire).
           flight?.settle({ kind: 'reread' })
           report.servedStaleWhileLockedElsewhere(key, lookup as Stale, span, acquisition.holder)
+          note(call.info, 'stale')
           return (lookup as Stale).value as T
         }
         if (acquisition !== undefined) {
@@ -190,19 +241,22 @@ export class DogpileLock {
           const current =
             acquisition.current !== undefined ? acquisition.current : await host.access.read(host.backend(), storeKey)
           const again = await host.freshness.lookup(current, call.expirationMs)
-          if (again.state === 'fresh') {
+          // Made by another process while we waited for the lock (a forced refresh only takes a newer one).
+          if (again.state === 'fresh' && (call.forceRefresh !== true || again.stored.ct > stampOf(lookup))) {
             flight?.settle({ kind: 'value', value: again.value })
             report.createdElsewhere(key, lookup, span)
+            note(call.info, 'miss')
             return again.value as T
           }
-          lookup = again
+          if (again.state !== 'fresh') lookup = again
         }
       }
 
-      if (lookup.state === 'stale' && host.asyncCreationRunner) {
+      if (lookup.state === 'stale' && host.asyncCreationRunner && call.forceRefresh !== true) {
         detached = this.#handOff(call, lookup, lead)
         if (detached) {
           report.handedOff(key, lookup, span)
+          note(call.info, 'stale')
           return lookup.value as T
         }
       }
@@ -210,8 +264,9 @@ export class DogpileLock {
       report.regenerating(key, lookup, span)
       const produced = await this.#produce(call, lead, span, lookup)
       detached = produced.detached
-      flight?.settle({ kind: 'value', value: produced.value })
+      flight?.settle({ kind: 'value', value: produced.value, source: produced.source })
       report.leaderAnswered(span)
+      note(call.info, RESULT_OF[produced.source], produced.source === 'created')
       return produced.value
     } catch (error) {
       flight?.settle({ kind: 'error', error })
@@ -314,7 +369,7 @@ export class DogpileLock {
     lead: Leadership,
     span: Span | undefined,
     lookup: Lookup,
-  ): Promise<{ value: T; detached: boolean }> {
+  ): Promise<{ value: T; detached: boolean; source: AnswerSource }> {
     const { host } = this
     const { flight } = lead
     const finish = () => lead.finish()
@@ -328,20 +383,20 @@ export class DogpileLock {
     }
     const creation = this.#regenerate(call, lead, span, context)
     const hardMs = policy.hardTimeoutMs ?? host.backend().lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS
-    const softMs = lookup.state === 'stale' ? policy.softTimeoutMs : undefined
+    const softMs = lookup.state === 'stale' && call.forceRefresh !== true ? policy.softTimeoutMs : undefined
 
     return new Promise((resolve, reject) => {
       let answered = false
       let detached = false
-      const answer = (value: T) => {
+      const answer = (value: T, source: AnswerSource) => {
         answered = true
-        flight?.settle({ kind: 'value', value })
-        resolve({ value, detached })
+        flight?.settle({ kind: 'value', value, source })
+        resolve({ value, detached, source })
       }
       const fail = (error: unknown) => {
         answered = true
         const saved = lookup.state === 'stale' ? this.#failSafe(call, lead, lookup, error) : undefined
-        if (saved) answer(saved.value as T)
+        if (saved) answer(saved.value as T, 'failSafe')
         else reject(error)
       }
       const softTimer =
@@ -351,7 +406,7 @@ export class DogpileLock {
               if (answered) return
               host.report.timedOut(call.key, 'soft')
               detached = true
-              answer((lookup as Stale).value as T)
+              answer((lookup as Stale).value as T, 'stale')
             }, softMs)
       const hardTimer = setTimeout(() => {
         clearTimeout(softTimer)
@@ -370,7 +425,7 @@ export class DogpileLock {
           clearTimeout(softTimer)
           clearTimeout(hardTimer)
           if (detached) void finish()
-          else if (!answered) answer(value)
+          else if (!answered) answer(value, 'created')
         },
         (error: unknown) => {
           clearTimeout(softTimer)
@@ -499,4 +554,9 @@ class Leadership {
     })()
     return this.#finished
   }
+}
+
+/** The creation time of what a lookup found (0 when nothing). */
+function stampOf(lookup: Lookup): number {
+  return lookup.state === 'absent' ? 0 : lookup.stored.ct
 }

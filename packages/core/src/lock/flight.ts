@@ -13,10 +13,16 @@ import type { SpanContext } from '@opentelemetry/api'
  * process per key: the flight's leader is the only caller in its process that talks to the distributed lock.
  */
 
+/** Where a flight's answer came from: the creator, the stale value (soft timeout) or fail-safe. */
+export type AnswerSource = 'created' | 'stale' | 'failSafe'
+
 /** How a flight ended, as its waiters see it. */
 export type FlightOutcome<T = unknown> =
-  /** the creator ran here and produced this value (cached or not) */
-  | { readonly kind: 'value'; readonly value: T }
+  /**
+   * the flight's answer (cached or not): the creator's value, or the stale value it fell back to (after a soft
+   * timeout) or fail-safe served (after a failure)
+   */
+  | { readonly kind: 'value'; readonly value: T; readonly source?: AnswerSource }
   /** the creator failed: every waiter fails with the same error */
   | { readonly kind: 'error'; readonly error: unknown }
   /** the value was produced elsewhere (another process, an async runner): read it from the backend */

@@ -364,7 +364,7 @@ describe('options are checked where they are written', () => {
     )
     const region = createRegion({ registry }).configure('memory', { expirationTime: 5 })
     await expect(region.getOrCreate('k', () => 1, { ttl: 5 } as never)).rejects.toThrow(
-      /getOrCreate\(\): unknown option "ttl"; valid options are expirationTime, shouldCache, tags, failSafe/,
+      /getOrCreate\(\): unknown option "ttl"; valid options are expirationTime, shouldCache, tags, forceRefresh, failSafe/,
     )
     await expect(region.get('k', { ignoreExpiry: true } as never)).rejects.toThrow(/unknown option "ignoreExpiry"/)
     await expect(region.set('k', 1, { ttl: 1 } as never)).rejects.toThrow(/set\(\): unknown option "ttl"/)
@@ -396,5 +396,76 @@ describe('section 7 telemetry', () => {
     expect(text).toContain('corral_creator_timeouts_total{region="m",kind="soft"} 1')
     expect(text).toContain('corral_creator_timeouts_total{region="m",kind="hard"} 1')
     expect(text).not.toContain('key=')
+  })
+})
+
+describe('getOrCreateResult: how the value was obtained, in the same call', () => {
+  it('answers miss (created), hit (l1 on memory), stale, and failSafe', async () => {
+    const { region, clock } = setup({ failSafe: { maxStaleAge: '1h' } })
+    expect(await region.getOrCreateResult('k', () => 'v1')).toEqual({
+      value: 'v1',
+      result: 'miss',
+      tier: undefined,
+      created: true,
+    })
+    expect(await region.getOrCreateResult('k', () => 'unused')).toEqual({
+      value: 'v1',
+      result: 'hit',
+      tier: 'l1',
+      created: false,
+    })
+    clock.advance(11_000)
+    const gate = deferred()
+    const leader = region.getOrCreateResult('k', async () => (await gate.promise, 'v2'))
+    expect(await region.getOrCreateResult('k', () => 'unused')).toMatchObject({ value: 'v1', result: 'stale' })
+    gate.resolve()
+    expect(await leader).toMatchObject({ value: 'v2', result: 'miss', created: true })
+    clock.advance(11_000)
+    expect(await region.getOrCreateResult('k', () => Promise.reject(new Error('down')))).toMatchObject({
+      value: 'v2',
+      result: 'failSafe',
+      created: false,
+    })
+  })
+
+  it('answers miss for a caller that waited for another caller of its process', async () => {
+    const { region } = setup()
+    const gate = deferred()
+    const leader = region.getOrCreateResult('k', async () => (await gate.promise, 'v'))
+    const waiter = region.getOrCreateResult('k', () => 'unused')
+    gate.resolve()
+    expect(await leader).toMatchObject({ result: 'miss', created: true })
+    expect(await waiter).toMatchObject({ value: 'v', result: 'miss', created: false })
+  })
+})
+
+describe('forceRefresh', () => {
+  it('regenerates a fresh value, once for callers forcing together, and passes the old value as staleValue', async () => {
+    const { region } = setup()
+    await region.getOrCreate('k', () => 'v1')
+    const gate = deferred()
+    let runs = 0
+    const seen: unknown[] = []
+    const refresh = async (context: CreatorContext<string>) => {
+      runs++
+      seen.push(context.staleValue)
+      await gate.promise
+      return 'v2'
+    }
+    const forced = Array.from({ length: 5 }, () => region.getOrCreate('k', refresh, { forceRefresh: true }))
+    // A caller that does not force still gets the fresh value at once.
+    expect(await region.getOrCreate('k', () => 'unused')).toBe('v1')
+    gate.resolve()
+    expect(await Promise.all(forced)).toEqual(Array(5).fill('v2'))
+    expect(runs).toBe(1)
+    expect(seen).toEqual(['v1'])
+    expect(await region.get('k')).toBe('v2')
+  })
+
+  it('is checked like every option', async () => {
+    const { region } = setup()
+    await expect(region.getOrCreate('k', () => 1, { forceRefresh: 'yes' as never })).rejects.toThrow(
+      /forceRefresh must be a boolean/,
+    )
   })
 })

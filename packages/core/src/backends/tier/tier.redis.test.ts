@@ -160,6 +160,7 @@ describe('a redis region with an L1', () => {
     const stats = region.statsSnapshot()
     expect(stats.l1Hits).toBe(2202)
     expect(stats.l1HitRatio).toBe(2202 / 2203) // the first getOrCreate was a miss
+    expect(await region.getOrCreateResult(a, () => ({ made: 'again' }))).toMatchObject({ result: 'hit', tier: 'l1' })
 
     // The same reads on a region without an L1: one GET each, tier l2.
     await plain.region.set(a, 'x')
@@ -168,6 +169,8 @@ describe('a redis region with an L1', () => {
       for (let i = 0; i < 100; i++) await plain.region.get(a)
     })
     expect(without).toEqual({ get: 100 })
+    expect(await plain.region.getOrCreateResult(a, () => 'never')).toMatchObject({ result: 'hit', tier: 'l2' })
+    plain.tiers.pop()
     expect(plain.tiers.length).toBe(101)
     expect(plain.tiers.every((t) => t === 'l2')).toBe(true)
     expect(plain.region.statsSnapshot().l1HitRatio).toBe(0)
