@@ -269,14 +269,16 @@ export class CacheRegion {
     if (options !== undefined) rejectUnknown(options, GET_OPTIONS, 'get()')
     const backend = this.backend
     const storeKey = this.#storeKey(key)
+    const expirationMs = this.#callExpirationMs(options?.expirationTime)
     // This process's memory first (the memory backend, an L1), as getOrCreate reads.
     let tier: Tier = 'l1'
-    let stored = backend.getSync?.(storeKey)
-    if (stored === undefined) {
+    const copy = backend.getSync?.(storeKey)
+    let lookup = copy === undefined ? undefined : await this.#freshness.lookup(copy, expirationMs)
+    // A copy that is not fresh is checked against the backend: another process may have made a newer value there.
+    if (lookup === undefined || (lookup.state !== 'fresh' && copy !== NO_VALUE)) {
       tier = 'l2'
-      stored = await this.#access.read(backend, storeKey)
+      lookup = await this.#freshness.lookup(await this.#access.read(backend, storeKey), expirationMs)
     }
-    const lookup = await this.#freshness.lookup(stored, this.#callExpirationMs(options?.expirationTime))
     return this.#answerGet(key, lookup, options?.ignoreExpiration === true, tier) as T | NoValue
   }
 
@@ -291,12 +293,24 @@ export class CacheRegion {
       keys.map((key) => this.#storeKey(key)),
     )
     await this.#freshness.loadTagsOf(stored)
-    const ignore = options?.ignoreExpiration === true
-    return keys.map(
-      (key, i) =>
-        this.#answerGet(key, this.#freshness.classify(stored[i] ?? NO_VALUE, expirationMs), ignore, tiers[i]!) as
-          T | NoValue,
+    const lookups = stored.map((value) => this.#freshness.classify(value ?? NO_VALUE, expirationMs))
+    // Copies from this process's memory that are not fresh are checked against the backend (as in get()).
+    const recheck = lookups.flatMap((lookup, i) =>
+      tiers[i] === 'l1' && lookup.state !== 'fresh' && stored[i] !== NO_VALUE ? [i] : [],
     )
+    if (recheck.length > 0) {
+      const again = await this.#access.readMulti(
+        backend,
+        recheck.map((i) => this.#storeKey(keys[i]!)),
+      )
+      await this.#freshness.loadTagsOf(again)
+      recheck.forEach((i, j) => {
+        lookups[i] = this.#freshness.classify(again[j] ?? NO_VALUE, expirationMs)
+        tiers[i] = 'l2'
+      })
+    }
+    const ignore = options?.ignoreExpiration === true
+    return keys.map((key, i) => this.#answerGet(key, lookups[i]!, ignore, tiers[i]!) as T | NoValue)
   }
 
   #answerGet(key: string, lookup: Lookup, ignoreExpiration: boolean, tier: Tier): unknown {
@@ -320,7 +334,10 @@ export class CacheRegion {
   async getValueMetadata<T = unknown>(key: string): Promise<ValueMetadata<T> | undefined> {
     const backend = this.backend
     const storeKey = this.#storeKey(key)
-    const stored = backend.getSync?.(storeKey) ?? (await this.#access.read(backend, storeKey))
+    let stored = backend.getSync?.(storeKey)
+    // A copy that is not fresh is checked against the backend (as in get()).
+    if (stored === undefined || (stored !== NO_VALUE && !this.#freshness.isFresh(stored, this.#expirationMs)))
+      stored = await this.#access.read(backend, storeKey)
     if (stored === NO_VALUE || Number.isNaN(stored.ct)) return undefined
     await this.#freshness.loadTagsOf([stored])
     if (this.#freshness.isHardInvalidated(stored)) return undefined

@@ -251,6 +251,25 @@ describe('a redis region with an L1', () => {
     expect(region.tiers.every((t) => t === 'l1')).toBe(true)
   })
 
+  it('checks a copy that is not fresh against Redis, which may hold a newer value', async () => {
+    const regionName = name()
+    const reader = tiered(regionName)
+    const quiet = tiered(regionName, { l1: false }) // a process that announces nothing
+    await ready(reader.tier)
+    const [k1, k2, k3] = [key('recheck-1'), key('recheck-2'), key('recheck-3')]
+    await reader.region.setMulti({ [k1]: 'v1', [k2]: 'v1', [k3]: 'v1' })
+    await sleep(2)
+    await quiet.region.invalidate({ hard: true })
+    await eventually(() => reader.region.invalidationState().hardAt > 0, 2000, 1)
+    await quiet.region.setMulti({ [k1]: 'v2', [k2]: 'v2', [k3]: 'v2' })
+    // The reader's copies are invalidated: get, getMulti and getValueMetadata ask Redis instead of answering "absent".
+    expect([k1, k2, k3].map((k) => reader.tier.getSync(k)?.payload)).toEqual(['v1', 'v1', 'v1'])
+    expect(await reader.region.getMulti([k1])).toEqual(['v2'])
+    expect((await reader.region.getValueMetadata(k2))?.value).toBe('v2')
+    expect(await reader.region.get(k3)).toBe('v2')
+    expect([k1, k2, k3].map((k) => reader.tier.getSync(k)?.payload)).toEqual(['v2', 'v2', 'v2'])
+  })
+
   it('a change in one process removes the other processes’ copies: set, setMulti, delete, deleteMulti, regeneration, dependency', async () => {
     const regionName = name()
     const [one, two] = [tiered(regionName), tiered(regionName)]
