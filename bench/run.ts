@@ -12,7 +12,10 @@ import { fileURLToPath } from 'node:url'
 import { startRedis, type RedisServer } from '../test-support/servers.ts'
 import { crossProcessCase } from './cases/cross-process.js'
 import { expiryCase } from './cases/expiry.js'
+import { fileCase } from './cases/file.js'
 import { hitPathCase } from './cases/hit-path.js'
+import { hotKeysCase } from './cases/hot-keys.js'
+import { memcachedCostCase } from './cases/memcached-cost.js'
 import { memoryCase } from './cases/memory.js'
 import { redisCostCase } from './cases/redis-cost.js'
 import { stampedeCase } from './cases/stampede.js'
@@ -29,7 +32,10 @@ const CASES: readonly BenchCase[] = [
   crossProcessCase,
   redisCostCase,
   tierCase,
+  memcachedCostCase,
   memoryCase,
+  hotKeysCase,
+  fileCase,
 ]
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url))

@@ -52,6 +52,8 @@ export interface StartPrometheusOptions {
   metricsPath?: string
   /** Default 'corral'. */
   jobName?: string
+  /** More command-line flags, e.g. `['--enable-feature=exemplar-storage']`. */
+  extraArgs?: string[]
   startTimeoutMs?: number
 }
 
@@ -103,6 +105,7 @@ export async function startPrometheus(opts: StartPrometheusOptions): Promise<Pro
         `--config.file=${configFile}`,
         `--storage.tsdb.path=${path.join(dir, 'data')}`,
         `--web.listen-address=${LOOPBACK}:${port}`,
+        ...(opts.extraArgs ?? []),
       ],
       probe: async (port) => (await httpGet(`http://${LOOPBACK}:${port}/-/ready`, 1000)).status === 200,
       dir,

@@ -5,6 +5,10 @@
  * resolve alike, and a reverse proxy that mounts the exporter under a prefix keeps working.
  */
 import type {
+  FleetHotKeysJson,
+  FleetJson,
+  FleetStampedesJson,
+  HistoryJson,
   HotKeysJson,
   InvalidateBody,
   InvalidateJson,
@@ -95,6 +99,16 @@ export const api = {
     requestJson<HotKeysJson>(`${region(name)}/hot-keys?limit=${limit}`, { token }),
   stampedes: (limit: number, token: string | null) =>
     requestJson<StampedesJson>(`api/stampedes?limit=${limit}`, { token }),
+  history: (fleet: boolean, range: string, since: number | undefined, token: string | null) =>
+    requestJson<HistoryJson>(
+      `api/${fleet ? 'fleet/' : ''}history?range=${encodeURIComponent(range)}${since === undefined ? '' : `&since=${since}`}`,
+      { token },
+    ),
+  fleet: (token: string | null) => requestJson<FleetJson>('api/fleet', { token }),
+  fleetHotKeys: (name: string, limit: number, token: string | null) =>
+    requestJson<FleetHotKeysJson>(`api/fleet/regions/${encodeURIComponent(name)}/hot-keys?limit=${limit}`, { token }),
+  fleetStampedes: (limit: number, token: string | null) =>
+    requestJson<FleetStampedesJson>(`api/fleet/stampedes?limit=${limit}`, { token }),
   invalidate: (name: string, hard: boolean, token: string | null) =>
     requestJson<InvalidateJson>(`${region(name)}/invalidate`, {
       token,

@@ -3,6 +3,7 @@ import { Header } from './components/header'
 import { HotKeys } from './components/hot-keys'
 import { InvalidateDialog } from './components/invalidate-dialog'
 import { InvalidateTagsDialog } from './components/invalidate-tags-dialog'
+import { Instances } from './components/instances'
 import { OverviewCards } from './components/overview-cards'
 import { RegionsTable } from './components/regions-table'
 import { Stampedes } from './components/stampedes'
@@ -15,6 +16,7 @@ export function App() {
       <main class="main">
         <TokenPrompt />
         <OverviewCards />
+        <Instances />
         <Charts />
         <RegionsTable />
         <HotKeys />

@@ -13,7 +13,8 @@
  */
 import { api, errorMessage, isAbort, isUnauthorized, StreamError, streamEvents } from './api'
 import { formatClock, parseInstant } from './format'
-import { appendSample } from './rates'
+import { appendSample, emptyHistory } from './rates'
+import { mergeHistory, type RangeId } from './server-history'
 import { backoffDelay, stateAfterFailure, throttle } from './schedule'
 import type { SseMessage } from './sse'
 import { describeTags } from './tags'
@@ -25,7 +26,16 @@ import {
   droppedEvents,
   eventsPerSecond,
   feedback,
+  fleetAvailable,
   history,
+  historyError,
+  historyRange,
+  incidents,
+  instances,
+  type Scope,
+  scope,
+  selfInstance,
+  serverHistory,
   hotKeys,
   type HotKeysState,
   invalidating,
@@ -42,6 +52,7 @@ import {
   tokenFormOpen,
 } from './store'
 import { batch } from '@preact/signals'
+import type { FleetJson, RegionJson } from '@corral/exporter/api'
 
 export const REFRESH_MIN_INTERVAL_MS = 500
 export const POLL_INTERVAL_MS = 2000
@@ -53,6 +64,8 @@ export const HOT_KEYS_LIMIT = 20
 /** Hot keys cover a window of about a minute: one request per region every 2 s is plenty. */
 export const HOT_KEYS_MIN_INTERVAL_MS = 2000
 export const STAMPEDES_LIMIT = 50
+/** The charts' server history is topped up at most this often (its samples are 5 s apart by default). */
+export const HISTORY_REFRESH_MS = 2000
 
 /** Bumped by every start/stop: callbacks of an older generation do nothing. */
 let generation = 0
@@ -71,56 +84,157 @@ const refresher = throttle(refresh, REFRESH_MIN_INTERVAL_MS)
 async function refresh(): Promise<void> {
   const gen = generation
   const tok = token.peek()
-  const [regionsResult, stampedesResult] = await Promise.allSettled([
+  const fleetView = scope.peek() === 'fleet'
+  const [regionsResult, stampedesResult, fleetResult, incidentsResult] = await Promise.allSettled([
     api.regions(tok),
-    api.stampedes(STAMPEDES_LIMIT, tok),
+    fleetView ? Promise.resolve(null) : api.stampedes(STAMPEDES_LIMIT, tok),
+    fleetView ? api.fleet(tok) : Promise.resolve(null),
+    fleetView ? api.fleetStampedes(STAMPEDES_LIMIT, tok) : Promise.resolve(null),
   ])
-  if (gen !== generation) return
-  if (
-    (regionsResult.status === 'rejected' && isUnauthorized(regionsResult.reason)) ||
-    (stampedesResult.status === 'rejected' && isUnauthorized(stampedesResult.reason))
-  ) {
+  if (gen !== generation || fleetView !== (scope.peek() === 'fleet')) return
+  const results = [regionsResult, stampedesResult, fleetResult, incidentsResult]
+  if (results.some((r) => r.status === 'rejected' && isUnauthorized(r.reason))) {
     unauthorized()
     return
   }
   const t = Date.now()
+  let shown: RegionJson[] | undefined
   batch(() => {
     if (regionsResult.status === 'fulfilled') {
-      const list = Array.isArray(regionsResult.value.regions) ? regionsResult.value.regions : []
-      regions.value = list
-      history.value = appendSample(history.peek(), t, list, { retentionMs: HISTORY_RETENTION_MS, maxSamples: 2000 })
+      const local = Array.isArray(regionsResult.value.regions) ? regionsResult.value.regions : []
+      if (!fleetView) shown = local
+      else if (fleetResult.status === 'fulfilled' && fleetResult.value) {
+        shown = fleetRegionsAsRegions(fleetResult.value, local)
+        instances.value = fleetResult.value.instances
+        selfInstance.value = fleetResult.value.self
+      }
+    }
+    const failure = [regionsResult, fleetResult].find((r) => r.status === 'rejected')
+    if (shown) {
+      regions.value = shown
+      history.value = appendSample(history.peek(), t, shown, { retentionMs: HISTORY_RETENTION_MS, maxSamples: 2000 })
       regionsError.value = null
       lastUpdated.value = t
-    } else {
-      regionsError.value = errorMessage(regionsResult.reason)
+    } else if (failure?.status === 'rejected') {
+      regionsError.value = errorMessage(failure.reason)
     }
-    if (stampedesResult.status === 'fulfilled') {
+    if (fleetView) {
+      if (incidentsResult.status === 'fulfilled' && incidentsResult.value) {
+        incidents.value = Array.isArray(incidentsResult.value.stampedes) ? incidentsResult.value.stampedes : []
+        stampedesError.value = null
+      } else if (incidentsResult.status === 'rejected') stampedesError.value = errorMessage(incidentsResult.reason)
+    } else if (stampedesResult.status === 'fulfilled' && stampedesResult.value) {
       stampedes.value = Array.isArray(stampedesResult.value.stampedes) ? stampedesResult.value.stampedes : []
       stampedesError.value = null
-    } else {
+    } else if (stampedesResult.status === 'rejected') {
       stampedesError.value = errorMessage(stampedesResult.reason)
     }
   })
-  if (regionsResult.status !== 'fulfilled') return
+  void refreshHistory(false)
+  if (!shown) return
 
-  const names = regionsResult.value.regions.map((r) => r.name)
-  const namesKey = JSON.stringify(names)
+  const names = shown.map((r) => r.name)
+  const namesKey = JSON.stringify([fleetView, names])
   if (Date.now() - hotKeysFetchedAt < HOT_KEYS_MIN_INTERVAL_MS && namesKey === hotKeysFetchedFor) return
   hotKeysFetchedAt = Date.now()
   hotKeysFetchedFor = namesKey
-  const results = await Promise.allSettled(names.map((name) => api.hotKeys(name, HOT_KEYS_LIMIT, tok)))
-  if (gen !== generation) return
-  if (results.some((r) => r.status === 'rejected' && isUnauthorized(r.reason))) {
+  const hotResults = await Promise.allSettled(
+    names.map((name) =>
+      fleetView ? api.fleetHotKeys(name, HOT_KEYS_LIMIT, tok) : api.hotKeys(name, HOT_KEYS_LIMIT, tok),
+    ),
+  )
+  if (gen !== generation || fleetView !== (scope.peek() === 'fleet')) return
+  if (hotResults.some((r) => r.status === 'rejected' && isUnauthorized(r.reason))) {
     unauthorized()
     return
   }
   const next: Record<string, HotKeysState> = {}
   names.forEach((name, i) => {
-    const result = results[i]
+    const result = hotResults[i]
     if (!result) return
     next[name] = result.status === 'fulfilled' ? { data: result.value } : { error: errorMessage(result.reason) }
   })
   hotKeys.value = next
+}
+
+/**
+ * The fleet's regions in the shape of this process's: counters summed over the fleet; the expiration time and last
+ * invalidation are this process's when it has the region (the buttons act through this exporter).
+ */
+function fleetRegionsAsRegions(fleet: FleetJson, local: RegionJson[]): RegionJson[] {
+  return fleet.regions.map((region) => {
+    const mine = local.find((r) => r.name === region.name)
+    return {
+      name: region.name,
+      backend: region.backend ?? mine?.backend ?? null,
+      configured: true,
+      expirationTime: mine?.expirationTime ?? null,
+      stats: region.stats,
+      lastInvalidation: mine?.lastInvalidation ?? null,
+    }
+  })
+}
+
+let historyFetchedAt = -Infinity
+let historyFor = ''
+
+/**
+ * Keeps the charts' server history current: the whole range when the scope or range changed (`force`), else only
+ * the samples since the last one, at most every `HISTORY_REFRESH_MS`.
+ */
+async function refreshHistory(force: boolean): Promise<void> {
+  const gen = generation
+  const fleetView = scope.peek() === 'fleet'
+  const range = historyRange.peek()
+  const key = `${fleetView}:${range}`
+  const current = historyFor === key ? serverHistory.peek() : null
+  if (!force && current && Date.now() - historyFetchedAt < HISTORY_REFRESH_MS) return
+  historyFetchedAt = Date.now()
+  historyFor = key
+  try {
+    const since = current?.samples.at(-1)?.at
+    const answer = await api.history(fleetView, range, since, token.peek())
+    if (gen !== generation || historyFor !== key) return
+    serverHistory.value = mergeHistory(current, answer)
+    historyError.value = null
+  } catch (error) {
+    if (gen !== generation) return
+    if (isUnauthorized(error)) return unauthorized()
+    historyError.value = errorMessage(error)
+  }
+}
+
+/** Switches the dashboard between this process and the fleet; everything shown starts afresh. */
+export function setScope(next: Scope): void {
+  if (scope.peek() === next) return
+  batch(() => {
+    scope.value = next
+    regions.value = null
+    history.value = emptyHistory()
+    hotKeys.value = {}
+    serverHistory.value = null
+  })
+  hotKeysFetchedAt = -Infinity
+  refresher.request()
+  void refreshHistory(true)
+}
+
+/** Shows another time range in the charts. */
+export function setHistoryRange(next: RangeId): void {
+  historyRange.value = next
+  void refreshHistory(true)
+}
+
+/** Asks the exporter whether it has the fleet option (its `api/fleet` answers). */
+async function probeFleet(gen: number): Promise<void> {
+  try {
+    await api.fleet(token.peek())
+    if (gen === generation) fleetAvailable.value = true
+  } catch (error) {
+    if (gen !== generation || isUnauthorized(error)) return
+    fleetAvailable.value = false
+    if (scope.peek() === 'fleet') setScope('process')
+  }
 }
 
 function clearTimers(): void {
@@ -151,6 +265,8 @@ export function start(): void {
     authProblem.value = null
   })
   refresher.request()
+  void refreshHistory(true)
+  void probeFleet(gen)
   openStream(gen)
 }
 

@@ -1,8 +1,17 @@
 /** The dashboard's state: small signals, written by live.ts and read by the components. */
 import { computed, signal } from '@preact/signals'
-import type { HotKeysJson, RegionJson, StampedeJson } from '@corral/exporter/api'
+import type {
+  FleetHotKeyJson,
+  FleetInstanceJson,
+  HistoryJson,
+  HotKeysJson,
+  IncidentJson,
+  RegionJson,
+  StampedeJson,
+} from '@corral/exporter/api'
 import { emptyHistory, type SampleHistory, windowRates } from './rates'
 import type { ConnectionState } from './schedule'
+import { type RangeId, samplesFromHistory } from './server-history'
 
 const TOKEN_KEY = 'corral.dashboard.token'
 
@@ -42,12 +51,30 @@ export const regionsError = signal<string | null>(null)
 export const history = signal<SampleHistory>(emptyHistory())
 export const lastUpdated = signal<number | null>(null)
 export interface HotKeysState {
-  data?: HotKeysJson
+  /** in the fleet view, the keys carry their merge's error bound */
+  data?: Omit<HotKeysJson, 'keys'> & { keys: Array<HotKeysJson['keys'][number] & Partial<FleetHotKeyJson>> }
   error?: string
 }
 export const hotKeys = signal<Record<string, HotKeysState>>({})
 export const stampedes = signal<StampedeJson[] | null>(null)
 export const stampedesError = signal<string | null>(null)
+
+// Scope: this process, or every process of the fleet (when the exporter has the fleet option)
+export type Scope = 'process' | 'fleet'
+export const scope = signal<Scope>('process')
+/** null until known: whether `api/fleet` answers (the exporter was started with the fleet option) */
+export const fleetAvailable = signal<boolean | null>(null)
+export const instances = signal<FleetInstanceJson[] | null>(null)
+/** the instance id of the process whose exporter the page talks to */
+export const selfInstance = signal<string | null>(null)
+export const incidents = signal<IncidentJson[] | null>(null)
+
+// The server's history behind the charts, for the chosen range
+export const historyRange = signal<RangeId>('5m')
+export const serverHistory = signal<HistoryJson | null>(null)
+export const historyError = signal<string | null>(null)
+/** the server history's counters, as the rate charts read them */
+export const chartSamples = computed(() => (serverHistory.value ? samplesFromHistory(serverHistory.value).samples : []))
 
 // Events seen on the stream since the page loaded
 export const eventsPerSecond = signal(0)

@@ -29,6 +29,10 @@ import {
   EventFanout,
   eventRoutes,
 } from './routes/events.js'
+import { Fleet, fleetSettings } from './fleet/fleet.js'
+import { fleetReadings, History, historySettings, localReadings } from './history.js'
+import { fleetRoutes } from './routes/fleet.js'
+import { historyRoutes } from './routes/history.js'
 import { metricsRoutes } from './routes/metrics.js'
 import { regionRoutes } from './routes/regions.js'
 
@@ -55,8 +59,12 @@ export interface ExporterParts {
   metrics: ExporterMetrics
   fanout: EventFanout
   registry: RegionRegistry
+  /** this process in the fleet, with the `fleet` option */
+  fleet: Fleet | undefined
   /** Ends every event stream (the server is closing). */
   closeStreams(): void
+  /** Stops the history samplers and leaves the fleet (its snapshot is deleted at once). */
+  stopBackground(): Promise<void>
 }
 
 function positiveInteger(value: number | undefined, name: string, fallback: number): number {
@@ -96,6 +104,37 @@ export function buildExporter(options: ExporterOptions = {}): ExporterParts {
   const fanout = new EventFanout(registry)
   const maxBody = positiveInteger(options.bodyLimit, 'bodyLimit', DEFAULT_BODY_LIMIT)
   const events = options.events ?? {}
+  const fleetOptions = options.fleet === undefined ? undefined : fleetSettings(options.fleet)
+  const historyOptions = options.history === false ? undefined : historySettings(options.history)
+
+  // Background work, started once the options are known to be valid.
+  const fleet =
+    fleetOptions &&
+    new Fleet(registry, fleetOptions, {
+      onPublishFailure: () => metrics.fleetPublishFailures.inc(),
+      onPublishProblem: (error) =>
+        error
+          ? warn(
+              logger,
+              { fleet: fleetOptions.name, err: error.message },
+              `corral fleet: publishing to Redis failed: ${error.message}`,
+            )
+          : warn(logger, { fleet: fleetOptions.name }, 'corral fleet: publishing to Redis works again'),
+    })
+  const localHistory =
+    historyOptions && new History(historyOptions.intervalMs, historyOptions.retentionMs, localReadings(registry))
+  // the fleet's history is sampled at the fleet's pace: a finer one would only repeat the same snapshots
+  const fleetHistory =
+    historyOptions &&
+    fleet &&
+    new History(
+      Math.max(historyOptions.intervalMs, fleet.intervalMs),
+      historyOptions.retentionMs,
+      fleetReadings(() => fleet.read()),
+    )
+  fleet?.start()
+  localHistory?.start()
+  fleetHistory?.start()
 
   const app = new Hono<ExporterEnv>()
 
@@ -146,7 +185,10 @@ export function buildExporter(options: ExporterOptions = {}): ExporterParts {
   )
   // before the region reads and writes alike: a malformed percent-escape is a 400, never a guessed key
   api.use('/regions/*', wellFormedPath)
+  api.use('/fleet/regions/*', wellFormedPath)
   api.route('/', regionRoutes(registry))
+  api.route('/', historyRoutes(localHistory))
+  api.route('/', fleetRoutes(fleet, fleetHistory))
   api.route('/', adminWriteRoutes(registry))
   api.route(
     '/',
@@ -184,7 +226,20 @@ export function buildExporter(options: ExporterOptions = {}): ExporterParts {
     return c.json({ error: 'internal error' }, 500)
   })
 
-  return { app, adminToken, metrics, fanout, registry, closeStreams: () => fanout.closeAll() }
+  return {
+    app,
+    adminToken,
+    metrics,
+    fanout,
+    registry,
+    fleet,
+    closeStreams: () => fanout.closeAll(),
+    async stopBackground() {
+      localHistory?.stop()
+      fleetHistory?.stop()
+      await fleet?.close()
+    },
+  }
 }
 
 function warn(logger: ExporterLogger | undefined, obj: Record<string, unknown>, msg: string): void {

@@ -1,7 +1,7 @@
 /**
  * The exporter's own metrics, on a prom-client registry of their own that `/metrics` serves next to Corral's
- * region metrics: the admin audit's `corral_admin_actions_total`, and the event stream's client gauge and drop
- * counter.
+ * region metrics: the admin audit's `corral_admin_actions_total`, the event stream's client gauge and drop
+ * counter, and the fleet's publish failures.
  */
 import { Counter, Gauge, Registry } from 'prom-client'
 import { ADMIN_OUTCOMES } from './audit.js'
@@ -12,6 +12,7 @@ export class ExporterMetrics {
   readonly adminActions: Counter<'action' | 'outcome'>
   readonly sseClients: Gauge
   readonly sseDropped: Counter
+  readonly fleetPublishFailures: Counter
 
   /** `adminActions`: the audit actions of the admin write routes (see admin-writes.ts). */
   constructor(adminActions: readonly string[]) {
@@ -32,6 +33,11 @@ export class ExporterMetrics {
     this.sseDropped = new Counter({
       name: 'corral_exporter_events_dropped_total',
       help: 'Events dropped because an /api/events client read too slowly.',
+      registers,
+    })
+    this.fleetPublishFailures = new Counter({
+      name: 'corral_exporter_fleet_publish_failures_total',
+      help: "Snapshots this process could not publish to the fleet's Redis (0 without the fleet option).",
       registers,
     })
   }

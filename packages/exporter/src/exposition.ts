@@ -28,10 +28,19 @@ export type MetricsSource = MetricsRegistryLike
 
 type LabelValue = string | number
 
+/** An OpenMetrics exemplar: a sampled observation's labels (`trace_id`, `span_id`), value and time (seconds). */
+interface Exemplar {
+  labels: Record<string, LabelValue>
+  value: number
+  timestamp?: number
+}
+
 interface Sample {
   name: string
   labels: Record<string, LabelValue>
   value: number
+  /** OpenMetrics only: the text format 0.0.4 has no syntax for it */
+  exemplar?: Exemplar
 }
 
 export interface MetricFamily {
@@ -65,6 +74,8 @@ export async function collectFamilies(
         // histogram and summary samples name their series (`_bucket`, `_sum`, `_count`)
         const name = (value as { metricName?: string }).metricName ?? metric.name
         const sample: Sample = { name, labels, value: value.value }
+        const exemplar = exemplarOf(value)
+        if (exemplar) sample.exemplar = exemplar
         const key = sampleKey(sample)
         if (entry.seen.has(key)) continue
         entry.seen.add(key)
@@ -73,6 +84,24 @@ export async function collectFamilies(
     }
   }
   return [...families.values()].map((entry) => entry.family)
+}
+
+/** prom-client's exemplar of a sample (`{ labelSet, value, timestamp }` on histogram buckets), if it has one. */
+function exemplarOf(value: unknown): Exemplar | undefined {
+  const exemplar = (value as { exemplar?: { labelSet?: unknown; value?: unknown; timestamp?: unknown } | null })
+    .exemplar
+  if (
+    !exemplar ||
+    typeof exemplar.value !== 'number' ||
+    exemplar.labelSet === null ||
+    typeof exemplar.labelSet !== 'object'
+  )
+    return undefined
+  const labels = exemplar.labelSet as Record<string, LabelValue>
+  if (Object.keys(labels).length === 0) return undefined
+  return typeof exemplar.timestamp === 'number'
+    ? { labels, value: exemplar.value, timestamp: exemplar.timestamp }
+    : { labels, value: exemplar.value }
 }
 
 function sampleKey(sample: Sample): string {
@@ -123,7 +152,8 @@ const OPENMETRICS_TYPES: Record<string, string> = {
 
 /**
  * OpenMetrics 1.0.0: counter families are named without `_total` and their samples with it, `untyped` is
- * `unknown`, HELP escapes quotes too, no blank lines, and `# EOF` ends the exposition.
+ * `unknown`, HELP escapes quotes too, no blank lines, histogram buckets carry their exemplars
+ * (`... 3 # {trace_id="…",span_id="…"} 0.042 1700000000.123`), and `# EOF` ends the exposition.
  */
 export function renderOpenMetrics(families: readonly MetricFamily[]): string {
   const lines: string[] = []
@@ -134,7 +164,14 @@ export function renderOpenMetrics(families: readonly MetricFamily[]): string {
     for (const sample of family.samples) {
       const sampleName =
         type === 'counter' && (sample.name === family.name || sample.name === name) ? `${name}_total` : sample.name
-      lines.push(`${sampleName}${formatLabels(sample.labels)} ${formatValue(sample.value)}`)
+      let line = `${sampleName}${formatLabels(sample.labels)} ${formatValue(sample.value)}`
+      // exemplars belong to histogram buckets and counter totals (OpenMetrics 1.0, "Exemplars")
+      const { exemplar } = sample
+      if (exemplar && ((type === 'histogram' && sampleName.endsWith('_bucket')) || type === 'counter')) {
+        line += ` # ${formatLabels(exemplar.labels) || '{}'} ${formatValue(exemplar.value)}`
+        if (exemplar.timestamp !== undefined) line += ` ${exemplar.timestamp}`
+      }
+      lines.push(line)
     }
   }
   lines.push('# EOF')

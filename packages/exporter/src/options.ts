@@ -1,5 +1,9 @@
 import type { RegionRegistry } from '@corral/core'
 import type { Registry } from 'prom-client'
+import type { FleetOptions } from './fleet/fleet.js'
+import type { HistoryOptions } from './history.js'
+
+export type { FleetOptions, HistoryOptions }
 
 /** pino-compatible: `logger.info({ action, region }, 'message')`. `warn` and `error` are used when present. */
 export interface ExporterLogger {
@@ -51,4 +55,14 @@ export interface ExporterOptions {
   allowedHosts?: string[]
   /** Server-Sent Events tuning. */
   events?: EventStreamOptions
+  /**
+   * Fleet telemetry: this process publishes its telemetry to a Redis the processes share, and `/api/fleet` shows
+   * every live process. `{ redis: 'redis://...' | ioredisClient, name?: 'default', interval?: '5s' }`. Default: off.
+   */
+  fleet?: FleetOptions
+  /**
+   * The server-side history behind `/api/history` (and `/api/fleet/history`): a sample every `interval` (5 s),
+   * kept for `retention` (1 h). `false`: none.
+   */
+  history?: HistoryOptions | false
 }

@@ -29,7 +29,10 @@ export interface RunningExporter {
   readonly hostname: string
   /** The node:http server, for advanced uses (timeouts, TLS termination in front, ...). */
   readonly server: Server
-  /** Ends the event streams, stops accepting connections, and resolves once the server is closed. Idempotent. */
+  /**
+   * Ends the event streams, stops accepting connections, stops the history and leaves the fleet (its snapshot is
+   * deleted), and resolves once all that is done. Idempotent.
+   */
   close(): Promise<void>
 }
 
@@ -46,6 +49,7 @@ export async function startExporter(options: StartExporterOptions = {}): Promise
 
   const parts = buildExporter(exporterOptions)
   if (parts.adminToken === undefined && !isLoopbackHostname(hostname)) {
+    await parts.stopBackground()
     throw new ValidationError(
       `startExporter(): refusing to listen on "${hostname}" without an admin token: the admin API can invalidate caches. ` +
         'Set CORRAL_ADMIN_TOKEN (or the adminToken option), or listen on 127.0.0.1.',
@@ -53,14 +57,19 @@ export async function startExporter(options: StartExporterOptions = {}): Promise
   }
 
   const server = createAdaptorServer({ fetch: parts.app.fetch }) as Server
-  await new Promise<void>((resolve, reject) => {
-    const onError = (error: Error) => reject(error)
-    server.once('error', onError)
-    server.listen(port, hostname, () => {
-      server.off('error', onError)
-      resolve()
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (error: Error) => reject(error)
+      server.once('error', onError)
+      server.listen(port, hostname, () => {
+        server.off('error', onError)
+        resolve()
+      })
     })
-  })
+  } catch (error) {
+    await parts.stopBackground()
+    throw error
+  }
   const address = server.address() as AddressInfo
   const url = `http://${urlHost(hostname)}:${address.port}`
 
@@ -68,6 +77,7 @@ export async function startExporter(options: StartExporterOptions = {}): Promise
   const close = () =>
     (closing ??= new Promise<void>((resolve) => {
       parts.closeStreams()
+      const background = parts.stopBackground()
       // Keep-alive sockets become idle once their response (an event stream ending now) has finished.
       const sweep = setInterval(() => server.closeIdleConnections(), 20)
       const cut = setTimeout(() => server.closeAllConnections(), closeGraceMs)
@@ -76,7 +86,7 @@ export async function startExporter(options: StartExporterOptions = {}): Promise
       server.close(() => {
         clearInterval(sweep)
         clearTimeout(cut)
-        resolve()
+        void background.then(resolve)
       })
       server.closeIdleConnections()
     }))

@@ -96,6 +96,7 @@ describe('entry points', () => {
     const main = packagesReached(declarations, 'index.d.ts')
     expect([...main]).not.toContain('ioredis')
     expect([...main]).not.toContain('memjs')
+    expect([...main]).not.toContain('lmdb')
     // The walk does find them where they belong (so their absence above means something).
     expect([...packagesReached(declarations, 'backends/redis/index.d.ts')]).toContain('ioredis')
     expect([...packagesReached(declarations, 'backends/memcached/index.d.ts')]).toContain('memjs')
@@ -103,12 +104,13 @@ describe('entry points', () => {
     const testing = packagesReached(declarations, 'testing/index.d.ts')
     expect([...testing]).not.toContain('ioredis')
     expect([...testing]).not.toContain('memjs')
+    expect([...testing]).not.toContain('lmdb')
   })
 
   it("package.json's exports lead to those files, with the @corral/source condition for this repository", async () => {
     const pkg = JSON.parse(await readFile(path.join(PACKAGE, 'package.json'), 'utf8')) as { exports: unknown }
     const exports = pkg.exports as Record<string, Record<string, string>>
-    expect(Object.keys(exports)).toEqual(['.', './redis', './memcached', './testing'])
+    expect(Object.keys(exports)).toEqual(['.', './redis', './memcached', './file', './testing'])
     for (const [subpath, conditions] of Object.entries(exports)) {
       expect(Object.keys(conditions), subpath).toEqual(['@corral/source', 'types', 'default'])
       const types = conditions.types!.replace(/^\.\/dist\//, '')
@@ -126,7 +128,7 @@ describe('entry points', () => {
       import { createRequire } from 'node:module'
       const core = await import('@corral/core')
       const loaded = Object.keys(createRequire(import.meta.url).cache)
-      console.log(JSON.stringify({ backends: core.registeredBackends(), ioredis: loaded.some((f) => f.includes('/ioredis/')), memjs: loaded.some((f) => f.includes('/memjs/')) }))
+      console.log(JSON.stringify({ backends: core.registeredBackends(), ioredis: loaded.some((f) => f.includes('/ioredis/')), memjs: loaded.some((f) => f.includes('/memjs/')), lmdb: loaded.some((f) => f.includes('/lmdb/')) }))
     `
     const { stdout } = await run(
       process.execPath,
@@ -134,9 +136,10 @@ describe('entry points', () => {
       { cwd: ROOT },
     )
     expect(JSON.parse(stdout.trim())).toEqual({
-      backends: expect.arrayContaining(['memory', 'null', 'redis', 'memcached']),
+      backends: expect.arrayContaining(['memory', 'null', 'redis', 'memcached', 'file']),
       ioredis: false,
       memjs: false,
+      lmdb: false,
     })
   })
 

@@ -1,5 +1,6 @@
 import { PluginNotFoundError, ValidationError } from '../errors.js'
 import type { BackendFactory, CacheBackend } from './api.js'
+import { FileBackend, type FileBackendOptions } from './file/backend.js'
 import { MemcachedBackend } from './memcached/backend.js'
 import { MemoryBackend } from './memory.js'
 import { NullBackend } from './null.js'
@@ -7,13 +8,14 @@ import { RedisBackend } from './redis/backend.js'
 
 /**
  * Backends by name, as dogpile.cache's plugin registry. Factories are synchronous so that `configure()` can stay
- * synchronous; backends whose client libraries are optional (ioredis, memjs) load them only when created.
+ * synchronous; backends whose client libraries are optional (ioredis, memjs, lmdb) load them only when created.
  */
 const factories = new Map<string, BackendFactory>([
   ['memory', (args) => new MemoryBackend(args)],
   ['null', (args) => new NullBackend(args)],
   ['redis', (args) => new RedisBackend(args)],
   ['memcached', (args) => new MemcachedBackend(args)],
+  ['file', (args) => new FileBackend(args as unknown as FileBackendOptions)],
 ])
 
 /** Makes `name` usable in `region.configure(name, ...)`. Registering a name again replaces its factory. */

@@ -1,7 +1,7 @@
 import type { Span } from '@opentelemetry/api'
 import type { BackendAccess } from '../backend-access.js'
 import type { CacheBackend, CacheMutex, LockAcquisition, LockHolder } from '../backends/api.js'
-import { NO_VALUE, type CachedValue } from '../cached-value.js'
+import { NO_VALUE, type CachedValue, type NoValue } from '../cached-value.js'
 import { CreatorTimeoutError, LockTimeoutError, SerializationError } from '../errors.js'
 import type { Freshness, Lookup, NotFresh, Stale } from '../freshness.js'
 import { createValue, type Policy } from '../policy.js'
@@ -87,6 +87,36 @@ export interface CallInfo {
   tier: 'l1' | 'l2' | undefined
   /** this caller ran the creator */
   created: boolean
+}
+
+/**
+ * What the creator is called with. The `AbortController` behind `signal` is made only if the creator reads it (an
+ * EventTarget costs more than the rest of a regeneration's bookkeeping).
+ */
+class Context<T> implements CreatorContext<T> {
+  #controller: AbortController | undefined
+  #abandoned: unknown
+
+  constructor(
+    readonly key: string,
+    readonly staleValue: T | NoValue,
+  ) {}
+
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController()
+    if (this.#abandoned !== undefined && !this.#controller.signal.aborted) this.#controller.abort(this.#abandoned)
+    return this.#controller.signal
+  }
+
+  /** The call gave up on this creator (its hard timeout): the signal aborts with `reason`. */
+  abandon(reason: unknown): void {
+    this.#abandoned = reason
+    this.#controller?.abort(reason)
+  }
+
+  get abandoned(): boolean {
+    return this.#abandoned !== undefined
+  }
 }
 
 /** The `CallInfo` of an answer that came out of a flight. */
@@ -224,8 +254,8 @@ export class DogpileLock {
             // Another process made the value while we waited, and released its lock with it.
             const made = host.freshness.classify(acquisition.produced, Number.POSITIVE_INFINITY)
             const value = made.state === 'absent' ? acquisition.produced.payload : made.value
+            report.createdElsewhere(key, lookup, span, acquisition.holder, flight)
             flight?.settle({ kind: 'value', value })
-            report.createdElsewhere(key, lookup, span, acquisition.holder)
             note(call.info, 'miss')
             return value as T
           }
@@ -374,13 +404,7 @@ export class DogpileLock {
     const { flight } = lead
     const finish = () => lead.finish()
     const { policy } = call
-    const controller = new AbortController()
-    const stale = lookup.state === 'absent' ? undefined : lookup
-    const context: CreatorContext<T> = {
-      key: call.key,
-      signal: controller.signal,
-      staleValue: stale === undefined ? NO_VALUE : (stale.value as T),
-    }
+    const context = new Context<T>(call.key, lookup.state === 'absent' ? NO_VALUE : (lookup.value as T))
     const creation = this.#regenerate(call, lead, span, context)
     const hardMs = policy.hardTimeoutMs ?? host.backend().lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS
     const softMs = lookup.state === 'stale' && call.forceRefresh !== true ? policy.softTimeoutMs : undefined
@@ -410,14 +434,13 @@ export class DogpileLock {
             }, softMs)
       const hardTimer = setTimeout(() => {
         clearTimeout(softTimer)
-        controller.abort(
-          new CreatorTimeoutError(
-            `region "${host.region.name}": the creator of "${call.key}" did not finish within ${hardMs / 1000}s${policy.hardTimeoutMs === undefined ? ' (the lock timeout; set hardTimeout to choose)' : ''}`,
-          ),
+        const timeout = new CreatorTimeoutError(
+          `region "${host.region.name}": the creator of "${call.key}" did not finish within ${hardMs / 1000}s${policy.hardTimeoutMs === undefined ? ' (the lock timeout; set hardTimeout to choose)' : ''}`,
         )
+        context.abandon(timeout)
         host.report.timedOut(call.key, 'hard')
         if (detached) void finish()
-        else if (!answered) fail(controller.signal.reason)
+        else if (!answered) fail(timeout)
       }, hardMs)
       hardTimer.unref?.()
       creation.then(
@@ -457,14 +480,14 @@ export class DogpileLock {
   }
 
   /** Runs the creator inside its span and stores the value unless `shouldCache` declines or the call was abandoned. */
-  #regenerate<T>(call: Call<T>, lead: Leadership, parent: Span | undefined, context: CreatorContext<T>): Promise<T> {
+  #regenerate<T>(call: Call<T>, lead: Leadership, parent: Span | undefined, context: Context<T>): Promise<T> {
     const { host } = this
     const since = host.now()
     const { flight } = lead
     return host.report.regeneration([call.key], call.startedAt !== undefined, parent, flight, async () => {
       const created = await call.creator(context)
       // A creator abandoned at its hard timeout must not store what it made late.
-      if (context.signal.aborted) return created
+      if (context.abandoned) return created
       if (call.shouldCache === undefined || call.shouldCache(created)) {
         const value = createValue(created, host.stamp(), call.tags, call.policy)
         await lead.store(value, since, host.report.holderOfFlight(flight))
@@ -533,7 +556,13 @@ class Leadership {
       }
       return
     }
-    await host.access.storeIfNotNewer(host.backend(), this.storeKey, value, since)
+    let backend: CacheBackend
+    try {
+      backend = host.backend()
+    } catch {
+      return // the region was closed while the creator ran: its caller still gets the value, nothing is stored
+    }
+    await host.access.storeIfNotNewer(backend, this.storeKey, value, since)
   }
 
   /** Releases the lock (unless storing released it) and ends the flight, so later callers start a new one. */

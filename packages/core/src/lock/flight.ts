@@ -34,6 +34,8 @@ export class Flight<T = unknown> {
   coalesced = 0
   /** the `corral.regenerate` span, once it started: coalesced callers link to it */
   regenerateSpan: SpanContext | undefined
+  /** the creator in another process this flight's leader waited for (its trace context), when it learnt it */
+  remoteCreator: SpanContext | undefined
   private settleWith!: (outcome: FlightOutcome<T>) => void
   private settled = false
 

@@ -1,10 +1,10 @@
-import type { Link, Span } from '@opentelemetry/api'
+import type { Link, Span, SpanContext } from '@opentelemetry/api'
 import type { LockHolder } from '../backends/api.js'
 import type { Stale, NotFresh } from '../freshness.js'
 import type { Flight } from '../lock/flight.js'
 import type { MissReason, Tier, TimeoutKind } from './events.js'
 import type { Instrumentation } from './instrumentation.js'
-import { endSpan, formatTraceparent, linkTo, type GetResult, type RegionTracing } from './tracing.js'
+import { endSpan, formatTraceparent, linkTo, parseTraceparent, type GetResult, type RegionTracing } from './tracing.js'
 
 /** What telemetry needs to know of one `getOrCreate` call. */
 export interface CallIdentity {
@@ -54,7 +54,8 @@ export class CallReporter {
 
   /** A joined caller got the regeneration's outcome after `seconds`. */
   joinedAnswered(call: CallIdentity, reason: MissReason, seconds: number, flight: Flight): void {
-    this.instrumentation.lockWait(call.key, seconds, false)
+    // the wait's exemplar is the regeneration it waited for
+    this.instrumentation.lockWait(call.key, seconds, false, flight.regenerateSpan)
     this.instrumentation.miss(call.key, reason)
     this.#finish(call, 'miss', flight, seconds)
   }
@@ -69,7 +70,7 @@ export class CallReporter {
   /** The leader waited `seconds` for the backend's lock (reported from a millisecond on). */
   waitedForLock(key: string, seconds: number, span: Span | undefined): void {
     if (seconds < 0.001) return
-    this.instrumentation.lockWait(key, seconds, true)
+    this.instrumentation.lockWait(key, seconds, true, span?.spanContext())
     span?.addEvent('cache.lock_wait', { duration_s: seconds })
   }
 
@@ -87,7 +88,9 @@ export class CallReporter {
    * The leader did not regenerate: another process made the value, and released its lock with it (`holder`: that
    * creator), or the leader found it once it held the lock.
    */
-  createdElsewhere(key: string, lookup: NotFresh, span: Span | undefined, holder?: LockHolder): void {
+  createdElsewhere(key: string, lookup: NotFresh, span: Span | undefined, holder?: LockHolder, flight?: Flight): void {
+    // The callers of this process that joined the leader's flight link to the same creator.
+    if (flight !== undefined && holder !== undefined) flight.remoteCreator = parseTraceparent(holder.traceparent)
     if (lookup.state === 'absent') this.instrumentation.coalesced(key, 'waited')
     this.instrumentation.miss(key, lookup.reason)
     if (span) {
@@ -161,10 +164,19 @@ export class CallReporter {
     const started = performance.now()
     let failed = true
     let failure: unknown
+    let span: SpanContext | undefined
     try {
       const value =
         parent !== undefined || (this.tracing !== undefined && traced)
-          ? await this.tracing!.regenerate(parent, keys, (span) => flight && (flight.regenerateSpan = span), run)
+          ? await this.tracing!.regenerate(
+              parent,
+              keys,
+              (started) => {
+                span = started
+                if (flight) flight.regenerateSpan = started
+              },
+              run,
+            )
           : await run()
       failed = false
       return value
@@ -172,16 +184,23 @@ export class CallReporter {
       failure = error
       throw error
     } finally {
-      this.regenerated(keys, (performance.now() - started) / 1000, failed, failure, flight?.coalesced ?? 0)
+      this.regenerated(keys, (performance.now() - started) / 1000, failed, failure, flight?.coalesced ?? 0, span)
     }
   }
 
   /**
    * A regeneration of `keys` ended after `seconds` (`failed` with `failure`, whatever the creator threw, even
-   * `undefined`), with `coalesced` callers that did not run the creator.
+   * `undefined`), with `coalesced` callers that did not run the creator; `trace`: its `corral.regenerate` span.
    */
-  regenerated(keys: string[], seconds: number, failed: boolean, failure: unknown, coalesced: number): void {
-    this.instrumentation.regenerate(keys, seconds, failed, failure, coalesced, this.clock())
+  regenerated(
+    keys: string[],
+    seconds: number,
+    failed: boolean,
+    failure: unknown,
+    coalesced: number,
+    trace?: SpanContext,
+  ): void {
+    this.instrumentation.regenerate(keys, seconds, failed, failure, coalesced, this.clock(), trace)
   }
 
   /** A creator ran past its soft or hard timeout. */
@@ -201,7 +220,16 @@ export class CallReporter {
   /** The span of a caller that did not lead, linked to the regeneration it was coalesced onto. */
   #finish(call: CallIdentity, result: GetResult, flight?: Flight, waitedSeconds?: number): void {
     if (call.startedAt === undefined) return
-    const links: Link[] | undefined = flight?.regenerateSpan ? [{ context: flight.regenerateSpan }] : undefined
+    const links: Link[] | undefined = flight?.regenerateSpan
+      ? [{ context: flight.regenerateSpan }]
+      : flight?.remoteCreator
+        ? [
+            {
+              context: flight.remoteCreator,
+              attributes: { 'corral.link.reason': 'waited_for_creator_in_other_process' },
+            },
+          ]
+        : undefined
     this.tracing!.recordFinished(call.key, result, call.startedAt, links, waitedSeconds)
   }
 }

@@ -183,8 +183,8 @@ describe('region stats', () => {
     for (let i = 0; i < 5; i++) await region.getOrCreate('hot', () => 'h')
     await region.getOrCreate('cold', () => 'c')
     expect(region.hotKeys(2)).toEqual([
-      { key: 'hot', count: 5, hits: 4, misses: 1, regenerations: 1 },
-      { key: 'cold', count: 1, hits: 0, misses: 1, regenerations: 1 },
+      { key: 'hot', count: 5, error: 0, hits: 4, misses: 1, regenerations: 1 },
+      { key: 'cold', count: 1, error: 0, hits: 0, misses: 1, regenerations: 1 },
     ])
     expect(region.hotKeysWindowSeconds).toBe(60)
   })

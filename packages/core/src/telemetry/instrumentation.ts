@@ -1,3 +1,4 @@
+import type { SpanContext } from '@opentelemetry/api'
 import type {
   EventArguments,
   EventHub,
@@ -114,9 +115,10 @@ export class Instrumentation {
     if (this.listening('coalesced')) this.emit('coalesced', regionEvents.coalesced(this.region, key, mode))
   }
 
-  lockWait(key: string, seconds: number, distributed: boolean): void {
+  /** `trace`: the span the wait belongs to, the histogram's exemplar when sampled. */
+  lockWait(key: string, seconds: number, distributed: boolean, trace?: SpanContext): void {
     this.counts.lockWaits++
-    this.observers?.lockWait(seconds)
+    this.observers?.lockWait(seconds, trace)
     if (this.logger)
       this.logger.debug(
         { region: this.region, key, seconds, distributed },
@@ -127,7 +129,7 @@ export class Instrumentation {
 
   /**
    * A regeneration of `keys` ended after `seconds`: `failed` with `error` (which may be any value a creator threw,
-   * `undefined` included), with `coalesced` callers that did not run the creator.
+   * `undefined` included), with `coalesced` callers that did not run the creator; `trace` is its span.
    */
   regenerate(
     keys: string[],
@@ -136,10 +138,11 @@ export class Instrumentation {
     error: unknown,
     coalesced: number,
     finishedAt: number,
+    trace?: SpanContext,
   ): void {
     const ok = !failed
     this.stats.recordRegeneration(seconds, ok)
-    this.observers?.regeneration(seconds)
+    this.observers?.regeneration(seconds, trace)
     if (this.hotKeys) for (const key of keys) this.hotKeys.recordRegeneration(key)
     if (ok && coalesced > 0 && this.stampedes) {
       for (const key of keys)

@@ -101,6 +101,7 @@ describe('corral_* metrics', () => {
       'kind',
       'le',
       'mode',
+      'operation',
       'outcome',
       'region',
       'result',
@@ -114,6 +115,17 @@ describe('corral_* metrics', () => {
     const result = await promtoolCheckMetrics(await registry.metrics.metrics())
     expect(result.output).toBe('')
     expect(result.ok).toBe(true)
+  })
+
+  it('has every series at 0 before its first event, so rates read 0 rather than no data', async () => {
+    const registry = new RegionRegistry()
+    createRegion({ name: 'quiet', registry }).configure('memory', { expirationTime: 5 })
+    const samples = parseExposition(await registry.metrics.metrics())
+    for (const operation of ['get', 'set', 'lock', 'unlock', 'delete'])
+      expect(value(samples, 'corral_backend_errors_total', { region: 'quiet', operation })).toBe(0)
+    expect(value(samples, 'corral_gets_total', { region: 'quiet', result: 'miss' })).toBe(0)
+    expect(value(samples, 'corral_regeneration_duration_seconds_count', { region: 'quiet' })).toBe(0)
+    expect(value(samples, 'corral_lock_wait_duration_seconds_bucket', { region: 'quiet', le: '+Inf' })).toBe(0)
   })
 
   it('counts backend errors by operation, and entries of counting backends', async () => {

@@ -1,3 +1,4 @@
+import { TraceFlags, isSpanContextValid, type SpanContext } from '@opentelemetry/api'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { COUNTER_METRICS, seriesOf, type CounterMetricName } from './counters.js'
 import type { RegionStats } from './stats.js'
@@ -21,9 +22,20 @@ export const LOCK_WAIT_BUCKETS = [
   0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 ]
 
+/**
+ * Backend operations whose `corral_backend_errors_total` series exist at 0 for every region from the start, so a
+ * rate (and Grafana's "Backend errors" panel) reads 0 rather than "No data" before the first failure. Other
+ * operations (`invalidate`, `subscribe`, ...) appear with their first failure.
+ */
+export const BACKEND_OPERATIONS = ['get', 'getMulti', 'set', 'setMulti', 'delete', 'lock', 'unlock'] as const
+
+/**
+ * The histograms a region observes. `trace` is the span the observation belongs to: when it is sampled, its trace
+ * id becomes the bucket's OpenMetrics exemplar, so Grafana can jump from a slow bucket to a trace of it.
+ */
 export interface RegionObservers {
-  regeneration(seconds: number): void
-  lockWait(seconds: number): void
+  regeneration(seconds: number, trace?: SpanContext): void
+  lockWait(seconds: number, trace?: SpanContext): void
   /** forgets the region's series (the region closed) */
   remove(): void
 }
@@ -77,6 +89,7 @@ export class CorralMetrics {
       collect() {
         this.reset()
         for (const { name: region, stats } of sources) {
+          for (const operation of BACKEND_OPERATIONS) this.inc({ region, operation }, 0)
           for (const [operation, count] of stats.backendErrors) this.inc({ region, operation }, count)
         }
       },
@@ -120,31 +133,51 @@ export class CorralMetrics {
         }
       },
     })
+    // Exemplars on: prom-client refuses them on a registry of the text format's content type (the default), since that
+    // format cannot carry them; registered by hand instead, so the text format leaves them out and OpenMetrics (the
+    // exporter's, or an OpenMetrics registry's own) shows them.
     this.regenerationSeconds = new Histogram({
       name: 'corral_regeneration_duration_seconds',
       help: 'How long the creator took.',
       labelNames: ['region'] as const,
       buckets: REGENERATION_BUCKETS,
-      registers,
+      enableExemplars: true,
+      registers: [],
     })
     this.lockWaitSeconds = new Histogram({
       name: 'corral_lock_wait_duration_seconds',
       help: "How long callers waited for another caller's regeneration (in-process or distributed lock).",
       labelNames: ['region'] as const,
       buckets: LOCK_WAIT_BUCKETS,
-      registers,
+      enableExemplars: true,
+      registers: [],
     })
+    registry.registerMetric(this.regenerationSeconds)
+    registry.registerMetric(this.lockWaitSeconds)
   }
 
   /** Starts reporting `source`; returns its histogram observers, bound to its region label. */
   add(source: RegionMetricsSource): RegionObservers {
     this.sources.add(source)
     const labels = { region: source.name }
+    // the series exist (at 0) from the start, as the counters do
+    this.regenerationSeconds.zero(labels)
+    this.lockWaitSeconds.zero(labels)
     const regeneration = this.regenerationSeconds.labels(labels)
     const lockWait = this.lockWaitSeconds.labels(labels)
+    const regenerationSeconds = this.regenerationSeconds
+    const lockWaitSeconds = this.lockWaitSeconds
     return {
-      regeneration: (seconds) => regeneration.observe(seconds),
-      lockWait: (seconds) => lockWait.observe(seconds),
+      regeneration: (seconds, trace) => {
+        const exemplarLabels = exemplarOf(trace)
+        if (exemplarLabels) observeWithExemplar(regenerationSeconds, labels, seconds, exemplarLabels)
+        else regeneration.observe(seconds)
+      },
+      lockWait: (seconds, trace) => {
+        const exemplarLabels = exemplarOf(trace)
+        if (exemplarLabels) observeWithExemplar(lockWaitSeconds, labels, seconds, exemplarLabels)
+        else lockWait.observe(seconds)
+      },
       remove: () => {
         this.sources.delete(source)
         this.regenerationSeconds.remove(labels)
@@ -152,4 +185,21 @@ export class CorralMetrics {
       },
     }
   }
+}
+
+/** The exemplar labels of a sampled span (OpenMetrics' `trace_id` and `span_id`), else undefined. */
+export function exemplarOf(trace: SpanContext | undefined): { trace_id: string; span_id: string } | undefined {
+  if (trace === undefined || (trace.traceFlags & TraceFlags.SAMPLED) === 0 || !isSpanContextValid(trace))
+    return undefined
+  return { trace_id: trace.traceId, span_id: trace.spanId }
+}
+
+function observeWithExemplar(
+  histogram: Histogram<'region'>,
+  labels: { region: string },
+  value: number,
+  exemplarLabels: Record<string, string>,
+): void {
+  // prom-client types exemplar labels as the metric's own label names; any names are valid (OpenMetrics)
+  histogram.observe({ labels, value, exemplarLabels: exemplarLabels as never })
 }

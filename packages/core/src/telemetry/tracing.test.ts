@@ -10,6 +10,7 @@ import {
   type ReadableSpan,
 } from '@opentelemetry/sdk-trace-base'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { promtoolCheckMetrics } from '../../../../test-support/servers.js'
 import { RegionRegistry, createRegion } from '../index.js'
 
 const exporter = new InMemorySpanExporter()
@@ -174,5 +175,47 @@ describe('corral.get_or_create', () => {
       expect(JSON.stringify(span.attributes)).not.toContain('secret:token')
       expect(span.attributes['corral.region']).toBe('users')
     }
+  })
+})
+
+describe('exemplars', () => {
+  interface Exemplar {
+    labelSet: Record<string, string>
+    value: number
+  }
+  async function exemplars(registry: RegionRegistry, metric: string): Promise<Exemplar[]> {
+    const json = await registry.metrics.getMetricsAsJSON()
+    const values = (json.find((m) => m.name === metric)?.values ?? []) as Array<{ exemplar?: Exemplar | null }>
+    return values.flatMap((v) => (v.exemplar ? [v.exemplar] : []))
+  }
+
+  it('marks the regeneration and lock-wait buckets with the trace of a sampled span', async () => {
+    const registry = new RegionRegistry()
+    const region = createRegion({ name: 'users', registry }).configure('memory', { expirationTime: 10 })
+    const slow = () => new Promise((resolve) => setTimeout(() => resolve('v'), 30))
+    await Promise.all([region.getOrCreate('k', slow), region.getOrCreate('k', slow)])
+    const regenerate = spans().find((s) => s.name === 'corral.regenerate')!
+    const [regeneration] = await exemplars(registry, 'corral_regeneration_duration_seconds')
+    expect(regeneration!.labelSet).toEqual({
+      trace_id: regenerate.spanContext().traceId,
+      span_id: regenerate.spanContext().spanId,
+    })
+    expect(regeneration!.value).toBeGreaterThanOrEqual(0.025)
+    // the caller that waited points at the regeneration it waited for
+    const [wait] = await exemplars(registry, 'corral_lock_wait_duration_seconds')
+    expect(wait!.labelSet.trace_id).toBe(regenerate.spanContext().traceId)
+
+    // the text format cannot carry exemplars: it leaves them out and stays valid
+    const text = await registry.metrics.metrics()
+    expect(text).not.toContain(' # {')
+    expect((await promtoolCheckMetrics(text)).output).toBe('')
+  })
+
+  it('leaves spans that are not sampled out', async () => {
+    const registry = new RegionRegistry()
+    const region = createRegion({ name: 'users', registry }).configure('memory', { expirationTime: 10 })
+    const unsampled = trace.wrapSpanContext({ traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), traceFlags: 0 })
+    await context.with(trace.setSpan(context.active(), unsampled), () => region.getOrCreate('k', () => 'v'))
+    expect(await exemplars(registry, 'corral_regeneration_duration_seconds')).toEqual([])
   })
 })

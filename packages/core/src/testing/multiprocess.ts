@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createBackend } from '../backends/plugins.js'
-import { CachedValue, jsonSerializer } from '../index.js'
+import { CachedValue, NO_VALUE, jsonSerializer } from '../index.js'
 import { reportFigure } from './measure.js'
 import { percentile, startWorkers, stampede, Worker, type CreatedValue } from './workers.js'
 
@@ -41,6 +41,7 @@ export interface MultiProcessOptions {
  * to create a value in one process and invalidate it from another within one millisecond: step past it first.
  */
 const nextMillisecond = () => new Promise<void>((resolve) => setTimeout(resolve, 2))
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 export function describeMultiProcess(name: string, options: MultiProcessOptions): void {
   const processes = options.processes ?? 4
@@ -48,7 +49,12 @@ export function describeMultiProcess(name: string, options: MultiProcessOptions)
   const regionName = `mp-${randomUUID().slice(0, 8)}`
   let workers: Worker[] = []
 
-  const configure = (targets: readonly Worker[], region: string, extra: Record<string, unknown> = {}) =>
+  const configure = (
+    targets: readonly Worker[],
+    region: string,
+    extra: Record<string, unknown> = {},
+    regionOptions: Record<string, unknown> = {},
+  ) =>
     Promise.all(
       targets.map((w) =>
         w.call('configure', {
@@ -56,7 +62,10 @@ export function describeMultiProcess(name: string, options: MultiProcessOptions)
           backend: options.backend,
           arguments: { ...options.arguments(), ...extra },
           expirationTime: 30,
-          ...(options.l1 === undefined ? {} : { l1: typeof options.l1 === 'function' ? options.l1() : options.l1 }),
+          options: {
+            ...(options.l1 === undefined ? {} : { l1: typeof options.l1 === 'function' ? options.l1() : options.l1 }),
+            ...regionOptions,
+          },
         }),
       ),
     )
@@ -67,6 +76,18 @@ export function describeMultiProcess(name: string, options: MultiProcessOptions)
     backend.attach?.({ regionName, expirationTime: 30, serializer: jsonSerializer, reportError: () => {} })
     try {
       await backend.set(key, CachedValue.create(payload, ct))
+    } finally {
+      await backend.close?.()
+    }
+  }
+
+  /** What is stored under `key` (payload and creation time), read as another process would; `null` if nothing. */
+  const readStored = async (key: string) => {
+    const backend = createBackend(options.backend, options.arguments())
+    backend.attach?.({ regionName, expirationTime: 30, serializer: jsonSerializer, reportError: () => {} })
+    try {
+      const value = await backend.get(key)
+      return value === NO_VALUE ? null : { payload: value.payload, ct: value.ct }
     } finally {
       await backend.close?.()
     }
@@ -159,6 +180,100 @@ export function describeMultiProcess(name: string, options: MultiProcessOptions)
         await holder.kill('SIGKILL')
       }
       await expectHealthy(workers)
+    })
+
+    describe('the lock across processes: takeovers are not errors, late holders overwrite nothing', () => {
+      it('a holder SIGKILLed while 3 processes × 50 callers wait: one takeover creator answers all 150, no LockTimeoutError', async () => {
+        const region = `${regionName}-takeover`
+        const holder = await Worker.start(options.workerSetup)
+        const waiting = workers.slice(0, 3)
+        try {
+          await configure([holder, ...waiting], region, { lockTimeout: '1s' })
+          const key = `takeover:${randomUUID()}`
+          await holder.call('hold', { region, key })
+          await holder.waitFor('holding')
+          const killedAt = performance.now()
+          // The callers begin to wait (150 ms from now), then the holder dies. The process that takes its lock over
+          // regenerates for 300 ms: past the moment the others have waited one lock timeout, within its own.
+          const stampeding = stampede(waiting, { region, key, callers: 50, creatorMs: 300, label: 'takeover' })
+          await sleep(100)
+          await holder.kill('SIGKILL')
+          const { runs, all } = await stampeding
+          const sinceKill = performance.now() - killedAt
+          expect(all.filter((r) => r.error)).toEqual([])
+          expect(all).toHaveLength(150)
+          expect(runs).toBe(1)
+          const made = all[0]!.value as CreatedValue
+          expect(
+            all.every((r) => (r.value as CreatedValue).run === made.run && (r.value as CreatedValue).pid === made.pid),
+          ).toBe(true)
+          reportFigure(`${name} SIGKILLed holder, 3 × 50 callers waiting (lockTimeout 1000 ms)`, {
+            answered: all.length,
+            lockTimeoutErrors: all.filter((r) => r.error?.code === 'E_LOCK_TIMEOUT').length,
+            lastAnswerSinceKillMs: sinceKill,
+          })
+          expect(sinceKill).toBeLessThan(1000 + 300 + 1000)
+        } finally {
+          await holder.kill('SIGKILL')
+        }
+        await expectHealthy(waiting)
+      })
+
+      it("a holder SIGSTOPped past its lock timeout overwrites neither a set() made meanwhile nor a takeover's value", async () => {
+        const region = `${regionName}-paused`
+        const paused = await Worker.start(options.workerSetup)
+        const other = workers[0]!
+        try {
+          // A hard timeout far beyond the pause: the resumed creator finishes and tries to store.
+          await configure([paused, other], region, { lockTimeout: '1s' }, { hardTimeout: '30s' })
+          const pauseWhileCreating = async (key: string) => {
+            const late = paused.call<{ value?: CreatedValue; error?: unknown }>('createAnnounced', {
+              region,
+              key,
+              creatorMs: 300,
+              label: 'late',
+            })
+            await paused.waitFor(`creating:${key}`)
+            paused.pause()
+            return { late } // wrapped: returning the promise itself would wait for it
+          }
+
+          // 1. While the holder is frozen, its lock runs out and someone set()s the key.
+          const setMeanwhile = `paused-set:${randomUUID()}`
+          const { late: late1 } = await pauseWhileCreating(setMeanwhile)
+          await sleep(1300)
+          await other.call('setMany', { region, keys: [setMeanwhile], value: 'set meanwhile' })
+          const written = await readStored(setMeanwhile)
+          expect(written?.payload).toBe('set meanwhile')
+          paused.resume()
+          expect((await late1).value?.label).toBe('late') // its own caller still gets what it made
+          expect(await readStored(setMeanwhile)).toEqual(written) // same value, same creation time
+
+          // 2. While the holder is frozen, another process takes its lock over and stores its own value.
+          const takenOver = `paused-takeover:${randomUUID()}`
+          const { late: late2 } = await pauseWhileCreating(takenOver)
+          const takeover = await other.call<{ value: CreatedValue; runs: number; latencyMs: number }>('getOrCreate', {
+            region,
+            key: takenOver,
+            creatorMs: 10,
+            label: 'takeover',
+          })
+          expect(takeover.runs).toBe(1)
+          const stored = await readStored(takenOver)
+          expect((stored?.payload as CreatedValue).label).toBe('takeover')
+          paused.resume()
+          expect((await late2).value?.label).toBe('late')
+          expect(await readStored(takenOver)).toEqual(stored)
+          reportFigure(`${name} SIGSTOPped holder resumed after its lock timeout`, {
+            takeoverWaitMs: takeover.latencyMs,
+            overwritten: 0,
+          })
+        } finally {
+          paused.resume()
+          await paused.kill('SIGKILL')
+        }
+        await expectHealthy([other])
+      })
     })
 
     it('invalidate() in one process reaches the others: hard → miss, soft → stale served while one regenerates', async () => {

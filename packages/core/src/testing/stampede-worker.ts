@@ -7,7 +7,7 @@
  * It imports the setup module given as its argument, if any (one that registers a backend of yours), creates
  * regions on a real backend (redis, memcached, or that one) and runs what the parent asks: a stampede of
  * concurrent getOrCreate calls on one key, a creator that never finishes (to be SIGKILLed while holding the
- * lock), invalidations (region-wide, by tag, by dependency), and waits for invalidation marks to arrive. Each
+ * lock), one that announces itself (to be SIGSTOPped while holding it), invalidations (region-wide, by tag, by dependency), and waits for invalidation marks to arrive. Each
  * creator run is counted in this process and reported, so the parent can add up the runs of every process.
  */
 import { NO_VALUE, RegionRegistry, type CacheRegion } from '../index.js'
@@ -25,6 +25,17 @@ export interface CreatedValue {
   run: number
   /** epoch ms (fractional) when the creator finished */
   madeAt: number
+}
+
+/** One call of a `load` run. */
+export interface LoadSample {
+  /** epoch ms (fractional) when the call began */
+  at: number
+  /** how long it took, ms */
+  ms: number
+  /** `hit`: answered from the cache; `created`: this call ran the creator; `error`: it threw (`code`) */
+  result: 'hit' | 'created' | 'error'
+  code?: string
 }
 
 export interface CallerResult {
@@ -86,7 +97,8 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
     created.configure(String(request.backend), {
       arguments: request.arguments as Record<string, unknown>,
       ...(request.expirationTime === undefined ? {} : { expirationTime: request.expirationTime as number }),
-      ...(request.l1 === undefined ? {} : { l1: request.l1 as boolean | Record<string, unknown> }),
+      // region options beyond these (hardTimeout, ...), as the parent gives them
+      ...((request.options as Record<string, unknown> | undefined) ?? {}),
     })
     created.on('backendError', ({ operation, error }) =>
       backendErrors.push({ region: name, operation, message: (error as Error)?.message ?? String(error) }),
@@ -132,6 +144,62 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
     } catch (error) {
       return { error: describeError(error), latencyMs: performance.now() - started, runs: creatorRuns - runsBefore }
     }
+  },
+
+  /**
+   * getOrCreate with a creator that tells the parent (event `creating:<key>`) as soon as it runs, so the parent can
+   * pause this process while it holds the lock; answers when the call does.
+   */
+  async createAnnounced(request) {
+    const target = region(request.region)
+    const key = String(request.key)
+    const started = performance.now()
+    const runsBefore = creatorRuns
+    const make = creator(String(request.label), Number(request.creatorMs), () => send({ event: `creating:${key}` }))
+    try {
+      const value = await target.getOrCreate(key, make)
+      return { value, latencyMs: performance.now() - started, runs: creatorRuns - runsBefore }
+    } catch (error) {
+      return { error: describeError(error), latencyMs: performance.now() - started, runs: creatorRuns - runsBefore }
+    }
+  },
+
+  /**
+   * Load for `durationMs`: `concurrency` loops, each calling getOrCreate on `keys` in turn, one call at a time with
+   * `pauseMs` between calls. Reports every call (and the backend errors the region reported meanwhile).
+   */
+  async load(request) {
+    const target = region(request.region)
+    const keys = request.keys as string[]
+    const until = Date.now() + Number(request.durationMs)
+    const pauseMs = Number(request.pauseMs ?? 5)
+    const errorsBefore = backendErrors.length
+    const samples: LoadSample[] = []
+    const loop = async (offset: number) => {
+      for (let i = offset; Date.now() < until; i++) {
+        const key = keys[i % keys.length]!
+        const at = now()
+        let created = false
+        try {
+          await target.getOrCreate(key, async () => {
+            created = true
+            return { label: 'load', pid: process.pid, run: ++creatorRuns, madeAt: now() }
+          })
+          samples.push({ at, ms: now() - at, result: created ? 'created' : 'hit' })
+        } catch (error) {
+          samples.push({
+            at,
+            ms: now() - at,
+            result: 'error',
+            code: describeError(error).code ?? describeError(error).name,
+          })
+        }
+        await sleep(pauseMs)
+      }
+    }
+    await Promise.all(Array.from({ length: Number(request.concurrency ?? 1) }, (_, i) => loop(i * 7)))
+    samples.sort((a, b) => a.at - b.at)
+    return { pid: process.pid, samples, backendErrors: backendErrors.length - errorsBefore }
   },
 
   /** Takes the lock and runs a creator that never finishes; tells the parent once it runs (then gets killed). */

@@ -9,9 +9,9 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import type { CallerResult, CreatedValue } from './stampede-worker.js'
+import type { CallerResult, CreatedValue, LoadSample } from './stampede-worker.js'
 
-export type { CallerResult, CreatedValue }
+export type { CallerResult, CreatedValue, LoadSample }
 
 const HERE = fileURLToPath(import.meta.url)
 const FROM_SOURCE = HERE.endsWith('.ts')
@@ -171,6 +171,16 @@ export class Worker {
   /** Unhandled rejections / exceptions the worker reported. */
   get unhandled(): Reply[] {
     return this.events.filter((e) => e.event === 'unhandled')
+  }
+
+  /** SIGSTOP: the process freezes, timers and sockets included, until `resume()`. */
+  pause(): void {
+    this.child.kill('SIGSTOP')
+  }
+
+  /** SIGCONT: a paused process runs again, and its overdue timers fire. */
+  resume(): void {
+    this.child.kill('SIGCONT')
   }
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<unknown> {

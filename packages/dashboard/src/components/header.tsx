@@ -1,5 +1,6 @@
 import { formatClock } from '../format'
 import { forgetToken } from '../live'
+import { ScopeSwitch } from './scope-switch'
 import {
   connection,
   connectionDetail,
@@ -43,6 +44,7 @@ export function Header() {
         <span class="brand-sub">cache dashboard</span>
       </div>
       <div class="topbar-meta">
+        <ScopeSwitch />
         <ConnectionBadge />
         {connection.value === 'live' && <span class="meta">{eventsPerSecond.value} events/s</span>}
         <span class="meta" title="Time of the last successful refresh">

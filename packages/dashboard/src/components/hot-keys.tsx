@@ -42,7 +42,19 @@ function RegionHotKeys({ name }: { name: string }) {
                     <KeyText value={k.key} max={56} />
                     <span class="bar" aria-hidden="true" style={{ width: `${(k.count / max) * 100}%` }} />
                   </td>
-                  <td class="num">{formatInt(k.count)}</td>
+                  <td class="num">
+                    {formatInt(k.count)}
+                    {k.error !== undefined && k.error > 0 && (
+                      <span
+                        class="muted"
+                        data-testid="hot-key-error"
+                        title="Merged over the fleet: processes that do not list this key may have seen it up to this many times more"
+                      >
+                        {' '}
+                        +≤{formatInt(k.error)}
+                      </span>
+                    )}
+                  </td>
                   <td class="num">
                     <span class="c-hit">{formatInt(k.hits)}</span> <span class="muted">/</span>{' '}
                     <span class="c-miss">{formatInt(k.misses)}</span>

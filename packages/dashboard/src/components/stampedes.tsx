@@ -1,9 +1,100 @@
+import type { IncidentJson } from '@corral/exporter/api'
 import { formatDuration, formatInt } from '../format'
-import { stampedes, stampedesError } from '../store'
+import { incidents, scope, stampedes, stampedesError } from '../store'
 import { KeyText } from './key-text'
 import { RelativeTime } from './relative-time'
 
+/** One process's part in a fleet incident: the creator, or how many of its callers waited. */
+function ProcessChip({ process }: { process: IncidentJson['processes'][number] }) {
+  const creator = process.role === 'creator'
+  return (
+    <span
+      class={`chip ${creator ? 'chip-creator' : 'chip-waiter'}`}
+      data-testid="incident-process"
+      data-pid={process.pid}
+      data-role={process.role}
+      data-coalesced={process.coalesced}
+      title={`${process.hostname} pid ${process.pid} (${process.instance})`}
+    >
+      {creator ? 'creator ' : ''}pid {process.pid}: {formatInt(process.coalesced)} {creator ? 'joined' : 'waited'}
+    </span>
+  )
+}
+
+/** The fleet's stampedes, each once, with every process's part. */
+function Incidents() {
+  const list = incidents.value
+  return (
+    <section class="panel" aria-labelledby="stampedes-title" data-testid="stampedes">
+      <div class="panel-head">
+        <h2 id="stampedes-title">Recent stampedes in the fleet</h2>
+        <span class="muted">
+          one row per stampede: the process that ran the creator, and the callers that waited in each
+        </span>
+      </div>
+      {stampedesError.value && <p class="inline-error">Could not load stampedes: {stampedesError.value}</p>}
+      {list && list.length === 0 && <p class="empty">None yet.</p>}
+      {!list && !stampedesError.value && <p class="empty">Loading…</p>}
+      {list && list.length > 0 && (
+        <div class="scroll scroll-tall">
+          <table class="table compact">
+            <thead>
+              <tr>
+                <th scope="col">When</th>
+                <th scope="col">Region</th>
+                <th scope="col">Key</th>
+                <th scope="col" class="num" title="Callers that did not run the creator, in every process">
+                  Coalesced
+                </th>
+                <th scope="col" class="num">
+                  Regen time
+                </th>
+                <th scope="col">Processes</th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.map((incident, i) => (
+                <tr
+                  key={`${incident.at}-${incident.region}-${incident.key}-${i}`}
+                  data-testid="incident"
+                  data-region={incident.region}
+                  data-key={incident.key}
+                >
+                  <td class="nowrap">
+                    <RelativeTime at={incident.at} />
+                  </td>
+                  <td class="nowrap">
+                    <span class="truncate region-cell" title={incident.region}>
+                      {incident.region}
+                    </span>
+                  </td>
+                  <td class="key-cell">
+                    <KeyText value={incident.key} max={40} />
+                  </td>
+                  <td class="num strong">{formatInt(incident.coalesced)}</td>
+                  <td class="num nowrap">{formatDuration(incident.duration)}</td>
+                  <td class="chips">
+                    {incident.creator === null && (
+                      <span class="chip chip-unknown" title="No process reported running the creator (yet)">
+                        creator unknown
+                      </span>
+                    )}
+                    {incident.processes.map((process) => (
+                      <ProcessChip key={process.instance} process={process} />
+                    ))}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  )
+}
+
 export function Stampedes() {
+  if (scope.value === 'fleet') return <Incidents />
   const list = stampedes.value
   return (
     <section class="panel" aria-labelledby="stampedes-title" data-testid="stampedes">

@@ -17,29 +17,32 @@ import { readArguments } from '../arguments.js'
 import { ErrorThrottle, durationMs, loadOptionalPeer, serverTtlSeconds } from '../shared/distributed.js'
 import { InvalidatorSet } from '../shared/mirrored-invalidator.js'
 import { TAG_MARK_GRACE_MS } from '../shared/tag-marks.js'
+import { AbandonedLocks } from './abandoned-locks.js'
+import { FENCED_WRITE_ATTEMPTS, createdAfter } from './fence.js'
 import { MemcachedInvalidator } from './invalidator.js'
 import { MemcachedMutex } from './mutex.js'
 import {
   EMPTY,
   MAX_KEY_BYTES,
   OP_ADD,
-  OP_DELETE,
-  OP_GET,
   OP_INCREMENT,
   OP_SET,
   OP_TOUCH,
-  STATUS_EXISTS,
-  STATUS_NOT_FOUND,
-  STATUS_NOT_STORED,
   STATUS_OK,
+  deleteCommand,
+  deletedBy,
   expiryField,
-  request,
-  requestBoundMs,
+  getCommand,
+  itemOf,
   statusError,
+  storeCommand,
+  storedBy,
   unsafeKey,
+  type Command,
   type Item,
   type Response,
 } from './protocol.js'
+import { MemcachedTransport } from './transport.js'
 
 type Memjs = typeof import('memjs')
 
@@ -58,7 +61,10 @@ export interface MemcachedBackendOptions {
   lockPollInterval?: Duration
   /** Server-side expiry of values; default 2 × the region's expiration + 60s; none without one; `-1`: none. */
   memcachedExpireTime?: Duration | -1
-  /** memjs per-request timeout (connecting: twice this). Default 0.5s. */
+  /**
+   * The longest any call to memcached may take (connecting included), enforced by Corral whatever memjs does; a
+   * connection that misses it is replaced. Default 0.5s, or the `timeout` of the memjs `client` you pass.
+   */
   timeout?: Duration
   /**
    * How often invalidation marks are re-read from memcached (it has no pub/sub): the region's marks, and the marks
@@ -76,12 +82,16 @@ const MANGLED = /^sha1:[0-9a-f]{40}$/
  * region's. Keys memcached cannot hold (over 250 bytes, whitespace or control characters) are replaced by
  * `keyPrefix + 'sha1:' + sha1(key)` inside the backend, whatever the region's `keyMangler` says.
  *
- * Commands go through memjs's `perform` with binary-protocol requests built in `protocol.ts`, because memjs's own
- * methods do not expose CAS: the lock uses it for a true compare-and-delete and to take over an expired lock
- * atomically.
+ * Commands are binary-protocol requests built in `protocol.ts` and written on memjs's connections by
+ * `MemcachedTransport`, which bounds every call by `timeout` and replaces a connection that fails one; memjs's own
+ * methods expose neither CAS (the lock, the fenced writes and the invalidation marks need it) nor pipelining.
  *
- * The distributed lock is an `add` of `<token>:<expiresAtMs>` under `<prefix>corral:lock:<key>`; waiters poll
- * with jittered exponential backoff (memcached has no notifications). Invalidation marks live under
+ * Writes that must not replace a newer value (`setIfNotNewer`, and a lock holder's store) read the stored value's
+ * creation time from its header and write with CAS, so nothing written in between is overwritten.
+ *
+ * The distributed lock (`MemcachedMutex`) is an `add` of `<token>[:<traceparent>]:<expiresAtMs>` under
+ * `<prefix>corral:lock:<key>`; waiters poll with jittered exponential backoff (memcached has no notifications).
+ * Invalidation marks live under
  * `<prefix>corral:invalidation:<region>` and are polled at least every `invalidationPollInterval`; tag marks live
  * one key per tag (see `MemcachedInvalidator`).
  *
@@ -106,8 +116,12 @@ export class MemcachedBackend implements CacheBackend {
   #serializer: Serializer = jsonSerializer
   readonly #errors = new ErrorThrottle()
   readonly #invalidators = new InvalidatorSet<MemcachedInvalidator>()
-  /** how long a request may go unanswered before it is taken as lost (see `request`) */
-  readonly #requestBoundMs: number
+  /** @internal lock attempts that got no answer (see `AbandonedLocks`) */
+  readonly abandonedLocks = new AbandonedLocks(this)
+  /** every command goes through it: Corral's deadline, connection replacement */
+  readonly #transport: MemcachedTransport
+  /** the longest a call may take (the `timeout` argument) */
+  readonly timeoutMs: number
   #closed = false
 
   constructor(options: MemcachedBackendOptions = {}) {
@@ -137,14 +151,13 @@ export class MemcachedBackend implements CacheBackend {
       1,
     )
     this.lockExpirySeconds = Math.ceil(this.lockTimeoutMs / 1000) + 1
-    const timeoutMs = durationMs('memcached', 'timeout', args.timeout, 0.5)
     this.#ttlArgument = args.memcachedExpireTime
     this.#ttlSeconds = serverTtlSeconds('memcached', 'memcachedExpireTime', this.#ttlArgument, undefined)
 
     if (args.client !== undefined) {
-      if (args.servers !== undefined || args.timeout !== undefined)
+      if (args.servers !== undefined)
         throw new ValidationError(
-          'memcached backend: "client" is a configured client; do not combine it with "servers" or "timeout"',
+          'memcached backend: "client" is a configured client; do not combine it with "servers"',
         )
       const client = args.client as MemjsClient
       if (
@@ -158,13 +171,15 @@ export class MemcachedBackend implements CacheBackend {
         )
       this.client = client
       this.#ownsClient = false
+      this.timeoutMs = durationMs('memcached', 'timeout', args.timeout, memjsTimeoutSeconds(client))
     } else {
+      this.timeoutMs = durationMs('memcached', 'timeout', args.timeout, 0.5)
       const memjs = loadOptionalPeer<Memjs>('memcached', 'memjs')
       this.client = memjs.Client.create((args.servers as string | undefined) ?? '127.0.0.1:11211', {
-        timeout: timeoutMs / 1000,
-        conntimeout: (2 * timeoutMs) / 1000,
-        // One immediate retry (a connection reset under our feet), then the call fails and the region falls back
-        // to its creator: a refused connection costs a millisecond, a silent server `timeout`.
+        // Corral's deadline decides (see MemcachedTransport); memjs's own timers, only a backstop for calls made
+        // on `backend.client` directly, are set past it so they never fire first.
+        timeout: (2 * this.timeoutMs) / 1000,
+        conntimeout: (2 * this.timeoutMs) / 1000,
         retries: 2,
         retry_delay: 0,
         failover: false,
@@ -174,13 +189,19 @@ export class MemcachedBackend implements CacheBackend {
       })
       this.#ownsClient = true
     }
-    this.#requestBoundMs = requestBoundMs(this.client)
+    this.#transport = new MemcachedTransport(this.client, this.timeoutMs)
   }
 
   attach(context: BackendContext): void {
     this.#serializer = context.serializer
     this.#errors.context = context
-    this.#ttlSeconds = serverTtlSeconds('memcached', 'memcachedExpireTime', this.#ttlArgument, context.expirationTime)
+    const derived = serverTtlSeconds('memcached', 'memcachedExpireTime', this.#ttlArgument, context.expirationTime)
+    // Fail-safe serves values up to maxStaleAge old: a derived server expiry keeps them that long (plus a minute).
+    const keep = context.failSafeMaxStaleAge
+    this.#ttlSeconds =
+      this.#ttlArgument === undefined && derived !== undefined && keep !== undefined && Number.isFinite(keep)
+        ? Math.max(derived, keep + 60)
+        : derived
   }
 
   /** The key memcached stores `key` under: as is when memcached can hold it, else its SHA-1. */
@@ -200,43 +221,55 @@ export class MemcachedBackend implements CacheBackend {
   async get(key: string): Promise<CachedValue | NoValue> {
     if (this.#invalidators.loading) await this.#invalidators.loaded()
     const item = await this.getItem(this.keyFor(key))
-    return item === null ? NO_VALUE : decodeCachedValue(item.value, this.#serializer)
+    return item === null ? NO_VALUE : this.decode(item.value)
   }
 
   async getMulti(keys: readonly string[]): Promise<Array<CachedValue | NoValue>> {
     if (keys.length === 0) return []
     if (this.#invalidators.loading) await this.#invalidators.loaded()
-    // memjs 1.x has no multi-get: the GETs are written back to back on one connection per server and answered in
-    // one round trip.
-    const items = await Promise.all(keys.map((key) => this.getItem(this.keyFor(key))))
-    return items.map((item) => (item === null ? NO_VALUE : decodeCachedValue(item.value, this.#serializer)))
+    // memjs 1.x has no multi-get: the GETs are written together, one round trip per server.
+    const responses = await this.send(keys.map((key) => getCommand(this.keyFor(key))))
+    return responses.map((response) => {
+      const item = itemOf(response)
+      return item === null ? NO_VALUE : this.decode(item.value)
+    })
   }
 
   async set(key: string, value: CachedValue): Promise<void> {
-    const data = encodeCachedValue(value, this.#serializer)
+    const data = this.encode(value)
     await this.store(OP_SET, this.keyFor(key), data, this.#expiry())
   }
 
   async setMulti(entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {
-    // Encode everything first, so that one value that cannot be serialized stores nothing.
-    const encoded = entries.map(
-      ([key, value]) => [this.keyFor(key), encodeCachedValue(value, this.#serializer)] as const,
-    )
-    const expiry = this.#expiry()
-    await Promise.all(encoded.map(([key, data]) => this.store(OP_SET, key, data, expiry)))
+    await this.#setAll(entries, this.#expiry())
   }
 
   async setMultiWithTtl(entries: ReadonlyArray<readonly [string, CachedValue]>, ttlSeconds: number): Promise<void> {
-    const encoded = entries.map(
-      ([key, value]) => [this.keyFor(key), encodeCachedValue(value, this.#serializer)] as const,
-    )
-    const expiry = expiryField(ttlSeconds)
-    await Promise.all(encoded.map(([key, data]) => this.store(OP_SET, key, data, expiry)))
+    await this.#setAll(entries, expiryField(ttlSeconds))
+  }
+
+  async #setAll(entries: ReadonlyArray<readonly [string, CachedValue]>, expiry: number): Promise<void> {
+    if (entries.length === 0) return
+    // Encode everything first, so that one value that cannot be serialized stores nothing.
+    const commands = entries.map(([key, value]) => storeCommand(OP_SET, this.keyFor(key), this.encode(value), expiry))
+    const responses = await this.send(commands)
+    responses.forEach((response, i) => storedBy(response, commands[i]!))
   }
 
   /**
-   * Adds `by` (≥ 0) to the counter at `key`: INCR, creating it at `by` when absent, then TOUCH, both written back to
-   * back (one round trip), so that the counter lives `ttlSeconds` after its last increment, not its first. `by = 0`
+   * Stores `value` unless the value under `key` was created after `since`: a GET reads the stored value's
+   * creation time (from its header), then a CAS write (an ADD when there was none) replaces exactly the version
+   * that was read, so a value written in between is never overwritten; a conflict reads again.
+   */
+  async setIfNotNewer(key: string, value: CachedValue, since: number): Promise<boolean> {
+    const full = this.keyFor(key)
+    const data = this.encode(value)
+    return this.storeIfNotNewer(full, data, since, await this.getItem(full))
+  }
+
+  /**
+   * Adds `by` (≥ 0) to the counter at `key`: INCR, creating it at `by` when absent, then TOUCH, written together
+   * (one round trip), so that the counter lives `ttlSeconds` after its last increment, not its first. `by = 0`
    * is a plain GET that creates nothing.
    */
   async increment(key: string, by: number, ttlSeconds?: number): Promise<number> {
@@ -255,12 +288,12 @@ export class MemcachedBackend implements CacheBackend {
     extras.writeUInt32BE(expiry >>> 0, 16)
     const expiryExtras = Buffer.alloc(4)
     expiryExtras.writeUInt32BE(expiry >>> 0, 0)
-    const [response] = await Promise.all([
-      this.#request(OP_INCREMENT, full, extras, EMPTY),
-      this.#request(OP_TOUCH, full, expiryExtras, EMPTY),
+    const [response] = await this.send([
+      { opcode: OP_INCREMENT, key: full, extras, value: EMPTY },
+      { opcode: OP_TOUCH, key: full, extras: expiryExtras, value: EMPTY },
     ])
-    if (response.status !== STATUS_OK) throw statusError('INCR', response.status)
-    return Number(response.value.readBigUInt64BE(0))
+    if (response!.status !== STATUS_OK) throw statusError(OP_INCREMENT, response!.status)
+    return Number(response!.value.readBigUInt64BE(0))
   }
 
   async delete(key: string): Promise<void> {
@@ -268,14 +301,16 @@ export class MemcachedBackend implements CacheBackend {
   }
 
   async deleteMulti(keys: readonly string[]): Promise<void> {
-    await Promise.all(keys.map((key) => this.remove(this.keyFor(key))))
+    if (keys.length === 0) return
+    const responses = await this.send(keys.map((key) => deleteCommand(this.keyFor(key))))
+    responses.forEach(deletedBy)
   }
 
   // ---------------------------------------------------------------- lock
 
   getMutex(key: string): CacheMutex | undefined {
     if (!this.distributedLock) return undefined
-    return new MemcachedMutex(this, key, this.keyFor(`corral:lock:${key}`))
+    return new MemcachedMutex(this, this.keyFor(key), this.keyFor(`corral:lock:${key}`))
   }
 
   // ---------------------------------------------------------------- invalidation
@@ -303,14 +338,58 @@ export class MemcachedBackend implements CacheBackend {
     this.#errors.report(operation, error)
   }
 
+  // ---------------------------------------------------------------- fenced writes
+
+  /**
+   * @internal Stores `data` (encoded) under `full` unless the value there was created after `since`. `item` is the
+   * stored item as last read (`null`: absent). Each write is a CAS on that version (an ADD when absent), so a value
+   * written after the read makes it fail instead of being overwritten; then it reads again. Resolves to whether
+   * `data` is stored.
+   */
+  async storeIfNotNewer(full: string, data: Buffer, since: number, item: Item | null): Promise<boolean> {
+    const expiry = this.#expiry()
+    for (let attempt = 0; attempt < FENCED_WRITE_ATTEMPTS; attempt++) {
+      // A newer value wins; if it is ours (a write retried after its answer was lost), it is stored.
+      if (item !== null && createdAfter(item.value, since)) return item.value.equals(data)
+      const stored =
+        item === null
+          ? await this.store(OP_ADD, full, data, expiry)
+          : await this.store(OP_SET, full, data, expiry, item.cas)
+      if (stored) return true
+      item = await this.getItem(full)
+    }
+    return false
+  }
+
+  /** @internal The command that writes `data` over exactly the version `item` (ADD when `null`). */
+  fencedStoreCommand(full: string, data: Buffer, item: Item | null): Command {
+    return item === null
+      ? storeCommand(OP_ADD, full, data, this.#expiry())
+      : storeCommand(OP_SET, full, data, this.#expiry(), item.cas)
+  }
+
   // ---------------------------------------------------------------- binary protocol
+
+  /** @internal Sends commands together (one round trip per server), bounded by `timeout`; answers in order. */
+  send(commands: readonly Command[]): Promise<Response[]> {
+    if (this.#closed) return Promise.reject(new BackendError('memcached backend: closed'))
+    return this.#transport.send(commands)
+  }
+
+  /** @internal The region's encoding of a value (throws `SerializationError`). */
+  encode(value: CachedValue): Buffer {
+    return encodeCachedValue(value, this.#serializer)
+  }
+
+  /** @internal A stored value, or `NO_VALUE` for bytes that are not one. */
+  decode(data: Buffer): CachedValue | NoValue {
+    return decodeCachedValue(data, this.#serializer)
+  }
 
   /** @internal GET with the item's CAS; `null` when absent */
   async getItem(key: string): Promise<Item | null> {
-    const response = await this.#request(OP_GET, key, EMPTY, EMPTY)
-    if (response.status === STATUS_OK) return { value: response.value, cas: response.cas }
-    if (response.status === STATUS_NOT_FOUND) return null
-    throw statusError('GET', response.status)
+    const [response] = await this.send([getCommand(key)])
+    return itemOf(response!)
   }
 
   /**
@@ -318,32 +397,31 @@ export class MemcachedBackend implements CacheBackend {
    * (ADD of an existing key, CAS mismatch, item gone).
    */
   async store(opcode: number, key: string, value: Buffer, expiry: number, cas?: Buffer): Promise<boolean> {
-    const extras = Buffer.alloc(8)
-    extras.writeUInt32BE(expiry >>> 0, 4)
-    const response = await this.#request(opcode, key, extras, value, cas)
-    if (response.status === STATUS_OK) return true
-    if (response.status === STATUS_EXISTS || response.status === STATUS_NOT_STORED) return false
-    if (response.status === STATUS_NOT_FOUND && cas !== undefined) return false
-    throw statusError(opcode === OP_ADD ? 'ADD' : 'SET', response.status)
+    const command = storeCommand(opcode, key, value, expiry, cas)
+    const [response] = await this.send([command])
+    return storedBy(response!, command)
   }
 
   /** @internal DELETE (with `cas`: only if the item is still that version); false when nothing was deleted */
   async remove(key: string, cas?: Buffer): Promise<boolean> {
-    const response = await this.#request(OP_DELETE, key, EMPTY, EMPTY, cas)
-    if (response.status === STATUS_OK) return true
-    if (response.status === STATUS_NOT_FOUND || response.status === STATUS_EXISTS) return false
-    throw statusError('DELETE', response.status)
-  }
-
-  #request(opcode: number, key: string, extras: Buffer, value: Buffer, cas?: Buffer): Promise<Response> {
-    if (this.#closed) return Promise.reject(new BackendError('memcached backend: closed'))
-    return request(this.client, opcode, key, extras, value, cas, this.#requestBoundMs)
+    const [response] = await this.send([deleteCommand(key, cas)])
+    return deletedBy(response!)
   }
 
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
     this.#invalidators.stopAll()
+    this.abandonedLocks.stop()
+    // Our own connections are torn down (what waits on them fails at once); a client you passed is left as it is.
+    this.#transport.close(this.#ownsClient)
     if (this.#ownsClient) this.client.close()
   }
+}
+
+/** The `timeout` of a memjs client's servers, in seconds (memjs's default 0.5 s). */
+function memjsTimeoutSeconds(client: MemjsClient): number {
+  const servers = (client as unknown as { servers?: Array<{ options?: { timeout?: unknown } }> }).servers
+  const timeout = servers?.[0]?.options?.timeout
+  return typeof timeout === 'number' && timeout > 0 ? timeout : 0.5
 }

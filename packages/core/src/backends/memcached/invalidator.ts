@@ -5,7 +5,7 @@ import { jittered, sleep } from '../shared/distributed.js'
 import { MirroredInvalidator, type TagWriteResult } from '../shared/mirrored-invalidator.js'
 import { formatTagMarks, parseTagMarks } from '../shared/tag-marks.js'
 import type { MemcachedBackend } from './backend.js'
-import { OP_ADD, OP_SET, expiryField } from './protocol.js'
+import { OP_ADD, OP_SET, expiryField, getCommand, itemOf } from './protocol.js'
 
 /**
  * Region invalidation marks shared through memcached: `{"hard":ms,"soft":ms}` under one key, max-merged with
@@ -54,12 +54,12 @@ export class MemcachedInvalidator extends MirroredInvalidator {
     return this.backend.keyFor(this.#tagPrefix + tag)
   }
 
-  /** GETs of every tag, written back to back (one round trip); absent tags are recorded as not invalidated. */
+  /** GETs of every tag, written together (one round trip); absent tags are recorded as not invalidated. */
   protected async fetchTags(tags: readonly string[]): Promise<void> {
     if (this.stopped || tags.length === 0) return
-    const items = await Promise.all(tags.map((tag) => this.backend.getItem(this.#tagKey(tag))))
+    const responses = await this.backend.send(tags.map((tag) => getCommand(this.#tagKey(tag))))
     tags.forEach((tag, i) => {
-      const item = items[i]
+      const item = itemOf(responses[i]!)
       this.tags.record(tag, item ? parseTagMarks(item.value.toString('latin1')) : NOT_INVALIDATED)
     })
   }

@@ -1,9 +1,9 @@
 /**
- * The memcached binary protocol, as far as the backend needs it: requests are built here and sent through memjs's
- * `perform`, because memjs's own methods do not expose CAS (the lock and the invalidation marks need it) and its
- * `increment` decodes 64-bit results wrongly. Also what memcached accepts as a key and as an expiry.
+ * The memcached binary protocol, as far as the backend needs it: the commands it sends (built here and written by
+ * `transport.ts` on memjs's connections, because memjs's own methods expose neither CAS nor pipelining, and its
+ * `increment` decodes 64-bit results wrongly), how their answers read, and what memcached accepts as a key and as
+ * an expiry.
  */
-import type { Client as MemjsClient } from 'memjs'
 import { BackendError } from '../../errors.js'
 
 export const OP_GET = 0x00
@@ -26,8 +26,26 @@ const STATUS_NAMES: Record<number, string> = {
   0x0085: 'busy',
   0x0086: 'temporary failure',
 }
+const COMMAND_NAMES: Record<number, string> = {
+  [OP_GET]: 'GET',
+  [OP_SET]: 'SET',
+  [OP_ADD]: 'ADD',
+  [OP_DELETE]: 'DELETE',
+  [OP_INCREMENT]: 'INCR',
+  [OP_TOUCH]: 'TOUCH',
+}
 
 export const EMPTY = Buffer.alloc(0)
+
+/** One request, before it is framed. */
+export interface Command {
+  readonly opcode: number
+  readonly key: string
+  readonly extras: Buffer
+  readonly value: Buffer
+  /** only if the item is still this version (SET, DELETE); absent: unconditionally */
+  readonly cas?: Buffer | undefined
+}
 
 /** An item as GET returns it. */
 export interface Item {
@@ -43,81 +61,56 @@ export interface Response {
   readonly cas: Buffer
 }
 
-interface MemjsResponse {
-  header: { status: number; cas: Buffer }
-  val: Buffer
+export const getCommand = (key: string): Command => ({ opcode: OP_GET, key, extras: EMPTY, value: EMPTY })
+
+/** SET or ADD with an expiry field (see `expiryField`); with `cas`, a SET only replaces that version. */
+export function storeCommand(opcode: number, key: string, value: Buffer, expiry: number, cas?: Buffer): Command {
+  const extras = Buffer.alloc(8)
+  extras.writeUInt32BE(expiry >>> 0, 4)
+  return { opcode, key, extras, value, cas }
+}
+
+/** DELETE; with `cas`, only that version. */
+export const deleteCommand = (key: string, cas?: Buffer): Command => ({
+  opcode: OP_DELETE,
+  key,
+  extras: EMPTY,
+  value: EMPTY,
+  cas,
+})
+
+/** The item a GET answered, `null` when absent; other statuses throw. */
+export function itemOf(response: Response): Item | null {
+  if (response.status === STATUS_OK) return { value: response.value, cas: response.cas }
+  if (response.status === STATUS_NOT_FOUND) return null
+  throw statusError(OP_GET, response.status)
 }
 
 /**
- * Sends one request on memjs's connection for `key` and resolves with the response. A failed connection rejects
- * with `BackendError`; a response with an error status resolves (the caller decides what the status means).
- *
- * A request memjs has not settled within `boundMs` rejects too. memjs 1.x can lose one: a connection it gave up on
- * (a request timed out) is only half-closed, and when it finally closes its handler clears the state of the
- * connection that replaced it, so a request queued on that one is never written and never fails. A server that
- * froze (SIGSTOP, a long pause) and came back is enough. `boundMs` lies beyond memjs's own timeouts and retries
- * (`requestBoundMs`), so it only catches such requests.
+ * Whether a SET or ADD stored: false when its condition failed (ADD of an existing key, CAS mismatch, a CAS write
+ * of an item that is gone); other statuses throw.
  */
-export function request(
-  client: MemjsClient,
-  opcode: number,
-  key: string,
-  extras: Buffer,
-  value: Buffer,
-  cas: Buffer | undefined,
-  boundMs: number,
-): Promise<Response> {
-  return new Promise((resolve, reject) => {
-    client.incrSeq()
-    const seq = client.seq
-    const message = buildRequest(opcode, Buffer.from(key, 'utf8'), extras, value, seq, cas)
-    const lost = setTimeout(
-      () => reject(new BackendError(`memcached: no answer and no error from memjs within ${boundMs} ms`)),
-      boundMs,
-    )
-    client.perform(key, message, seq, (error: Error | null, response?: MemjsResponse) => {
-      clearTimeout(lost)
-      if (error || !response) {
-        reject(new BackendError(`memcached: ${error?.message ?? String(error)}`, { cause: error }))
-        return
-      }
-      resolve({ status: response.header.status, value: response.val, cas: response.header.cas })
-    })
-  })
+export function storedBy(response: Response, command: Command): boolean {
+  if (response.status === STATUS_OK) return true
+  if (response.status === STATUS_EXISTS || response.status === STATUS_NOT_STORED) return false
+  if (response.status === STATUS_NOT_FOUND && command.cas !== undefined) return false
+  throw statusError(command.opcode, response.status)
 }
 
-/** memjs's settings, where `requestBoundMs` reads them (they are not in its type declarations). */
-interface MemjsSettings {
-  options?: { retries?: number; retry_delay?: number; failover?: boolean }
-  servers?: Array<{ options?: { timeout?: number; conntimeout?: number } }>
+/** Whether a DELETE deleted: false when nothing was there, or not that version; other statuses throw. */
+export function deletedBy(response: Response): boolean {
+  if (response.status === STATUS_OK) return true
+  if (response.status === STATUS_NOT_FOUND || response.status === STATUS_EXISTS) return false
+  throw statusError(OP_DELETE, response.status)
 }
 
-/**
- * The longest memjs takes to answer or fail a request, from the client's own settings (memjs's defaults where it
- * has none): each attempt may wait to connect, then for the answer; attempts are `retries` apart by
- * `retry_delay`. One second more is allowed for a loaded event loop. Past that, `request` takes it as lost.
- */
-export function requestBoundMs(client: MemjsClient): number {
-  const { options = {}, servers = [] } = client as unknown as MemjsSettings
-  const timeout = servers[0]?.options?.timeout ?? 0.5
-  const connect = servers[0]?.options?.conntimeout ?? 2 * timeout
-  const attempts = Math.max(1, options.retries ?? 2) * (options.failover ? Math.max(1, servers.length) : 1)
-  const seconds = attempts * (connect + timeout) + (attempts - 1) * (options.retry_delay ?? 0.2)
-  return Math.ceil(seconds * 1000) + 1000
-}
-
-/** A binary-protocol request: the 24-byte header (with CAS), extras, key, value. */
-function buildRequest(
-  opcode: number,
-  key: Buffer,
-  extras: Buffer,
-  value: Buffer,
-  opaque: number,
-  cas?: Buffer,
-): Buffer {
+/** A binary-protocol request: the 24-byte header (with `opaque` and CAS), extras, key, value. */
+export function frame(command: Command, opaque: number): Buffer {
+  const key = Buffer.from(command.key, 'utf8')
+  const { extras, value, cas } = command
   const request = Buffer.alloc(24 + extras.length + key.length + value.length)
   request.writeUInt8(0x80, 0)
-  request.writeUInt8(opcode, 1)
+  request.writeUInt8(command.opcode, 1)
   request.writeUInt16BE(key.length, 2)
   request.writeUInt8(extras.length, 4)
   request.writeUInt32BE(extras.length + key.length + value.length, 8)
@@ -129,7 +122,8 @@ function buildRequest(
   return request
 }
 
-export function statusError(command: string, status: number): BackendError {
+export function statusError(opcode: number, status: number): BackendError {
+  const command = COMMAND_NAMES[opcode] ?? `0x${opcode.toString(16)}`
   return new BackendError(
     `memcached ${command} failed: ${STATUS_NAMES[status] ?? `status 0x${status.toString(16).padStart(4, '0')}`}`,
   )

@@ -13,7 +13,8 @@ import {
 import { type Duration } from '../../durations.js'
 import { describeValue } from '../../describe-value.js'
 import { BackendError, ValidationError } from '../../errors.js'
-import type { BackendContext, CacheBackend, CacheMutex, RegionInvalidator } from '../api.js'
+import { FUTURE_CREATION_TOLERANCE_MS } from '../../freshness.js'
+import type { BackendContext, CacheBackend, CacheMutex, FencedStore, LockHolder, RegionInvalidator } from '../api.js'
 import { readArguments } from '../arguments.js'
 import {
   ErrorThrottle,
@@ -21,17 +22,46 @@ import {
   loadOptionalPeer,
   parseHostList,
   serverTtlSeconds,
-  type LockAttempt,
   type LockWaiter,
 } from '../shared/distributed.js'
 import { InvalidatorSet } from '../shared/mirrored-invalidator.js'
 import { TAG_MARK_GRACE_MS } from '../shared/tag-marks.js'
 import { RedisInvalidator } from './invalidator.js'
-import { RedisMutex } from './mutex.js'
-import { ACQUIRE, ACQUIRED, INCREMENT, RELEASE, type Script } from './scripts.js'
+import { RedisMutex, holderOf, traceparentField } from './mutex.js'
+import { ACQUIRE, INCREMENT, RELEASE, RELEASED_STORED, SET_IF_NOT_NEWER, type Script } from './scripts.js'
 
 type IoRedis = typeof import('ioredis')
 type RedisClient = Redis | Cluster
+
+/**
+ * The largest value (encoded bytes) a release message carries to the waiters of other processes. Larger values
+ * are announced without it, and the waiters read them.
+ */
+export const RELEASE_MESSAGE_VALUE_LIMIT = 64 * 1024
+
+/** What one attempt of the `ACQUIRE` script found. */
+export interface RedisLockAttempt {
+  readonly acquired: boolean
+  /** held: how long the holder's lock has left */
+  readonly remainingMs: number | undefined
+  /** held: the holder's token (its identity, for the waiting rule of `waitForLock`) */
+  readonly holder?: string
+  /** held: the holder's trace context */
+  readonly holderInfo?: LockHolder
+  /** taken: the value under the key, read in the same step */
+  readonly current?: CachedValue | NoValue
+}
+
+/** What a waiter learnt from a release message that carried the value. */
+export interface HandedOver {
+  readonly value: CachedValue
+  readonly holder: LockHolder | undefined
+}
+
+/** A lock waiter that also remembers the value a release handed over (see `RedisBackend.lockWaiter`). */
+export interface RedisLockWaiter extends LockWaiter {
+  readonly released: HandedOver | undefined
+}
 
 export interface RedisBackendOptions {
   /** `redis://[[user]:password@]host:port/db` or `rediss://...` (TLS). Not with host/port, cluster or sentinels. */
@@ -61,7 +91,11 @@ export interface RedisBackendOptions {
   keyPrefix?: string
   /** Take a Redis lock around regeneration, so one process regenerates a key at a time. Default true. */
   distributedLock?: boolean
-  /** How long a lock lives (a dead holder blocks others at most this long) and a waiter waits. Default 30s. */
+  /**
+   * How long a lock lives: a dead holder blocks others at most this long, and a creator runs at most this long
+   * unless the region sets `hardTimeout`. A waiter gives up only when the same holder keeps the lock for 3 × this
+   * (see `waitForLock`). Default 30s.
+   */
   lockTimeout?: Duration
   /** Waiters are woken by a release notification; this is the fallback poll when one is missed. Default 100ms. */
   lockPollInterval?: Duration
@@ -81,9 +115,10 @@ export interface RedisBackendOptions {
  * A Redis backend on ioredis: standalone, Sentinel or Cluster. Values are `encodeCachedValue` bytes under
  * `keyPrefix + key`, with a server-side TTL derived from the region's expiration. A hit is one GET.
  *
- * The distributed lock is `SET <prefix>corral:lock:<key> <token> NX PX <lockTimeout>`, released by a Lua
- * compare-and-delete that also PUBLISHes on `<prefix>corral:unlock`; waiters listen on one subscriber connection
- * per backend and fall back to polling. Invalidation marks live in the hash `<prefix>corral:invalidation:<region>`
+ * The distributed lock (`RedisMutex`) is `<prefix>corral:lock:<key>`, taken by a script that also reads the value
+ * and released by a script that stores the value fenced and publishes it on `<prefix>corral:released:<key>` to the
+ * waiters of other processes (two round trips around a creator); waiters listen on the one subscriber connection
+ * of the backend and fall back to polling. Invalidation marks live in the hash `<prefix>corral:invalidation:<region>`
  * and are published on the channel of the same name; tag marks live one key per tag (see `RedisInvalidator`) and
  * are published on that channel too.
  *
@@ -115,12 +150,15 @@ export class RedisBackend implements CacheBackend {
   #connectSettled: boolean
   #closed = false
   #subscriber: RedisClient | undefined
-  readonly #channels = new Map<string, (message: string) => void>()
-  #unlockSubscription: Promise<boolean> | undefined
-  readonly #lockWaiters = new Map<string, Set<() => void>>()
+  /** every channel the subscriber listens to, with its handler (messages as bytes) */
+  readonly #channels = new Map<string, (message: Buffer) => void>()
+  /** lock waiters by release channel: each is called with a release message, or without one to try again */
+  readonly #lockWaiters = new Map<string, Set<(message?: Buffer) => void>>()
+  /** cluster: short strings by hash slot, to put a lock key in its value's slot (see `#lockKey`) */
+  readonly #slotTags = new Map<number, string>()
+  #slotTagSearch = 0
   readonly #subscriberWatchers = new Set<(connected: boolean) => void>()
   readonly #invalidators = new InvalidatorSet<RedisInvalidator>()
-  readonly #unlockChannel: string
   readonly #onError = (error: unknown) => {
     this.#connectSettled = true
     this.#errors.report('connection', error)
@@ -160,7 +198,6 @@ export class RedisBackend implements CacheBackend {
     this.#ttlArgument = args.redisExpirationTime
     // Validate now, so a bad value fails at configure time rather than at the first write.
     this.#ttlMs = pxMilliseconds(serverTtlSeconds('redis', 'redisExpirationTime', this.#ttlArgument, undefined))
-    this.#unlockChannel = `${this.keyPrefix}corral:unlock`
 
     if (args.tls !== undefined && typeof args.tls !== 'boolean' && (args.tls === null || typeof args.tls !== 'object'))
       throw new ValidationError(
@@ -261,7 +298,13 @@ export class RedisBackend implements CacheBackend {
     this.#serializer = context.serializer
     this.#errors.context = context
     this.#ttlMs = pxMilliseconds(
-      serverTtlSeconds('redis', 'redisExpirationTime', this.#ttlArgument, context.expirationTime),
+      serverTtlSeconds(
+        'redis',
+        'redisExpirationTime',
+        this.#ttlArgument,
+        context.expirationTime,
+        context.failSafeMaxStaleAge,
+      ),
     )
   }
 
@@ -314,6 +357,18 @@ export class RedisBackend implements CacheBackend {
     const ttl = this.#ttlMs
     const full = this.keyPrefix + key
     await this.run(() => (ttl === undefined ? this.client.set(full, data) : this.client.set(full, data, 'PX', ttl)))
+  }
+
+  /** One script: stores unless the value there was created after `since` (see `SET_IF_NOT_NEWER`). */
+  async setIfNotNewer(key: string, value: CachedValue, since: number): Promise<boolean> {
+    const data = encodeCachedValue(value, this.#serializer)
+    const ttl = this.#ttlMs
+    const result = await this.evalScript(
+      SET_IF_NOT_NEWER,
+      [this.keyPrefix + key],
+      [data, ttl === undefined ? '' : String(ttl), String(since), String(believableUntil())],
+    )
+    return Number(result) === 1
   }
 
   async setMulti(entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {
@@ -405,20 +460,95 @@ export class RedisBackend implements CacheBackend {
 
   getMutex(key: string): CacheMutex | undefined {
     if (!this.distributedLock) return undefined
-    return new RedisMutex(this, key, `${this.keyPrefix}corral:lock:${key}`)
+    return new RedisMutex(this, key, this.#lockKey(key))
   }
 
-  /** @internal one SET NX PX; on failure, how long the holder's lock has left */
-  async lockAttempt(lockKey: string, token: string): Promise<LockAttempt> {
-    const result = Number(await this.evalScript(ACQUIRE, [lockKey], [token, String(Math.ceil(this.lockTimeoutMs))]))
-    if (result === ACQUIRED) return { acquired: true }
-    // -2: gone between the two calls (take it on the next attempt); -1: a lock without expiry (not ours).
-    return { acquired: false, remainingMs: result === -2 ? 0 : result >= 0 ? result : undefined }
+  /**
+   * The lock key of `key`: `<prefix>corral:lock:<key>`. The lock scripts touch the lock and the value together,
+   * so on a cluster both must live in one hash slot: when that name falls in another slot than the value, the
+   * lock key gets a hash tag of the value's slot, `<prefix>corral:lock:{<tag>}<key>`.
+   */
+  #lockKey(key: string): string {
+    const plain = `${this.keyPrefix}corral:lock:${key}`
+    if (!this.isCluster) return plain
+    const slot = this.#slotOf!(this.keyPrefix + key)
+    if (this.#slotOf!(plain) === slot) return plain
+    return `${this.keyPrefix}corral:lock:{${this.#slotTag(slot)}}${key}`
   }
 
-  /** @internal compare-and-delete, then a release notification */
-  async lockRelease(lockKey: string, token: string): Promise<void> {
-    await this.evalScript(RELEASE, [lockKey], [token, this.#unlockChannel, lockKey])
+  /**
+   * A short string whose lock key `<prefix>corral:lock:{<it>}...` hashes to `slot`. Found by trying base-36
+   * numbers in turn, remembering every slot met on the way: all 16384 are known after about 160,000 tries in all.
+   */
+  #slotTag(slot: number): string {
+    let tag = this.#slotTags.get(slot)
+    const base = `${this.keyPrefix}corral:lock:{`
+    while (tag === undefined) {
+      const candidate = (this.#slotTagSearch++).toString(36)
+      const found = this.#slotOf!(`${base}${candidate}}`)
+      if (!this.#slotTags.has(found)) this.#slotTags.set(found, candidate)
+      if (found === slot) tag = candidate
+    }
+    return tag
+  }
+
+  /** The channel on which releases of `key`'s lock are published to the waiters. */
+  #releaseChannel(key: string): string {
+    return `${this.keyPrefix}corral:released:${key}`
+  }
+
+  /**
+   * @internal One `ACQUIRE`: takes the lock (reading the value with it) or reports its holder. `wait`: the caller
+   * is going to wait, so the holder's release must publish.
+   */
+  async lockAttempt(lockKey: string, key: string, lockValue: string, wait: boolean): Promise<RedisLockAttempt> {
+    const reply = (await this.evalScriptBuffer(
+      ACQUIRE,
+      [lockKey, this.keyPrefix + key],
+      [lockValue, String(Math.ceil(this.lockTimeoutMs)), wait ? '1' : '0'],
+    )) as [number, Buffer | null, Buffer | null | undefined]
+    if (Number(reply[0]) === 1) {
+      const data = reply[1]
+      return {
+        acquired: true,
+        remainingMs: undefined,
+        current: data === null ? NO_VALUE : decodeCachedValue(data, this.#serializer),
+      }
+    }
+    const remainingMs = Math.max(0, Number(reply[1]))
+    const holder = reply[2]
+    if (holder === null || holder === undefined) return { acquired: false, remainingMs }
+    // "<token> <traceparent or -> [w]"; anything else (a foreign or corrupt lock) is its own identity.
+    const [token, traceparent] = holder.toString('latin1').split(' ')
+    const holderInfo = holderOf(traceparent)
+    return holderInfo
+      ? { acquired: false, remainingMs, holder: token, holderInfo }
+      : { acquired: false, remainingMs, holder: token }
+  }
+
+  /**
+   * @internal One `RELEASE`: frees the lock if it still holds `token`, first storing `store.value` fenced, and
+   * publishes the release to the waiters (with the value when it is at most `RELEASE_MESSAGE_VALUE_LIMIT` bytes).
+   * Resolves to whether it stored.
+   */
+  async lockRelease(lockKey: string, key: string, token: string, store: FencedStore | undefined): Promise<boolean> {
+    const args: Array<string | Buffer> = [
+      token,
+      this.#releaseChannel(key),
+      traceparentField(store?.holder),
+      String(RELEASE_MESSAGE_VALUE_LIMIT),
+    ]
+    if (store !== undefined) {
+      const ttl = this.#ttlMs
+      args.push(
+        encodeCachedValue(store.value, this.#serializer),
+        '1',
+        ttl === undefined ? '' : String(ttl),
+        String(store.since),
+        String(believableUntil()),
+      )
+    }
+    return Number(await this.evalScript(RELEASE, [lockKey, this.keyPrefix + key], args)) === RELEASED_STORED
   }
 
   /** @internal */
@@ -426,58 +556,96 @@ export class RedisBackend implements CacheBackend {
     return (await this.run(() => this.client.exists(lockKey))) > 0
   }
 
-  /** @internal waits for a release notification on `lockKey`, or a timer */
-  async lockWaiter(lockKey: string): Promise<LockWaiter> {
-    let wake: (() => void) | undefined
-    let notified = false
-    const onRelease = () => {
-      if (wake) wake()
-      else notified = true
+  /**
+   * @internal Waits for the release of `key`'s lock: subscribes to its release channel (until `dispose`) before
+   * the caller's next attempt, so a release between that attempt and the wait cannot be missed. `wait` resolves
+   * `true` when a release message handed over the value (then in `released`), and when woken otherwise (a release
+   * without the value, the subscriber reconnecting) or by the timer.
+   */
+  async lockWaiter(key: string): Promise<RedisLockWaiter> {
+    const channel = this.#releaseChannel(key)
+    let wake: ((handedOver: boolean) => void) | undefined
+    /** a wake-up that came while the caller was not waiting (between an attempt and the next wait) */
+    let pending: boolean | undefined
+    let released: HandedOver | undefined
+    const onRelease = (message?: Buffer) => {
+      const handedOver = message === undefined ? undefined : this.#handedOver(message)
+      if (handedOver !== undefined) released = handedOver
+      const done = released !== undefined
+      if (wake) wake(done)
+      else pending = done || pending === true
     }
-    let set = this.#lockWaiters.get(lockKey)
-    if (!set) this.#lockWaiters.set(lockKey, (set = new Set()))
-    set.add(onRelease)
-    const waiters = set
-    // Subscribe before the next attempt, so a release between that attempt and the wait cannot be missed. If the
-    // subscription is slow (or Redis is away), do not hold the waiter back: polling covers it.
-    await Promise.race([this.#subscribeUnlock(), new Promise((resolve) => setTimeout(resolve, 250).unref())])
+    let waiters = this.#lockWaiters.get(channel)
+    if (!waiters) {
+      this.#lockWaiters.set(channel, (waiters = new Set()))
+      this.#channels.set(channel, (message) => {
+        for (const waiter of [...(this.#lockWaiters.get(channel) ?? [])]) waiter(message)
+      })
+    }
+    waiters.add(onRelease)
+    const set = waiters
+    // If the subscription is slow (or Redis is away), do not hold the waiter back: polling covers it.
+    await Promise.race([this.#subscribeChannel(channel), new Promise((resolve) => setTimeout(resolve, 250).unref())])
     return {
+      get released() {
+        return released
+      },
       wait: (ms) => {
-        if (notified) {
-          notified = false
-          return Promise.resolve()
+        if (pending !== undefined) {
+          const done = pending
+          pending = undefined
+          return Promise.resolve(done)
         }
-        return new Promise<void>((resolve) => {
-          const done = () => {
+        return new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => finish(false), Math.max(0, ms))
+          const finish = (done: boolean) => {
             clearTimeout(timer)
             wake = undefined
-            resolve()
+            resolve(done)
           }
-          const timer = setTimeout(done, Math.max(0, ms))
-          wake = done
+          wake = finish
         })
       },
       dispose: () => {
-        waiters.delete(onRelease)
-        if (waiters.size === 0 && this.#lockWaiters.get(lockKey) === waiters) this.#lockWaiters.delete(lockKey)
-        wake?.()
+        set.delete(onRelease)
+        if (set.size === 0 && this.#lockWaiters.get(channel) === set) {
+          this.#lockWaiters.delete(channel)
+          this.#channels.delete(channel)
+          // Off the waiter's way: it is answering its callers now.
+          setImmediate(() => {
+            const subscriber = this.#subscriber
+            if (!subscriber || this.#closed || subscriber.status !== 'ready' || this.#channels.has(channel)) return
+            subscriber.unsubscribe(channel).catch(() => {})
+          })
+        }
+        wake?.(released !== undefined)
       },
     }
   }
 
-  #subscribeUnlock(): Promise<boolean> {
-    this.#unlockSubscription ??= this.subscribe(this.#unlockChannel, (lockKey) => {
-      const waiters = this.#lockWaiters.get(lockKey)
-      if (waiters) for (const wake of [...waiters]) wake()
-    }).then(
-      () => true,
-      (error: unknown) => {
-        this.#unlockSubscription = undefined
-        this.#errors.report('subscribe', error)
-        return false
-      },
-    )
-    return this.#unlockSubscription
+  /**
+   * The value a release message hands over: `v <traceparent>\n<value bytes>`; `undefined` for the other kinds
+   * (`s`: stored but too large to carry, `n`: nothing stored) and for anything unreadable.
+   */
+  #handedOver(message: Buffer): HandedOver | undefined {
+    if (message[0] !== 0x76 /* v */) return undefined
+    const newline = message.indexOf(0x0a)
+    if (newline < 0) return undefined
+    const value = decodeCachedValue(message.subarray(newline + 1), this.#serializer)
+    if (value === NO_VALUE) return undefined
+    return { value, holder: holderOf(message.subarray(2, newline).toString('latin1')) }
+  }
+
+  /** Subscribes the subscriber connection to `channel` (whose handler is in `#channels`); never rejects. */
+  async #subscribeChannel(channel: string): Promise<boolean> {
+    try {
+      const subscriber = this.#ensureSubscriber()
+      await withTimeout(subscriber.subscribe(channel), Math.max(1000, this.commandTimeoutMs), 'SUBSCRIBE')
+      return true
+    } catch (error) {
+      this.#errors.report('subscribe', error)
+      return false
+    }
   }
 
   // ---------------------------------------------------------------- invalidation
@@ -494,9 +662,12 @@ export class RedisBackend implements CacheBackend {
 
   // ---------------------------------------------------------------- pub/sub
 
-  /** @internal subscribes `handler` to `channel` on the backend's one subscriber connection */
+  /**
+   * @internal Subscribes `handler` to `channel` on the backend's one subscriber connection (messages as UTF-8
+   * text). One handler per channel; the subscription is renewed whenever the connection comes back.
+   */
   async subscribe(channel: string, handler: (message: string) => void): Promise<void> {
-    this.#channels.set(channel, handler)
+    this.#channels.set(channel, (message) => handler(message.toString('utf8')))
     const subscriber = this.#ensureSubscriber()
     await withTimeout(subscriber.subscribe(channel), Math.max(1000, this.commandTimeoutMs), 'SUBSCRIBE')
   }
@@ -526,7 +697,14 @@ export class RedisBackend implements CacheBackend {
       ? (this.client as Cluster).duplicate(undefined, { enableOfflineQueue: true })
       : (this.client as Redis).duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
     subscriber.on('error', (error: unknown) => this.#errors.report('subscriber', error))
-    subscriber.on('message', (channel: string, message: string) => this.#channels.get(channel)?.(message))
+    subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+      try {
+        this.#channels.get(channel.toString('utf8'))?.(message)
+      } catch (error) {
+        // A handler that throws must not reach ioredis's parser (an uncaught exception).
+        this.#errors.report('subscriber', error)
+      }
+    })
     // Messages published while the subscriber is away are lost: stop trusting the tag marks they could change.
     subscriber.on('close', () => {
       for (const invalidator of this.#invalidators) invalidator.distrustTags()
@@ -549,6 +727,7 @@ export class RedisBackend implements CacheBackend {
           () => {},
         )
       for (const invalidator of this.#invalidators) void invalidator.refresh()
+      // Releases may have been missed meanwhile: the lock waiters try again.
       for (const waiters of this.#lockWaiters.values()) for (const wake of [...waiters]) wake()
     })
     this.#subscriber = subscriber
@@ -575,13 +754,25 @@ export class RedisBackend implements CacheBackend {
   }
 
   /** @internal EVALSHA, or EVAL when the server does not have the script cached */
-  evalScript(lua: Script, keys: string[], args: string[]): Promise<unknown> {
+  evalScript(lua: Script, keys: string[], args: Array<string | Buffer>): Promise<unknown> {
     return this.run(async () => {
       try {
         return await this.client.evalsha(lua.sha, keys.length, ...keys, ...args)
       } catch (error) {
         if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error
         return await this.client.eval(lua.lua, keys.length, ...keys, ...args)
+      }
+    })
+  }
+
+  /** @internal `evalScript`, with the strings of the reply as bytes */
+  evalScriptBuffer(lua: Script, keys: string[], args: Array<string | Buffer>): Promise<unknown> {
+    return this.run(async () => {
+      try {
+        return await this.client.callBuffer('evalsha', [lua.sha, keys.length, ...keys, ...args])
+      } catch (error) {
+        if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error
+        return await this.client.callBuffer('eval', [lua.lua, keys.length, ...keys, ...args])
       }
     })
   }
@@ -621,6 +812,11 @@ export class RedisBackend implements CacheBackend {
  */
 function pxMilliseconds(seconds: number | undefined): number | undefined {
   return seconds === undefined ? undefined : Math.max(1, Math.ceil(seconds * 1000))
+}
+
+/** The latest creation time a fence believes: later ones come from a clock that runs ahead (see `freshness.ts`). */
+function believableUntil(): number {
+  return Date.now() + FUTURE_CREATION_TOLERANCE_MS
 }
 
 /** Reconnect quickly after a blip, then every second at most. */

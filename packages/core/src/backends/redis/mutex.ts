@@ -1,15 +1,23 @@
 import { randomBytes } from 'node:crypto'
-import type { AcquireOptions, CacheMutex, FencedStore, LockAcquisition } from '../api.js'
+import type { AcquireOptions, CacheMutex, FencedStore, LockAcquisition, LockHolder } from '../api.js'
 import { jittered, waitForLock } from '../shared/distributed.js'
-import type { RedisBackend } from './backend.js'
+import type { RedisBackend, RedisLockAttempt } from './backend.js'
 
-/** How long past its deadline a waiter still waits for a lock that is about to run out. */
+/** Slack for timers and clocks when a waiter decides a holder's lock should have run out. */
 const LOCK_GRACE_MS = 100
 
 /**
- * The Redis lock of one key: `SET <lockKey> <random token> NX PX <lockTimeout>` (the `ACQUIRE` script), released by
- * a compare-and-delete that publishes on the backend's unlock channel (`RELEASE`). A waiter is woken by that
- * message and polls every `lockPollInterval` (jittered) in case it misses one.
+ * The Redis lock of one key, two round trips around a creator:
+ *
+ * - `acquire` is one script (`ACQUIRE`): `SET <lockKey> "<token> <traceparent>" NX PX <lockTimeout>` and, when
+ *   taken, the value under the key (`current`, so the region's re-check needs no read). When the lock is held, a
+ *   caller that waits marks it, subscribes to the key's release channel and waits for the release message, which
+ *   carries the holder's value: it returns it as `produced`, with no read. It polls every `lockPollInterval`
+ *   (jittered) in case it misses a message, and wakes when the holder's lock runs out.
+ * - `release(store)` is one script (`RELEASE`): if the lock still holds our token, stores the value unless one
+ *   created after `store.since` is there, deletes the lock, and publishes the release to the waiters.
+ *
+ * The lock's value also carries the holder's trace context, so waiters in other processes can link to its span.
  */
 export class RedisMutex implements CacheMutex {
   #token: string | undefined
@@ -18,53 +26,86 @@ export class RedisMutex implements CacheMutex {
     private readonly backend: RedisBackend,
     /** the value's key (the backend adds its prefix) */
     private readonly key: string,
+    /** the lock's key, prefixed (on a cluster, in the value's hash slot) */
     private readonly lockKey: string,
   ) {}
 
-  async acquire({ wait }: AcquireOptions): Promise<LockAcquisition> {
-    return { acquired: await this.#acquire(wait) }
-  }
-
-  async #acquire(wait: boolean): Promise<boolean> {
+  async acquire({ wait, holder }: AcquireOptions): Promise<LockAcquisition> {
     const token = randomBytes(16).toString('hex')
-    const first = await this.backend.lockAttempt(this.lockKey, token)
-    if (first.acquired || !wait) {
-      if (first.acquired) this.#token = token
-      return first.acquired
+    const lockValue = `${token} ${traceparentField(holder)}`
+    const attempt = async () => {
+      try {
+        return await this.backend.lockAttempt(this.lockKey, this.key, lockValue, wait)
+      } catch (error) {
+        // The attempt may still run after we gave up on it (a frozen server answers later): a compare-and-delete
+        // sent after it on the same connection runs after it, so a lock taken that late does not block others.
+        this.backend.lockRelease(this.lockKey, this.key, token, undefined).catch(() => {})
+        throw error
+      }
     }
-    const waiter = await this.backend.lockWaiter(this.lockKey)
-    const acquired = await waitForLock(() => this.backend.lockAttempt(this.lockKey, token), waiter, {
+    const first = await attempt()
+    if (first.acquired) return this.#taken(token, first)
+    if (!wait) return notAcquired(first)
+
+    const waiter = await this.backend.lockWaiter(this.key)
+    let last: RedisLockAttempt = first
+    const acquired = await waitForLock(async () => (last = await attempt()), waiter, {
       lockTimeoutMs: this.backend.lockTimeoutMs,
       nextDelayMs: () => jittered(this.backend.lockPollIntervalMs),
       graceMs: LOCK_GRACE_MS,
     })
-    if (acquired) this.#token = token
-    return acquired
+    if (acquired && last.acquired) return this.#taken(token, last)
+    const released = waiter.released
+    if (released !== undefined)
+      return { acquired: false, produced: released.value, ...(released.holder ? { holder: released.holder } : {}) }
+    return notAcquired(last)
+  }
+
+  #taken(token: string, attempt: RedisLockAttempt): LockAcquisition {
+    this.#token = token
+    return attempt.current === undefined ? { acquired: true } : { acquired: true, current: attempt.current }
   }
 
   /**
-   * Stores `store.value` (while the lock is ours), then releases. Not yet one atomic step: the value is written,
-   * then the lock is deleted if it still holds our token.
+   * With `store`: stores the value fenced and releases, atomically (see the class comment); resolves to whether
+   * it stored. A backend error leaves the lock ours, so a later `release()` can still free it. Without: releases.
    */
   async release(store?: FencedStore): Promise<boolean> {
     const token = this.#token
     if (token === undefined) return false
-    let stored = false
     if (store !== undefined) {
-      await this.backend.set(this.key, store.value)
-      stored = true
+      const stored = await this.backend.lockRelease(this.lockKey, this.key, token, store)
+      this.#token = undefined
+      return stored
     }
     this.#token = undefined
     try {
-      await this.backend.lockRelease(this.lockKey, token)
+      await this.backend.lockRelease(this.lockKey, this.key, token, undefined)
     } catch (error) {
       // The lock expires by itself after lockTimeout.
       this.backend.reportBackground('unlock', error)
     }
-    return stored
+    return false
   }
 
   locked(): Promise<boolean> {
     return this.backend.lockHeld(this.lockKey)
   }
+}
+
+const TRACEPARENT = /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/
+
+/** The holder's traceparent as the lock value and release messages carry it: `-` when there is none. */
+export function traceparentField(holder: LockHolder | undefined): string {
+  const traceparent = holder?.traceparent
+  return traceparent !== undefined && TRACEPARENT.test(traceparent) ? traceparent : '-'
+}
+
+/** The holder named by a traceparent field, or `undefined`. */
+export function holderOf(field: string | undefined): LockHolder | undefined {
+  return field !== undefined && TRACEPARENT.test(field) ? { traceparent: field } : undefined
+}
+
+function notAcquired(attempt: RedisLockAttempt): LockAcquisition {
+  return attempt.holderInfo ? { acquired: false, holder: attempt.holderInfo } : { acquired: false }
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { Cluster } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startRedisCluster, type RedisCluster } from '../../../../../test-support/servers.js'
-import { CachedValue, NO_VALUE } from '../../cached-value.js'
+import { CachedValue, NO_VALUE, jsonSerializer } from '../../cached-value.js'
 import { RegionRegistry } from '../../registry.js'
 import { describeBackendConformance, eventually } from '../../testing/conformance.js'
 import { measureWaiterLatency, reportFigure } from '../../testing/measure.js'
@@ -91,6 +91,38 @@ describe('redis backend on a cluster', () => {
     const afterLoad = await calls()
     expect((afterLoad.mget ?? 0) - (beforeLoad.mget ?? 0)).toBe(1)
     await Promise.all([writer.close(), reader.close(), third.close()])
+  })
+
+  it("keeps each lock in its value's hash slot, whatever the key and prefix: both lock scripts run on one node", async () => {
+    const keys = [
+      ...Array.from({ length: 30 }, (_, i) => `plain:${randomUUID()}:${i}`),
+      `{user:${randomUUID()}}:profile`,
+      `users|{"id":${Date.now()}}`,
+      `closing}brace:${randomUUID()}`,
+      `empty{}tag:${randomUUID()}`,
+      `open{only:${randomUUID()}`,
+    ]
+    for (const keyPrefix of ['slots:', '{app}:', 'half{open:']) {
+      const [one, two] = [
+        new RedisBackend({ cluster: cluster.nodes, keyPrefix }),
+        new RedisBackend({ cluster: cluster.nodes, keyPrefix }),
+      ]
+      for (const backend of [one, two])
+        backend.attach({ regionName: 'slots', expirationTime: 60, serializer: jsonSerializer, reportError: () => {} })
+      try {
+        for (const key of keys) {
+          const holder = one.getMutex(key)!
+          // A lock in another slot than its value would fail with CROSSSLOT here.
+          expect((await holder.acquire({ wait: false })).acquired, `${keyPrefix}${key}`).toBe(true)
+          expect(await two.getMutex(key)!.locked()).toBe(true)
+          expect(await holder.release({ value: CachedValue.create(key, Date.now()), since: Date.now() - 1 })).toBe(true)
+          expect(((await two.get(key)) as CachedValue).payload).toBe(key)
+          expect(await two.setIfNotNewer(key, CachedValue.create('again', Date.now()), Date.now() - 60_000)).toBe(false)
+        }
+      } finally {
+        await Promise.all([one.close(), two.close()])
+      }
+    }
   })
 
   it('accepts a Cluster the application owns', async () => {

@@ -26,6 +26,10 @@ describeBackendConformance('redis sentinel', {
   writeRaw: async (key, bytes) => {
     await raw.set(`conf:${key}`, bytes)
   },
+  writeForeignLock: async (key, ttlMs) => {
+    const lockKey = `conf:corral:lock:${key}`
+    await (ttlMs === undefined ? raw.set(lockKey, 'held by hand') : raw.set(lockKey, 'held by hand', 'PX', ttlMs))
+  },
 })
 
 describe('redis backend through sentinels', () => {

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startRedis, type RedisServer } from '../../../../../test-support/servers.js'
-import { NO_VALUE } from '../../cached-value.js'
+import { CachedValue, NO_VALUE, jsonSerializer } from '../../cached-value.js'
+import type { BackendContext } from '../api.js'
 import { ValidationError } from '../../errors.js'
 import { RegionRegistry } from '../../registry.js'
 import { describeBackendConformance, eventually, type ControlledServer } from '../../testing/conformance.js'
@@ -29,6 +30,10 @@ describeBackendConformance('redis', {
   capabilities: { stores: true, distributedLock: true, bytes: true, sharedInvalidation: true, counters: true },
   writeRaw: async (key, bytes) => {
     await raw.set(`conf:${key}`, bytes)
+  },
+  writeForeignLock: async (key, ttlMs) => {
+    const lockKey = `conf:corral:lock:${key}`
+    await (ttlMs === undefined ? raw.set(lockKey, 'held by hand') : raw.set(lockKey, 'held by hand', 'PX', ttlMs))
   },
   faults: { startServer: startControlledRedis, shortTimeouts: { commandTimeout: 0.2 } },
 })
@@ -159,9 +164,93 @@ describe('redis backend', () => {
     reportFigure('redis commands per hit', perHit)
     reportFigure('redis commands per miss (commands inside the Lua scripts included)', perMiss)
     expect(perHit).toEqual({ get: 1 })
-    expect(perMiss.get).toBeGreaterThanOrEqual(2)
-    expect(perMiss.set).toBeGreaterThanOrEqual(1)
+    // Sent: GET (the hit path's read), EVALSHA ACQUIRE (SET NX PX + GET of the value, for the re-check), EVALSHA
+    // RELEASE (GET of the lock, GETRANGE of the stored header for the fence, SET, DEL). Nobody waited: no PUBLISH.
+    expect(perMiss).toEqual({ get: 3, evalsha: 2, set: 2, getrange: 1, del: 1 })
     await region.close()
+  })
+
+  it("carries the holder's trace context to other processes: in the lock, and in the release message", async () => {
+    const [one, two] = [
+      new RedisBackend({ url: server.url, keyPrefix: 'trace:' }),
+      new RedisBackend({ url: server.url, keyPrefix: 'trace:' }),
+    ]
+    for (const backend of [one, two]) backend.attach(attachContext())
+    const holderSpan = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+    const creatorSpan = '00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01'
+    try {
+      const holder = one.getMutex('k')!
+      expect((await holder.acquire({ wait: true, holder: { traceparent: holderSpan } })).acquired).toBe(true)
+      // One attempt finds the holder's trace context in the lock.
+      expect(await two.getMutex('k')!.acquire({ wait: false })).toEqual({
+        acquired: false,
+        holder: { traceparent: holderSpan },
+      })
+      // A waiter gets the value and the creator's trace context from the release message, with no read.
+      const waiting = two.getMutex('k')!.acquire({ wait: true })
+      await sleep(50)
+      const made = CachedValue.create('made', Date.now())
+      expect(await holder.release({ value: made, since: Date.now() - 100, holder: { traceparent: creatorSpan } })).toBe(
+        true,
+      )
+      const waited = await waiting
+      expect(waited.acquired).toBe(false)
+      expect(waited.holder).toEqual({ traceparent: creatorSpan })
+      expect(waited.produced?.payload).toBe('made')
+      expect(waited.produced?.ct).toBe(made.ct)
+      // Something that is not a traceparent is never stored in the lock.
+      const odd = one.getMutex('odd')!
+      expect((await odd.acquire({ wait: false, holder: { traceparent: 'not a traceparent\nat all' } })).acquired).toBe(
+        true,
+      )
+      expect(await raw.get('trace:corral:lock:odd')).toMatch(/^[\da-f]{32} -$/)
+      await odd.release()
+    } finally {
+      await Promise.all([one.close(), two.close()])
+    }
+  })
+
+  it('publishes a release only when someone waits, with the value up to 64 KB', async () => {
+    const [one, two] = [
+      new RedisBackend({ url: server.url, keyPrefix: 'pub:' }),
+      new RedisBackend({ url: server.url, keyPrefix: 'pub:' }),
+    ]
+    for (const backend of [one, two]) backend.attach(attachContext())
+    const listener = new Redis(server.url)
+    const messages: Array<{ channel: string; message: Buffer }> = []
+    listener.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, message: Buffer) =>
+      messages.push({ channel: channel.toString(), message }),
+    )
+    await listener.psubscribe('pub:corral:released:*')
+    const round = async (key: string, payload: string, waiter: boolean) => {
+      const holder = one.getMutex(key)!
+      expect((await holder.acquire({ wait: false })).acquired).toBe(true)
+      const waiting = waiter ? two.getMutex(key)!.acquire({ wait: true }) : undefined
+      await sleep(50)
+      await holder.release({ value: CachedValue.create(payload, Date.now()), since: Date.now() - 1 })
+      return waiting
+    }
+    try {
+      await round('alone', 'nobody waits', false)
+      const small = await round('small', 'small value', true)
+      expect(small?.produced?.payload).toBe('small value')
+      const large = await round('large', 'x'.repeat(70 * 1024), true)
+      // Too large to carry: the waiter is told, and reads it with the lock.
+      expect(large?.acquired).toBe(true)
+      expect((large?.current as CachedValue).payload).toBe('x'.repeat(70 * 1024))
+      await two.getMutex('large')!.release()
+      await eventually(() => messages.length >= 2)
+      await sleep(50)
+      expect(messages.map((m) => m.channel)).toEqual(['pub:corral:released:small', 'pub:corral:released:large'])
+      const [smallMessage, largeMessage] = messages.map((m) => m.message)
+      const newline = smallMessage!.indexOf(0x0a)
+      expect(smallMessage!.subarray(0, newline).toString()).toBe('v -')
+      expect(smallMessage!.subarray(newline + 1).toString()).toMatch(/^c2:[\d.]+:v\n"small value"$/)
+      expect(largeMessage!.toString()).toBe('s -')
+    } finally {
+      listener.disconnect()
+      await Promise.all([one.close(), two.close()])
+    }
   })
 
   it('a waiter sees the value soon after the creator finishes (release notification, no fixed sleep)', async () => {
@@ -329,6 +418,10 @@ describe('group invalidation on redis', () => {
     await Promise.all([writer.close(), reader.close()])
   })
 })
+
+function attachContext(): BackendContext {
+  return { regionName: 'direct', expirationTime: 60, serializer: jsonSerializer, reportError: () => {} }
+}
 
 async function commandStats(): Promise<Record<string, number>> {
   const text = await raw.info('commandstats')

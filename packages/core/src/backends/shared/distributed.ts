@@ -38,21 +38,24 @@ export function durationMs(backend: string, name: string, value: unknown, fallba
  *
  * Explicit: the backend's own argument (`-1` turns server expiry off). Otherwise it is derived from the region's
  * expiration time E as `2 × E + 60 s`: long enough that an expired value is still there to be served stale while
- * one caller regenerates it, short enough that the server never grows without bound. A region without an
- * expiration time stores values without a server TTL unless the argument says otherwise.
+ * one caller regenerates it, short enough that the server never grows without bound. A region that uses fail-safe
+ * keeps values at least `failSafeMaxStaleAge + 60 s`, so the value fail-safe falls back on is still there. A region
+ * without an expiration time stores values without a server TTL unless the argument says otherwise.
  */
 export function serverTtlSeconds(
   backend: string,
   name: string,
   explicit: unknown,
   regionExpiration: number | undefined,
+  failSafeMaxStaleAge?: number,
 ): number | undefined {
   if (explicit !== undefined) {
     const seconds = parseExpiration(explicit, `${backend} backend: argument "${name}"`)
     return seconds === Number.POSITIVE_INFINITY ? undefined : seconds
   }
   if (regionExpiration === undefined || !Number.isFinite(regionExpiration)) return undefined
-  return 2 * regionExpiration + 60
+  const keep = failSafeMaxStaleAge !== undefined && Number.isFinite(failSafeMaxStaleAge) ? failSafeMaxStaleAge : 0
+  return Math.max(2 * regionExpiration, keep) + 60
 }
 
 /** `{ host, port }` from an object or a `'host:port'` string. */
@@ -124,56 +127,101 @@ export const jittered = (ms: number) => ms * (0.5 + Math.random() * 0.5)
 export type LockAttempt =
   | { readonly acquired: true }
   /**
-   * `remainingMs`: how long the current holder's lock has left, when known (`undefined`: unknown / no expiry);
-   * `holder`: who holds it, when known (a new holder resets a polling waiter's backoff)
+   * `remainingMs`: how long the current holder's lock has left, when known (`undefined`: unknown);
+   * `holder`: who holds it (a token unique to each acquisition), when known. With it a waiter tells a new holder (a
+   * release and a re-take, or a takeover after a dead holder: progress) from the same holder keeping its lock.
    */
   | { readonly acquired: false; readonly remainingMs: number | undefined; readonly holder?: string }
 
 /** Waits for a lock to be released, until `signal` or the timer fires. */
 export interface LockWaiter {
-  /** Resolves when a release is signalled or after `ms`, whichever comes first. */
-  wait(ms: number): Promise<void>
+  /**
+   * Resolves when a release is signalled or after `ms`, whichever comes first. Resolves `true` when the release
+   * handed over what the waiter was waiting for (the holder's value), so there is no need to try again.
+   */
+  wait(ms: number): Promise<boolean | void>
   dispose(): void
+}
+
+/** A waiter gives up after this many lock timeouts without progress (see `waitForLock`). */
+export const STALLED_LOCK_TIMEOUTS = 3
+/** ...and in no case waits longer than this many lock timeouts in all (holder after holder, none producing). */
+export const MAX_WAIT_LOCK_TIMEOUTS = 10
+
+export interface WaitForLockOptions {
+  lockTimeoutMs: number
+  /** the pause before the next attempt when nothing wakes the waiter earlier (`round` resets on progress) */
+  nextDelayMs: (round: number) => number
+  /** slack for clocks and timers: a holder's lock is given this long past its expiry before it counts as stuck */
+  graceMs: number
 }
 
 /**
  * The waiting side of a distributed lock, shared by Redis and memcached: try, then wait (for a release
- * notification, the holder's expiry, or the next poll), and try again until `lockTimeoutMs` has passed.
+ * notification, the holder's expiry, or the next poll), and try again.
  *
- * Giving up: a waiter returns `false` (the region then throws `LockTimeoutError`) only when, after waiting
- * `lockTimeoutMs`, the lock is *still* held by a lock that does not run out within `graceMs`, which means someone
- * re-took it after this waiter began waiting (a holder that was already there when it began has expired by then).
- * A holder that died is therefore never an error: its lock expires, one waiter takes it and regenerates.
+ * Resolves `true` when the lock was taken, `false` when the waiter's `wait` reported that the release handed over
+ * the value, or when it gives up.
+ *
+ * Giving up (the region then throws `LockTimeoutError`) happens only when no holder makes progress: the lock has
+ * been held by the same holder for `STALLED_LOCK_TIMEOUTS` (3) × `lockTimeoutMs` since this waiter began or since
+ * the lock last changed hands, and that holder's lock has run past the expiry it had when the waiter first saw it
+ * (plus `graceMs`). A Corral holder cannot do that (its lock expires after one lock timeout), so it means a lock
+ * someone keeps alive without ever releasing it. Progress restarts the count: a new holder (a different token:
+ * the release of one creator and the next acquisition, or a takeover after a holder died) gets a whole new bound,
+ * so a takeover is never an error for the waiters of other processes while the new holder regenerates. Backends
+ * that cannot tell holders apart (no `holder` in the attempt) count a lock whose expiry moved later as a new
+ * holder. However holders come and go, no waiter waits more than `MAX_WAIT_LOCK_TIMEOUTS` (10) × `lockTimeoutMs`.
  */
 export async function waitForLock(
   attempt: () => Promise<LockAttempt>,
   waiter: LockWaiter,
-  options: { lockTimeoutMs: number; nextDelayMs: (round: number) => number; graceMs: number },
+  options: WaitForLockOptions,
 ): Promise<boolean> {
-  const deadline = performance.now() + options.lockTimeoutMs
+  const { lockTimeoutMs, graceMs } = options
+  const started = performance.now()
+  const stallMs = STALLED_LOCK_TIMEOUTS * lockTimeoutMs
+  const hardLimit = started + MAX_WAIT_LOCK_TIMEOUTS * lockTimeoutMs
+  let progressAt = started
   let round = 0
-  let lastHolder: string | undefined
+  let holder: string | undefined
+  /** when the current holder's lock was due to run out when this waiter first saw that holder */
+  let holderExpiry: number | undefined
+  /** when the lock seen at the last attempt was due to run out (for backends without holder identity) */
+  let lastExpiry: number | undefined
   try {
     for (;;) {
       const result = await attempt()
       if (result.acquired) return true
       const now = performance.now()
       const remaining = result.remainingMs
-      if (now >= deadline) {
-        // Past the deadline: keep waiting only for a lock that is about to run out (and not for long).
-        if (remaining === undefined || remaining > options.graceMs || now > deadline + 4 * options.graceMs) return false
-        await waiter.wait(remaining + 1)
-        continue
+      const expiry = remaining === undefined ? undefined : now + remaining
+      const changed =
+        result.holder !== undefined
+          ? result.holder !== holder
+          : expiry !== undefined && (lastExpiry === undefined || expiry > lastExpiry + graceMs)
+      if (changed) {
+        // First sight of this holder, or the lock changed hands: a new holder is entitled to a whole lock.
+        if (holder !== undefined || lastExpiry !== undefined) {
+          progressAt = now
+          // The previous holder finished; the new one is often a waiter that only re-reads and lets go at once,
+          // so look again soon instead of at the backed-off pace.
+          round = 0
+        }
+        holderExpiry = expiry
       }
-      // The lock changed hands: the previous holder finished. The new one is often a waiter that only re-reads
-      // the value and lets go at once, so look again soon instead of at the backed-off pace.
-      if (result.holder !== undefined && lastHolder !== undefined && result.holder !== lastHolder) round = 0
-      lastHolder = result.holder
+      if (result.holder !== undefined) holder = result.holder
+      lastExpiry = expiry
+      const giveUpAt = Math.min(
+        hardLimit,
+        Math.max(progressAt + stallMs, holderExpiry === undefined ? 0 : holderExpiry + graceMs),
+      )
+      if (now >= giveUpAt) return false
       let delay = options.nextDelayMs(round++)
-      // Wake when the holder's lock runs out (a dead holder), and at the deadline.
+      // Wake when the holder's lock runs out (a dead holder), and when it is time to give up.
       if (remaining !== undefined) delay = Math.min(delay, remaining + 1)
-      delay = Math.min(delay, deadline - now + 1)
-      await waiter.wait(delay)
+      delay = Math.min(delay, giveUpAt - now + 1)
+      if ((await waiter.wait(delay)) === true) return false
     }
   } finally {
     waiter.dispose()

@@ -75,7 +75,7 @@ describe(`redis + l1: ${PROCESSES} processes`, () => {
           // marks are not polled during these tests, so that every command counted comes from a read
           arguments: { url: server.url, keyPrefix: 'mpt:', invalidationPollInterval: '1h' },
           expirationTime: 60,
-          l1: true,
+          options: { l1: true },
         }),
       ),
     )

@@ -1,0 +1,163 @@
+/**
+ * The stampede episodes of this process, from the region events, as the fleet needs them.
+ *
+ * An episode is the callers of one key that did not run the creator (`coalesced` events, both modes) and the
+ * regeneration they were coalesced onto when it ran here. What a process sees of a stampede:
+ *
+ * - the creator's process: its own callers join the flight while the creator runs (`coalesced` at join time), then
+ *   the creator ends (`regenerate`, with its duration): an episode with a regeneration, the creator's side;
+ * - every other process: its first caller waits for the distributed lock while the others of that process join it
+ *   (`coalesced`), then finds the value the creator stored (`coalesced` again): an episode without a regeneration,
+ *   a waiting side.
+ *
+ * Joining: a `coalesced` event joins the key's latest episode while that episode has no regeneration yet and its
+ * last caller is at most `EPISODE_GAP_MS` old; a `regenerate` attaches to the key's latest episode when their times
+ * overlap (within `MATCH_SLACK_MS`). A regeneration nobody was coalesced onto in this process is only remembered
+ * (the last `MAX_REGENERATIONS`, not published): this process cannot know whether callers elsewhere waited for it,
+ * until it reads the fleet's waiting episodes and `claim`s the ones its regeneration explains (README: "Fleet").
+ *
+ * Bounded: at most `MAX_EPISODES` episodes are kept, the oldest dropped first.
+ */
+import type { RegionEventListener, RegionRegistry } from '@corral/core'
+import { boundedKey, type PublishedEpisode } from './snapshot.js'
+
+export const EPISODE_GAP_MS = 10_000
+export const MATCH_SLACK_MS = 1000
+export const MAX_EPISODES = 200
+export const MAX_REGENERATIONS = 256
+
+type Regeneration = NonNullable<PublishedEpisode['regeneration']>
+
+interface Episode extends PublishedEpisode {
+  id: string
+}
+
+export class EpisodeLog {
+  private readonly episodes: Episode[] = []
+  private readonly latest = new Map<string, Episode>()
+  /** regenerations no local caller was coalesced onto, by key (insertion order: oldest first) */
+  private readonly unclaimed = new Map<string, Regeneration & { region: string; key: string }>()
+  private readonly onCoalesced: RegionEventListener<'coalesced'>
+  private readonly onRegenerate: RegionEventListener<'regenerate'>
+  private attached: RegionRegistry | undefined
+
+  constructor(private readonly clock: () => number = Date.now) {
+    this.onCoalesced = ({ region, key }) => this.coalesced(region, key, this.clock())
+    this.onRegenerate = ({ region, keys, duration, outcome }) => {
+      const at = this.clock()
+      for (const key of keys) this.regenerated(region, key, at, duration, outcome)
+    }
+  }
+
+  /** Listens to `registry`'s events (both are on the miss path only: a hit costs nothing more). */
+  attach(registry: RegionRegistry): void {
+    this.attached = registry
+    registry.on('coalesced', this.onCoalesced)
+    registry.on('regenerate', this.onRegenerate)
+  }
+
+  detach(): void {
+    this.attached?.off('coalesced', this.onCoalesced)
+    this.attached?.off('regenerate', this.onRegenerate)
+    this.attached = undefined
+  }
+
+  coalesced(region: string, key: string, at: number): void {
+    const id = episodeId(region, key)
+    const episode = this.latest.get(id)
+    if (episode && episode.regeneration === null && at - episode.endedAt <= EPISODE_GAP_MS) {
+      episode.coalesced++
+      episode.endedAt = Math.max(episode.endedAt, at)
+      return
+    }
+    this.add({ id, region, key: boundedKey(key), startedAt: at, endedAt: at, coalesced: 1, regeneration: null })
+  }
+
+  regenerated(region: string, key: string, at: number, durationSeconds: number, outcome: 'success' | 'error'): void {
+    const id = episodeId(region, key)
+    const episode = this.latest.get(id)
+    const startedAt = Math.round(at - durationSeconds * 1000)
+    const regeneration = { startedAt, at, duration: durationSeconds, outcome }
+    if (
+      episode === undefined ||
+      episode.regeneration !== null ||
+      episode.endedAt < startedAt - MATCH_SLACK_MS ||
+      episode.startedAt > at + MATCH_SLACK_MS
+    ) {
+      this.unclaimed.delete(id)
+      this.unclaimed.set(id, { region, key: boundedKey(key), ...regeneration })
+      if (this.unclaimed.size > MAX_REGENERATIONS) this.unclaimed.delete(this.unclaimed.keys().next().value!)
+      return
+    }
+    episode.regeneration = regeneration
+    episode.startedAt = Math.min(episode.startedAt, startedAt)
+    episode.endedAt = Math.max(episode.endedAt, at)
+  }
+
+  /** Whether a regeneration that ended at or after `since` (epoch ms) is still unclaimed. */
+  hasUnclaimedSince(since: number): boolean {
+    for (const regeneration of this.unclaimed.values()) if (regeneration.at >= since) return true
+    return false
+  }
+
+  /**
+   * Another process's callers of `key` waited from `startedAt` to `endedAt`: if a regeneration of this process that
+   * nobody here was coalesced onto overlaps that time, it is the creator they waited for, and becomes an episode
+   * (with no coalesced caller of its own) that the fleet matches with theirs. True when claimed.
+   */
+  claim(region: string, key: string, startedAt: number, endedAt: number): boolean {
+    const id = episodeId(region, key)
+    const regeneration = this.unclaimed.get(id)
+    if (
+      regeneration === undefined ||
+      endedAt < regeneration.startedAt - MATCH_SLACK_MS ||
+      startedAt > regeneration.at + MATCH_SLACK_MS
+    )
+      return false
+    this.unclaimed.delete(id)
+    const { at, duration, outcome } = regeneration
+    const run = { startedAt: regeneration.startedAt, at, duration, outcome }
+    this.add({
+      id,
+      region,
+      key: regeneration.key,
+      startedAt: run.startedAt,
+      endedAt: at,
+      coalesced: 0,
+      regeneration: run,
+    })
+    return true
+  }
+
+  /** The most recent episodes (by their end), newest first, as published. */
+  recent(limit: number): PublishedEpisode[] {
+    return [...this.episodes]
+      .sort((a, b) => b.endedAt - a.endedAt)
+      .slice(0, limit)
+      .map(({ region, key, startedAt, endedAt, coalesced, regeneration }) => ({
+        region,
+        key,
+        startedAt,
+        endedAt,
+        coalesced,
+        regeneration: regeneration && { ...regeneration },
+      }))
+  }
+
+  get size(): number {
+    return this.episodes.length
+  }
+
+  private add(episode: Episode): void {
+    this.episodes.push(episode)
+    this.latest.set(episode.id, episode)
+    if (this.episodes.length > MAX_EPISODES) {
+      const dropped = this.episodes.shift()!
+      if (this.latest.get(dropped.id) === dropped) this.latest.delete(dropped.id)
+    }
+  }
+}
+
+function episodeId(region: string, key: string): string {
+  return `${region}\u0000${key}`
+}
