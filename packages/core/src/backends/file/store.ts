@@ -31,6 +31,8 @@ import os from 'node:os'
 import path from 'node:path'
 import type { Database, RootDatabase } from 'lmdb'
 import { FORMAT_VERSION } from '../../cached-value.js'
+import { FUTURE_CREATION_TOLERANCE_MS } from '../../freshness.js'
+import { NOT_INVALIDATED } from '../../invalidation.js'
 import type { InvalidationState } from '../api.js'
 import { Signals } from './signals.js'
 
@@ -313,7 +315,9 @@ export class FileStore {
       const lock = parseLock(this.#locks.getBinary(storedLock))
       if (lock === undefined || lock === 'foreign' || lock.token !== token) return { released: false, stored: false }
       let stored = false
-      if (store !== undefined) {
+      // A lapsed lock (past its expiry, even if nobody took it over) is released but stores nothing: its holder
+      // stalled, and what it made may be older than what was written meanwhile without the lock.
+      if (store !== undefined && lock.expiresAt > Date.now()) {
         const storedValue = storedKey(store.key)
         if (txn.notNewer(storedValue, store.since)) {
           txn.put(storedValue, KIND_VALUE, store.expiresAt, store.body)
@@ -506,12 +510,16 @@ class WriteTxn {
     readonly meta: Meta,
   ) {}
 
-  /** Whether the value under `key` was created at or before `since` (or is absent, expired, or not ours). */
+  /**
+   * Whether the value under `key` was created at or before `since` (or is absent, expired, or not ours). A creation
+   * time more than the tolerance in the future is not believed (as in the region), so it blocks no write.
+   */
   notNewer(key: Buffer, since: number): boolean {
-    const record = parseRecord(this.values.getBinary(key), Date.now())
+    const now = Date.now()
+    const record = parseRecord(this.values.getBinary(key), now)
     if (record?.kind !== KIND_VALUE) return true
     const ct = creationTime(record.body)
-    return ct === undefined || ct <= since
+    return ct === undefined || ct <= since || ct > now + FUTURE_CREATION_TOLERANCE_MS
   }
 
   put(key: Buffer, kind: number, expiresAt: number, body: Uint8Array): void {
@@ -630,8 +638,6 @@ function parseLock(bytes: Buffer | undefined): LockRecord | 'foreign' | undefine
   return 'foreign'
 }
 
-const NO_MARKS: InvalidationState = Object.freeze({ hardAt: 0, softAt: 0 })
-
 function regionMarkKey(region: string): Buffer {
   return storedKey(`r\u0000${region}`)
 }
@@ -645,16 +651,16 @@ function marksBytes(marks: InvalidationState, expiresAt: number): Buffer {
 }
 
 function parseMarks(bytes: Buffer | undefined, now: number): InvalidationState {
-  if (bytes === undefined) return NO_MARKS
+  if (bytes === undefined) return NOT_INVALIDATED
   try {
     const { h, s, e } = JSON.parse(bytes.toString('utf8')) as { h?: unknown; s?: unknown; e?: unknown }
-    if (typeof e === 'number' && e !== 0 && e <= now) return NO_MARKS
+    if (typeof e === 'number' && e !== 0 && e <= now) return NOT_INVALIDATED
     return {
       hardAt: typeof h === 'number' && Number.isFinite(h) ? h : 0,
       softAt: typeof s === 'number' && Number.isFinite(s) ? s : 0,
     }
   } catch {
-    return NO_MARKS
+    return NOT_INVALIDATED
   }
 }
 
