@@ -404,20 +404,20 @@ class TieredMutex implements CacheMutex {
     if (store === undefined) return this.mutex.release()
     const { tier, key } = this
     const since = tier.fence.open()
-    let stored: boolean
-    let announced: Promise<void> | undefined
     try {
-      stored = await this.mutex.release(store)
-      if (stored) announced = tier.releasedWith(key, store.value, since)
+      const stored = await this.mutex.release(store)
+      // Announced, not awaited: the creator's callers need not wait for it. The other processes' waiters are woken
+      // by the lock's own release, and their copies of a value that needed regenerating are not fresh anyway (a
+      // copy that is not fresh is checked against the backend).
+      if (stored) void tier.releasedWith(key, store.value, since)
       else tier.forget(key)
+      return stored
     } catch (error) {
       tier.failedWrite([key], error)
       throw error
     } finally {
       tier.fence.close()
     }
-    await announced
-    return stored
   }
 
   locked(): Promise<boolean> {
