@@ -1,6 +1,7 @@
 /** The options of `createRegion()`, `configure()` and the region's methods. */
 import type { Registry } from 'prom-client'
 import type { RegionInvalidator } from './backends/api.js'
+import type { L1Options } from './backends/tier/configure.js'
 import type { ProxyBackend } from './backends/proxy.js'
 import type { NoValue, Serializer } from './cached-value.js'
 import type { Duration } from './durations.js'
@@ -106,6 +107,12 @@ export interface ConfigureOptions extends ResilienceOptions {
   replaceExistingBackend?: boolean
   /** Where invalidation marks live; default: the backend's (shared across processes) or this process's. */
   regionInvalidator?: RegionInvalidator
+  /**
+   * An in-process tier (L1) in front of a backend that processes share (redis, memcached): `true` for the defaults,
+   * or `{ maxEntries, maxAge, bus }`. Hits on its copies send nothing to the backend; changes made by any process
+   * remove the other processes' copies (see the README's "Multi-tier regions").
+   */
+  l1?: boolean | L1Options
 }
 
 export interface GetOptions {

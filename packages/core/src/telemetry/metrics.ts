@@ -9,6 +9,8 @@ export interface RegionMetricsSource {
   readonly stats: RegionStats
   backendName(): string | undefined
   entryCount(): number | undefined
+  /** copies held by the region's L1, if it has one */
+  l1EntryCount?(): number | undefined
 }
 
 /** Buckets from 0.5 ms to 60 s: a cache regeneration is a query (ms) up to a report (tens of seconds). */
@@ -102,6 +104,19 @@ export class CorralMetrics {
         for (const source of sources) {
           const count = source.entryCount()
           if (count !== undefined && Number.isFinite(count)) this.set({ region: source.name }, count)
+        }
+      },
+    })
+    new Gauge({
+      name: 'corral_l1_entries',
+      help: 'Copies held by the L1 (the in-process tier) of regions configured with l1.',
+      labelNames: ['region'] as const,
+      registers,
+      collect() {
+        this.reset()
+        for (const source of sources) {
+          const count = source.l1EntryCount?.()
+          if (count !== undefined) this.set({ region: source.name }, count)
         }
       },
     })
