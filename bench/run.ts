@@ -19,6 +19,7 @@ import { memcachedCostCase } from './cases/memcached-cost.js'
 import { memoryCase } from './cases/memory.js'
 import { redisCostCase } from './cases/redis-cost.js'
 import { stampedeCase } from './cases/stampede.js'
+import { tierCase } from './cases/tier.js'
 import { MEMORY_ADAPTERS, REDIS_ADAPTERS } from './lib/adapters.js'
 import type { BenchCase, CaseResult } from './lib/case.js'
 import { corralEntryPoint, gitCommit, machineInfo, packageVersion, type MachineInfo } from './lib/environment.js'
@@ -30,6 +31,7 @@ const CASES: readonly BenchCase[] = [
   expiryCase,
   crossProcessCase,
   redisCostCase,
+  tierCase,
   memcachedCostCase,
   memoryCase,
   hotKeysCase,

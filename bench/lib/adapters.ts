@@ -267,11 +267,18 @@ function hostPort(url: string) {
   return { host: parsed.hostname, port: Number(parsed.port) }
 }
 
-/** A Corral region on the redis backend, as an application configures it (telemetry and distributed lock on). */
-export function corralRedisRegion({ ttlMs, url, keyPrefix }: Omit<RedisCacheOptions, 'creator'>): CacheRegion {
+/**
+ * A Corral region on the redis backend, as an application configures it (telemetry and distributed lock on), with
+ * an in-process L1 in front when `l1` is true.
+ */
+export function corralRedisRegion(
+  { ttlMs, url, keyPrefix }: Omit<RedisCacheOptions, 'creator'>,
+  l1 = false,
+): CacheRegion {
   return createRegion({ name: 'bench', registry: new RegionRegistry() }).configure('redis', {
     expirationTime: ttlMs / 1000,
     arguments: { url, keyPrefix },
+    ...(l1 ? { l1: { maxEntries: 10_000 } } : {}),
   })
 }
 
@@ -281,6 +288,15 @@ export const corralRedis: RedisAdapter = {
   packageName: '@corral/core',
   deployment: "configure('redis'): distributed lock on (default)",
   create: async (options) => corralCache(corralRedisRegion(options), options.creator),
+}
+
+/** The same, with an L1: hits from this process's memory, changes announced on the backend's pub/sub. */
+export const corralRedisL1: RedisAdapter = {
+  id: 'corral-l1',
+  label: 'corral (redis + l1)',
+  packageName: '@corral/core',
+  deployment: "configure('redis', { l1: { maxEntries: 10_000 } }): L1 memory + redis + its pub/sub",
+  create: async (options) => corralCache(corralRedisRegion(options, true), options.creator),
 }
 
 function bentoRedis(id: string, label: string, withL1: boolean): RedisAdapter {
@@ -323,10 +339,13 @@ export const cacheManagerRedis: RedisAdapter = {
   },
 }
 
+export const bentocacheL1L2Bus = bentoRedis('bentocache-l1-l2', 'bentocache (L1 + L2 + bus)', true)
+
 export const REDIS_ADAPTERS: readonly RedisAdapter[] = [
   corralRedis,
+  corralRedisL1,
   bentoRedis('bentocache-l2', 'bentocache (L2 redis)', false),
-  bentoRedis('bentocache-l1-l2', 'bentocache (L1 + L2 + bus)', true),
+  bentocacheL1L2Bus,
   cacheManagerRedis,
 ]
 

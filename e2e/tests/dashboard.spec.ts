@@ -30,6 +30,8 @@ test.describe('the Corral dashboard', () => {
     await expect(hotKeys.first()).toContainText('user:hot-1')
     await expect(hotKeys.nth(1)).toContainText('user:hot-2')
     await expect(hotKeys.first()).toContainText('40')
+    // 63 of the 66 reads were answered from process memory (a memory region's hits are all L1 hits)
+    await expect(page.getByTestId('l1-hit-ratio-users')).toHaveText('95.4%')
   })
 
   test('counts the stampede the test caused as stampedes prevented', async ({ page, app }) => {

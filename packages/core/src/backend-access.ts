@@ -2,6 +2,7 @@ import type { CacheBackend } from './backends/api.js'
 import { NO_VALUE, type CachedValue, type NoValue } from './cached-value.js'
 import { BackendError, CorralError, SerializationError } from './errors.js'
 import type { BackendSpans } from './telemetry/backend-spans.js'
+import type { Tier } from './telemetry/events.js'
 import type { RegionTracing } from './telemetry/tracing.js'
 
 /**
@@ -55,6 +56,37 @@ export class BackendAccess {
       this.reportError('getMulti', error)
       return storeKeys.map(() => NO_VALUE)
     }
+  }
+
+  /**
+   * Reads many keys from this process's memory first (`getSync`: the memory backend, a region's L1), then in one
+   * `getMulti` the keys it did not know. `tiers[i]` tells where `values[i]` came from.
+   */
+  async readMultiThrough(
+    backend: CacheBackend,
+    storeKeys: readonly string[],
+  ): Promise<{ values: Array<CachedValue | NoValue>; tiers: Tier[] }> {
+    if (backend.getSync === undefined)
+      return { values: await this.readMulti(backend, storeKeys), tiers: storeKeys.map(() => 'l2') }
+    const values = new Array<CachedValue | NoValue>(storeKeys.length)
+    const tiers = new Array<Tier>(storeKeys.length).fill('l1')
+    const missing: number[] = []
+    storeKeys.forEach((storeKey, i) => {
+      const value = backend.getSync!(storeKey)
+      if (value === undefined) missing.push(i)
+      else values[i] = value
+    })
+    if (missing.length > 0) {
+      const read = await this.readMulti(
+        backend,
+        missing.map((i) => storeKeys[i]!),
+      )
+      missing.forEach((i, j) => {
+        values[i] = read[j] ?? NO_VALUE
+        tiers[i] = 'l2'
+      })
+    }
+    return { values, tiers }
   }
 
   async store(backend: CacheBackend, storeKey: string, value: CachedValue): Promise<void> {

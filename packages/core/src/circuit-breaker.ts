@@ -12,7 +12,8 @@
  * Invalidations go through the region's invalidator, not through the breaker: they still throw `BackendError` when
  * the server is down.
  */
-import type { CacheBackend, CacheMutex, RegionInvalidator } from './backends/api.js'
+import type { CacheBackend, CacheMutex } from './backends/api.js'
+import { ProxyBackend } from './backends/proxy.js'
 import { NO_VALUE, type CachedValue, type NoValue } from './cached-value.js'
 import { describeValue } from './describe-value.js'
 import { parseDuration, type Duration } from './durations.js'
@@ -175,23 +176,20 @@ export class CircuitBreaker {
  * Optional members (`increment`, `setIfNotNewer`, `count`, ...) exist only when the backend has them, so the region's feature
  * checks see what the real backend can do.
  */
-export class CircuitBreakerBackend implements CacheBackend {
+export class CircuitBreakerBackend extends ProxyBackend {
   readonly breaker: CircuitBreaker
   readonly increment?: CacheBackend['increment']
   readonly setMultiWithTtl?: CacheBackend['setMultiWithTtl']
-  readonly setIfNotNewer?: CacheBackend['setIfNotNewer']
-  readonly getMutex?: CacheBackend['getMutex']
-  readonly createInvalidator?: (regionName: string) => RegionInvalidator | undefined
-  readonly attach?: CacheBackend['attach']
-  readonly count?: CacheBackend['count']
-  readonly close?: CacheBackend['close']
+  readonly #refuseSet: () => never
+  readonly #refuseDelete: () => never
 
-  constructor(
-    /** the backend behind the breaker (`proxied`, as for a `ProxyBackend`, so telemetry can see through it) */
-    readonly proxied: CacheBackend,
-    policy: BreakerPolicy,
-    onState: (state: CircuitState) => void,
-  ) {
+  /**
+   * A `ProxyBackend` (its `proxied` is the backend behind the breaker), so that what looks through proxies (span
+   * attributes, the L1 tier's choice of bus) sees the real backend.
+   */
+  constructor(proxied: CacheBackend, policy: BreakerPolicy, onState: (state: CircuitState) => void) {
+    super()
+    this.wrap(proxied)
     this.breaker = new CircuitBreaker(policy, onState, () => proxied.get(PROBE_KEY))
     const refuse = (operation: string) => (): never => {
       throw new CircuitOpenError(
@@ -206,63 +204,44 @@ export class CircuitBreakerBackend implements CacheBackend {
       const write = proxied.setMultiWithTtl.bind(proxied)
       this.setMultiWithTtl = (entries, ttl) => this.#guard(() => write(entries, ttl), refuse('setMultiWithTtl'))
     }
-    if (proxied.setIfNotNewer) {
-      const write = proxied.setIfNotNewer.bind(proxied)
-      this.setIfNotNewer = (key, value, since) => this.#guard(() => write(key, value, since), refuse('set'))
-    }
-    if (proxied.getMutex) {
-      const getMutex = proxied.getMutex.bind(proxied)
-      this.getMutex = (key) => {
-        const mutex = getMutex(key)
-        return mutex === undefined ? undefined : this.#guardMutex(mutex)
-      }
-    }
-    if (proxied.createInvalidator) this.createInvalidator = proxied.createInvalidator.bind(proxied)
-    if (proxied.attach) this.attach = proxied.attach.bind(proxied)
-    if (proxied.count) this.count = proxied.count.bind(proxied)
-    if (proxied.close) this.close = proxied.close.bind(proxied)
     this.#refuseSet = refuse('set')
     this.#refuseDelete = refuse('delete')
   }
 
-  readonly #refuseSet: () => never
-  readonly #refuseDelete: () => never
-
-  get name(): string {
-    return this.proxied.name
-  }
-  get coalesce(): boolean | undefined {
-    return this.proxied.coalesce
-  }
-  get lockTimeoutMs(): number | undefined {
-    return this.proxied.lockTimeoutMs
-  }
-  get keyMangler() {
-    return this.proxied.keyMangler
-  }
-
-  get(key: string): Promise<CachedValue | NoValue> {
+  override get(key: string): Promise<CachedValue | NoValue> {
     return this.#guard(
       () => this.proxied.get(key),
       () => NO_VALUE,
     )
   }
-  getMulti(keys: readonly string[]): Promise<Array<CachedValue | NoValue>> {
+  override getMulti(keys: readonly string[]): Promise<Array<CachedValue | NoValue>> {
     return this.#guard(
       () => this.proxied.getMulti(keys),
       () => keys.map(() => NO_VALUE),
     )
   }
-  set(key: string, value: CachedValue): Promise<void> {
+  override set(key: string, value: CachedValue): Promise<void> {
     return this.#guard(() => this.proxied.set(key, value), this.#refuseSet)
   }
-  setMulti(entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {
+  override setIfNotNewer(key: string, value: CachedValue, since: number): Promise<boolean> {
+    const proxied = this.proxied
+    // Without a fence of its own the backend stores plainly, as the region would.
+    const write = proxied.setIfNotNewer
+      ? () => proxied.setIfNotNewer!(key, value, since)
+      : () => proxied.set(key, value).then(() => true)
+    return this.#guard(write, this.#refuseSet)
+  }
+  override getMutex(key: string): CacheMutex | undefined {
+    const mutex = this.proxied.getMutex?.(key)
+    return mutex === undefined ? undefined : this.#guardMutex(mutex)
+  }
+  override setMulti(entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {
     return this.#guard(() => this.proxied.setMulti(entries), this.#refuseSet)
   }
-  delete(key: string): Promise<void> {
+  override delete(key: string): Promise<void> {
     return this.#guard(() => this.proxied.delete(key), this.#refuseDelete)
   }
-  deleteMulti(keys: readonly string[]): Promise<void> {
+  override deleteMulti(keys: readonly string[]): Promise<void> {
     return this.#guard(() => this.proxied.deleteMulti(keys), this.#refuseDelete)
   }
 

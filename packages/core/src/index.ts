@@ -39,7 +39,15 @@ export type {
   BackendContext,
   RegionInvalidator,
   InvalidationState,
+  L1Bus,
 } from './backends/api.js'
+export {
+  TieredBackend,
+  type TieredBackendOptions,
+  type TierObserver,
+  type L1EvictionCause,
+} from './backends/tier/tiered-backend.js'
+export type { L1Options } from './backends/tier/configure.js'
 export { registerBackend, registeredBackends } from './backends/plugins.js'
 export { ProxyBackend } from './backends/proxy.js'
 export { MemoryBackend, type MemoryBackendOptions } from './backends/memory.js'
@@ -87,6 +95,7 @@ export {
   type RegionEventName,
   type RegionEventListener,
   type MissReason,
+  type Tier,
 } from './telemetry/events.js'
 export type { RegionStatsSnapshot, StampedeRecord } from './telemetry/stats.js'
 export { HotKeyTracker, type HotKey, type HotKeyTrackerOptions } from './telemetry/hot-keys.js'

@@ -2,6 +2,8 @@ import type { Span } from '@opentelemetry/api'
 import type { Registry } from 'prom-client'
 import { BackendAccess } from './backend-access.js'
 import type { CacheBackend } from './backends/api.js'
+import { parseL1Options, withL1 } from './backends/tier/configure.js'
+import { TieredBackend } from './backends/tier/tiered-backend.js'
 import { NO_VALUE, jsonSerializer, type NoValue, type Serializer } from './cached-value.js'
 import {
   cacheMultiOnArguments,
@@ -54,7 +56,7 @@ import {
   type Policy,
 } from './policy.js'
 import { CallReporter } from './telemetry/call-reporter.js'
-import { EventHub, type RegionEventListener, type RegionEventName } from './telemetry/events.js'
+import { EventHub, type RegionEventListener, type RegionEventName, type Tier } from './telemetry/events.js'
 import { HotKeyTracker, type HotKey } from './telemetry/hot-keys.js'
 import { Instrumentation } from './telemetry/instrumentation.js'
 import { CorralMetrics } from './telemetry/metrics.js'
@@ -74,6 +76,7 @@ const CONFIGURE_OPTIONS = [
   'replaceExistingBackend',
   'regionInvalidator',
   'circuitBreaker',
+  'l1',
   ...RESILIENCE_OPTION_NAMES,
 ]
 const GET_OPTIONS = ['expirationTime', 'ignoreExpiration']
@@ -215,15 +218,31 @@ export class CacheRegion {
       expirationToMs(expirationTime === Number.POSITIVE_INFINITY ? undefined : expirationTime),
     )
     const breaker = parseCircuitBreaker(options.circuitBreaker, `region "${this.name}": configure()`)
+    const l1 = parseL1Options(options.l1, `region "${this.name}": configure()`)
     const previous = this.#backend
     const previousOwned = this.#ownsBackend
     // Build the whole chain before changing any state, so a configure() that fails changes nothing.
-    const { instance, owned } = buildBackendChain(backend, options, (built) => this.#closeQuietly(built))
+    const closeQuietly = (built: CacheBackend) => this.#closeQuietly(built)
+    let chain = buildBackendChain(backend, options, closeQuietly)
+    const configured = chain.instance
+    // The circuit breaker goes around the backend that lives outside the process (behind the L1, if any).
+    const guarded = guardBackend(configured, breaker, (state) => this.#instrumentation.circuit(configured.name, state))
+    chain = { instance: guarded, owned: chain.owned }
+    // The L1 goes in front of everything (proxies included): its hits never reach the backend.
+    if (l1 !== undefined)
+      chain = withL1(chain, l1, {
+        regionName: this.name,
+        observer: { evicted: (cause, count) => this.#instrumentation.l1Evicted(cause, count) },
+        ...(this.#clock === Date.now ? {} : { clock: this.#clock }),
+        closeQuietly,
+      })
+    const { instance, owned } = chain
     this.#ownsBackend = owned
 
-    this.#configuredBackend = instance
-    this.#backend = guardBackend(instance, breaker, (state) => this.#instrumentation.circuit(instance.name, state))
-    this.stats.circuit = this.#backend === instance ? null : { backend: instance.name, state: 'closed' }
+    this.#backend = instance
+    // `backend` is what the user configured (the L1 in front of it when there is one), never the breaker.
+    this.#configuredBackend = instance === guarded ? configured : instance
+    this.stats.circuit = guarded === configured ? null : { backend: configured.name, state: 'closed' }
     this.#expirationTime = expirationTime === Number.POSITIVE_INFINITY ? undefined : expirationTime
     this.#expirationMs = expirationToMs(this.#expirationTime)
     this.#policy = policy
@@ -255,6 +274,7 @@ export class CacheRegion {
         stats: this.stats,
         backendName: () => this.#backend?.name,
         entryCount: () => this.#backend?.count?.(),
+        l1EntryCount: () => (this.#backend instanceof TieredBackend ? this.#backend.l1Size : undefined),
       }
       this.#instrumentation.observers = fanOut(
         CorralMetrics.for(this.#metricsRegistry).add(source),
@@ -285,11 +305,18 @@ export class CacheRegion {
   async #get<T>(key: string, options: GetOptions | undefined): Promise<T | NoValue> {
     if (options !== undefined) rejectUnknown(options, GET_OPTIONS, 'get()')
     const backend = this.#requireBackend()
-    const lookup = await this.#freshness.lookup(
-      await this.#access.read(backend, this.#storeKey(key)),
-      this.#callExpirationMs(options?.expirationTime),
-    )
-    return this.#answerGet(key, lookup, options?.ignoreExpiration === true) as T | NoValue
+    const storeKey = this.#storeKey(key)
+    const expirationMs = this.#callExpirationMs(options?.expirationTime)
+    // This process's memory first (the memory backend, an L1), as getOrCreate reads.
+    let tier: Tier = 'l1'
+    const copy = backend.getSync?.(storeKey)
+    let lookup = copy === undefined ? undefined : await this.#freshness.lookup(copy, expirationMs)
+    // A copy that is not fresh is checked against the backend: another process may have made a newer value there.
+    if (lookup === undefined || (lookup.state !== 'fresh' && copy !== NO_VALUE)) {
+      tier = 'l2'
+      lookup = await this.#freshness.lookup(await this.#access.read(backend, storeKey), expirationMs)
+    }
+    return this.#answerGet(key, lookup, options?.ignoreExpiration === true, tier) as T | NoValue
   }
 
   /** Values in key order, `NO_VALUE` where missing: one backend round trip. */
@@ -303,21 +330,34 @@ export class CacheRegion {
     assertKeyList(keys, 'getMulti')
     const backend = this.#requireBackend()
     const expirationMs = this.#callExpirationMs(options?.expirationTime)
-    const stored = await this.#access.readMulti(
+    const { values: stored, tiers } = await this.#access.readMultiThrough(
       backend,
       keys.map((key) => this.#storeKey(key)),
     )
     await this.#freshness.loadTagsOf(stored)
-    const ignore = options?.ignoreExpiration === true
-    return keys.map(
-      (key, i) =>
-        this.#answerGet(key, this.#freshness.classify(stored[i] ?? NO_VALUE, expirationMs), ignore) as T | NoValue,
+    const lookups = stored.map((value) => this.#freshness.classify(value ?? NO_VALUE, expirationMs))
+    // Copies from this process's memory that are not fresh are checked against the backend (as in get()).
+    const recheck = lookups.flatMap((lookup, i) =>
+      tiers[i] === 'l1' && lookup.state !== 'fresh' && stored[i] !== NO_VALUE ? [i] : [],
     )
+    if (recheck.length > 0) {
+      const again = await this.#access.readMulti(
+        backend,
+        recheck.map((i) => this.#storeKey(keys[i]!)),
+      )
+      await this.#freshness.loadTagsOf(again)
+      recheck.forEach((i, j) => {
+        lookups[i] = this.#freshness.classify(again[j] ?? NO_VALUE, expirationMs)
+        tiers[i] = 'l2'
+      })
+    }
+    const ignore = options?.ignoreExpiration === true
+    return keys.map((key, i) => this.#answerGet(key, lookups[i]!, ignore, tiers[i]!) as T | NoValue)
   }
 
-  #answerGet(key: string, lookup: Lookup, ignoreExpiration: boolean): unknown {
+  #answerGet(key: string, lookup: Lookup, ignoreExpiration: boolean, tier: Tier): unknown {
     if (lookup.state === 'fresh') {
-      this.#instrumentation.hit(key)
+      this.#instrumentation.hit(key, tier)
       return lookup.value
     }
     if (lookup.state === 'stale') {
@@ -334,7 +374,12 @@ export class CacheRegion {
 
   /** The value with its creation time and age (seconds), regardless of expiry; undefined when absent. */
   async getValueMetadata<T = unknown>(key: string): Promise<ValueMetadata<T> | undefined> {
-    const stored = await this.#access.read(this.#requireBackend(), this.#storeKey(key))
+    const backend = this.#requireBackend()
+    const storeKey = this.#storeKey(key)
+    let stored = backend.getSync?.(storeKey)
+    // A copy that is not fresh is checked against the backend (as in get()).
+    if (stored === undefined || (stored !== NO_VALUE && !this.#freshness.isFresh(stored, this.#expirationMs)))
+      stored = await this.#access.read(backend, storeKey)
     if (stored === NO_VALUE || Number.isNaN(stored.ct)) return undefined
     await this.#freshness.loadTagsOf([stored])
     if (this.#freshness.isHardInvalidated(stored)) return undefined

@@ -161,10 +161,20 @@ export interface CacheBackend {
    * writer wins.
    */
   setIfNotNewer?(key: string, value: CachedValue, since: number): Promise<boolean>
-  /** A synchronous read, for in-process backends: lets the hit path skip a promise. */
-  getSync?(key: string): CachedValue | NoValue
+  /**
+   * A synchronous read, for values kept in this process (the `memory` backend, a region's L1): lets the hit path
+   * skip a promise. `undefined` means "not known here": the region then awaits `get()`. A hit that `getSync`
+   * answered is reported with `tier: 'l1'`, one that `get()` answered with `tier: 'l2'`.
+   */
+  getSync?(key: string): CachedValue | NoValue | undefined
   /** A distributed lock for `key`, or `undefined` to rely on the region's in-process lock alone. */
   getMutex?(key: string): CacheMutex | undefined
+  /**
+   * A channel that reaches every process sharing this backend, on which regions with an L1 (`configure`'s `l1`)
+   * tell each other what changed. Backends that cannot reach the other processes leave it out; their L1 then needs
+   * `l1.maxAge` (or `l1.bus`).
+   */
+  createBus?(): L1Bus | undefined
   /** Invalidation marks shared with other processes; `undefined` keeps them in this process. */
   createInvalidator?(regionName: string): RegionInvalidator | undefined
   /** Called once when a region is configured with this backend. */
@@ -173,6 +183,28 @@ export interface CacheBackend {
   count?(): number
   /** Releases connections this backend opened (never a client the user passed in). */
   close?(): Promise<void>
+}
+
+/**
+ * A publish/subscribe channel between the processes that share a backend, as the L1 tier needs it: messages are
+ * delivered in order to every listener connected when they are published, and lost to one that is not, so the
+ * bus must say when that may have happened.
+ */
+export interface L1Bus {
+  /**
+   * Starts listening on `topic` (a region's name; the bus maps it to its channel). `onMessage` gets every message
+   * published on it, own ones included; `onConnection(false)` as soon as messages may be lost (the connection
+   * dropped), `onConnection(true)` each time they are received again. Resolves once messages are received.
+   */
+  listen(topic: string, onMessage: (message: string) => void, onConnection: (connected: boolean) => void): Promise<void>
+  /** Stops listening on `topic`. */
+  unlisten(topic: string): Promise<void>
+  /** Publishes `message` on `topic`; resolves once the server has taken it. */
+  publish(topic: string, message: string): Promise<void>
+  /** Called once when the region is configured: where to report failures it recovers from. */
+  attach?(context: BackendContext): void
+  /** Releases the connections the bus opened itself (never those of the backend it rides on). */
+  close(): Promise<void>
 }
 
 /** Builds a backend from `configure()`'s `arguments`. Throws `ValidationError` for bad arguments. */

@@ -9,6 +9,7 @@ import type { Creator, CreatorContext, ShouldCache } from '../region-options.js'
 import type { AsyncCreationRunner } from './async-runner.js'
 import type { CacheRegion } from '../region.js'
 import type { CallIdentity, CallReporter } from '../telemetry/call-reporter.js'
+import type { Tier } from '../telemetry/events.js'
 import { FlightTable, type AnswerSource, type Flight } from './flight.js'
 
 /**
@@ -152,11 +153,17 @@ export class DogpileLock {
     const { host } = this
     const backend = host.backend()
     const startedAt = host.report.traced ? performance.now() : undefined
-    const stored = backend.getSync !== undefined ? backend.getSync(storeKey) : await host.access.read(backend, storeKey)
+    // This process's memory first (the memory backend, a region's L1); `undefined`: not there, ask the backend.
+    let tier: Tier = 'l1'
+    let stored = backend.getSync?.(storeKey)
+    if (stored === undefined) {
+      tier = 'l2'
+      stored = await host.access.read(backend, storeKey)
+    }
     // 1. The hit path: a fresh value is returned without touching any lock.
     if (forceRefresh !== true && host.freshness.isFresh(stored, expirationMs)) {
-      host.report.hit({ key, startedAt })
-      note(info, 'hit', false, backend.getSync !== undefined ? 'l1' : 'l2')
+      host.report.hit({ key, startedAt }, tier)
+      note(info, 'hit', false, tier)
       if (policy.eagerRefresh !== undefined && host.now() - stored.ct > policy.eagerRefresh * expirationMs) {
         this.#refreshEarly(
           { key, storeKey, creator, expirationMs, shouldCache, tags, policy, startedAt: undefined },
@@ -181,16 +188,19 @@ export class DogpileLock {
     // Forced: a fresh value is treated as stale, so it is still the creator's context and fail-safe's fallback.
     if (forceRefresh === true && lookup.state === 'fresh')
       lookup = { state: 'stale', value: lookup.value, ct: lookup.stored.ct, reason: 'expired', stored: lookup.stored }
-    return this.createOrJoin(call, lookup)
+    return this.createOrJoin(call, lookup, tier)
   }
 
-  /** Steps 2 and 3: join the flight in progress for the key, or lead a new one. */
-  async createOrJoin<T>(call: Call<T>, lookup: Lookup): Promise<T> {
+  /**
+   * Steps 2 and 3: join the flight in progress for the key, or lead a new one. `tier`: where `lookup`'s value was
+   * read (a value read again here comes from the backend).
+   */
+  async createOrJoin<T>(call: Call<T>, lookup: Lookup, tier: Tier = 'l2'): Promise<T> {
     const { report } = this.host
     for (;;) {
       if (lookup.state === 'fresh') {
-        report.hit(call)
-        note(call.info, 'hit', false, 'l2')
+        report.hit(call, tier)
+        note(call.info, 'hit', false, tier)
         return lookup.value as T
       }
       const flight = this.host.coalesce() ? this.flights.get(call.storeKey) : undefined
@@ -220,6 +230,7 @@ export class DogpileLock {
       // Produced elsewhere (another process, an async runner): re-read, as dogpile's waiters do.
       flight.coalesced--
       const backend = this.host.backend()
+      tier = 'l2'
       lookup = await this.host.freshness.lookup(await this.host.access.read(backend, call.storeKey), call.expirationMs)
     }
   }

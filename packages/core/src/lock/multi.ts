@@ -38,7 +38,7 @@ export async function getOrCreateMulti<T>(
   request: MultiRequest<T>,
 ): Promise<Map<string, unknown>> {
   const { keys, storeKeys, creator, expirationMs, shouldCache, tags, policy } = request
-  const stored = await host.access.readMulti(host.backend(), storeKeys)
+  const { values: stored, tiers } = await host.access.readMultiThrough(host.backend(), storeKeys)
   await host.freshness.loadTagsOf(stored)
   const values = new Map<string, unknown>()
   const waits: Array<Promise<void>> = []
@@ -48,7 +48,7 @@ export async function getOrCreateMulti<T>(
     const storeKey = storeKeys[i]!
     const lookup = host.freshness.classify(stored[i] ?? NO_VALUE, expirationMs)
     if (lookup.state === 'fresh') {
-      host.report.hit({ key, startedAt: undefined })
+      host.report.hit({ key, startedAt: undefined }, tiers[i]!)
       values.set(key, lookup.value)
       return
     }
@@ -68,7 +68,7 @@ export async function getOrCreateMulti<T>(
       policy,
       startedAt: undefined,
     }
-    waits.push(lock.createOrJoin(single, lookup).then((value) => void values.set(key, value)))
+    waits.push(lock.createOrJoin(single, lookup, tiers[i]).then((value) => void values.set(key, value)))
   })
 
   if (toCreate.length > 0) {

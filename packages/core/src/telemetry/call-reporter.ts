@@ -2,7 +2,7 @@ import type { Link, Span, SpanContext } from '@opentelemetry/api'
 import type { LockHolder } from '../backends/api.js'
 import type { Stale, NotFresh } from '../freshness.js'
 import type { Flight } from '../lock/flight.js'
-import type { MissReason, TimeoutKind } from './events.js'
+import type { MissReason, Tier, TimeoutKind } from './events.js'
 import type { Instrumentation } from './instrumentation.js'
 import { endSpan, formatTraceparent, linkTo, parseTraceparent, type GetResult, type RegionTracing } from './tracing.js'
 
@@ -33,10 +33,11 @@ export class CallReporter {
 
   // ------------------------------------------------------------ callers that did not regenerate
 
-  /** A fresh value was served. */
-  hit(call: CallIdentity): void {
-    this.instrumentation.hit(call.key)
-    if (call.startedAt !== undefined) this.tracing!.recordFinished(call.key, 'hit', call.startedAt)
+  /** A fresh value was served, by `tier`: this process's memory (`getSync`) or the backend (`get`). */
+  hit(call: CallIdentity, tier: Tier): void {
+    this.instrumentation.hit(call.key, tier)
+    if (call.startedAt !== undefined)
+      this.tracing!.recordFinished(call.key, 'hit', call.startedAt, undefined, undefined, tier)
   }
 
   /** Another caller of this process regenerates and this one had a stale value: it was served at once. */

@@ -28,6 +28,14 @@ export const COUNTER_METRICS = {
     help: 'Creators that ran past their soft timeout (the stale value was served) or hard timeout (abandoned).',
     labels: ['kind'],
   },
+  corral_l1_hits_total: {
+    help: "Hits answered from this process's memory (the L1 of a tiered region, or the memory backend), with no backend command. Divided by corral_gets_total: the L1 hit ratio.",
+    labels: [],
+  },
+  corral_l1_evictions_total: {
+    help: 'Copies removed from the L1 of a tiered region, by cause: bus (another process changed the key), size (LRU bound), age (l1.maxAge), disconnect (the bus connection dropped: every copy).',
+    labels: ['cause'],
+  },
   corral_invalidations_total: {
     help: 'Invalidations by kind (hard: values become misses; soft: values become stale) and scope.',
     labels: ['kind', 'scope'],
@@ -45,6 +53,8 @@ interface CounterDeclaration {
 
 export const COUNTERS = {
   hits: { metric: { name: 'corral_gets_total', labels: { result: 'hit' } }, snapshot: true },
+  /** hits answered by the L1 (`tier: 'l1'`); the others came from the backend */
+  l1Hits: { metric: { name: 'corral_l1_hits_total', labels: {} }, snapshot: true },
   stale: { metric: { name: 'corral_gets_total', labels: { result: 'stale' } }, snapshot: true },
   misses: { metric: { name: 'corral_gets_total', labels: { result: 'miss' } }, snapshot: true },
   regenerations: { metric: { name: 'corral_regenerations_total', labels: { outcome: 'success' } }, snapshot: true },
@@ -59,6 +69,13 @@ export const COUNTERS = {
   hardTimeouts: { metric: { name: 'corral_creator_timeouts_total', labels: { kind: 'hard' } }, snapshot: true },
   /** times the circuit breaker opened (its family, `corral_circuit_opens_total`, has a `backend` label: metrics.ts) */
   circuitOpens: { snapshot: true },
+  l1EvictionsBus: { metric: { name: 'corral_l1_evictions_total', labels: { cause: 'bus' } }, snapshot: false },
+  l1EvictionsSize: { metric: { name: 'corral_l1_evictions_total', labels: { cause: 'size' } }, snapshot: false },
+  l1EvictionsAge: { metric: { name: 'corral_l1_evictions_total', labels: { cause: 'age' } }, snapshot: false },
+  l1EvictionsDisconnect: {
+    metric: { name: 'corral_l1_evictions_total', labels: { cause: 'disconnect' } },
+    snapshot: false,
+  },
   hardRegionInvalidations: {
     metric: { name: 'corral_invalidations_total', labels: { kind: 'hard', scope: 'region' } },
     snapshot: false,

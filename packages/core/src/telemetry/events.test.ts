@@ -30,7 +30,7 @@ describe('region events', () => {
     expect(seen).toEqual([
       ['miss', { region: 'orders', key: 'order:1', reason: 'absent' }],
       ['regenerate', { region: 'orders', keys: ['order:1'], duration: expect.any(Number), outcome: 'success' }],
-      ['hit', { region: 'orders', key: 'order:1' }],
+      ['hit', { region: 'orders', key: 'order:1', tier: 'l1' }],
       ['miss', { region: 'orders', key: 'order:1', reason: 'expired' }],
       ['regenerate', { region: 'orders', keys: ['order:1'], duration: expect.any(Number), outcome: 'success' }],
       ['invalidate', { region: 'orders', hard: false, scope: 'region' }],

@@ -8,9 +8,14 @@ export type CoalescedMode = 'waited' | 'stale'
 export type InvalidationScope = 'region' | 'key' | 'tag' | 'dependency'
 export type TimeoutKind = 'soft' | 'hard'
 export type CircuitState = 'closed' | 'half-open' | 'open'
+/**
+ * Which tier answered a hit: `l1` from this process's memory (the `memory` backend, a region's L1), `l2` from the
+ * backend (a round trip to Redis or memcached).
+ */
+export type Tier = 'l1' | 'l2'
 
 export const regionEvents = {
-  hit: (region: string, key: string) => ({ region, key }),
+  hit: (region: string, key: string, tier: Tier) => ({ region, key, tier }),
   miss: (region: string, key: string, reason: MissReason) => ({ region, key, reason }),
   /** a stale value served while another caller regenerates; `age` in seconds since it was created */
   stale: (region: string, key: string, age: number) => ({ region, key, age }),

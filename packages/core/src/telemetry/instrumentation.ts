@@ -5,6 +5,7 @@ import type {
   EventHub,
   InvalidationScope,
   MissReason,
+  Tier,
   RegionEventMap,
   RegionEventName,
 } from './events.js'
@@ -68,10 +69,25 @@ export class Instrumentation {
     }
   }
 
-  hit(key: string): void {
+  /** A fresh value served, from this process's memory (`l1`) or from the backend (`l2`). */
+  hit(key: string, tier: Tier): void {
     this.counts.hits++
+    if (tier === 'l1') this.counts.l1Hits++
     this.hotKeys?.hit(key)
-    if (this.listening('hit')) this.emit('hit', regionEvents.hit(this.region, key))
+    if (this.listening('hit')) this.emit('hit', regionEvents.hit(this.region, key, tier))
+  }
+
+  /** `count` copies left a tiered region's L1 for `cause` (no event: they are counted, per cause). */
+  l1Evicted(cause: 'bus' | 'size' | 'age' | 'disconnect', count: number): void {
+    const counter =
+      cause === 'bus'
+        ? 'l1EvictionsBus'
+        : cause === 'size'
+          ? 'l1EvictionsSize'
+          : cause === 'age'
+            ? 'l1EvictionsAge'
+            : 'l1EvictionsDisconnect'
+    this.counts[counter] += count
   }
 
   /** A read that found no usable value. `counted` is false when the caller will be counted as stale instead. */

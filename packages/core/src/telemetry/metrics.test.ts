@@ -97,6 +97,7 @@ describe('corral_* metrics', () => {
     const labelNames = new Set(samples.flatMap((s) => Object.keys(s.labels)))
     expect([...labelNames].sort()).toEqual([
       'backend',
+      'cause',
       'kind',
       'le',
       'mode',

@@ -13,6 +13,8 @@ export interface RegionMetricsSource {
   readonly stats: RegionStats
   backendName(): string | undefined
   entryCount(): number | undefined
+  /** copies held by the region's L1, if it has one */
+  l1EntryCount?(): number | undefined
 }
 
 /** Buckets from 0.5 ms to 60 s: a cache regeneration is a query (ms) up to a report (tens of seconds). */
@@ -131,6 +133,19 @@ export class CorralMetrics {
         this.reset()
         for (const { name: region, stats } of sources) {
           if (stats.circuit) this.inc({ region, backend: stats.circuit.backend }, stats.counts.circuitOpens)
+        }
+      },
+    })
+    new Gauge({
+      name: 'corral_l1_entries',
+      help: 'Copies held by the L1 (the in-process tier) of regions configured with l1.',
+      labelNames: ['region'] as const,
+      registers,
+      collect() {
+        this.reset()
+        for (const source of sources) {
+          const count = source.l1EntryCount?.()
+          if (count !== undefined) this.set({ region: source.name }, count)
         }
       },
     })

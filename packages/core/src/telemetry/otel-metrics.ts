@@ -47,6 +47,12 @@ const OTEL_COUNTERS: {
     unit: '{invalidation}',
     attributes: { kind: 'corral.invalidation.kind', scope: 'corral.invalidation.scope' },
   },
+  corral_l1_hits_total: { name: 'corral.l1.hits', unit: '{hit}', attributes: {} },
+  corral_l1_evictions_total: {
+    name: 'corral.l1.evictions',
+    unit: '{eviction}',
+    attributes: { cause: 'corral.l1.eviction.cause' },
+  },
 }
 
 interface Instruments {

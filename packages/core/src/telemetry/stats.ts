@@ -55,7 +55,7 @@ export class RegionStats {
     const own = {} as Record<SnapshotCounterName, number>
     for (const name of SNAPSHOT_COUNTERS) own[name] = this.counts[name]
     const gets = this.sum('corral_gets_total')
-    const { hits, stale } = this.counts
+    const { hits, stale, l1Hits } = this.counts
     return {
       ...own,
       gets,
@@ -66,6 +66,7 @@ export class RegionStats {
       },
       backendErrors: [...this.backendErrors.values()].reduce((a, b) => a + b, 0),
       hitRatio: gets === 0 ? null : (hits + stale) / gets,
+      l1HitRatio: gets === 0 ? null : l1Hits / gets,
       regenerationTime: this.regenerationTime(),
       circuit:
         this.circuit === null
@@ -99,6 +100,11 @@ export interface RegionStatsSnapshot extends Record<SnapshotCounterName, number>
   backendErrors: number
   /** (hits + stale) / gets, or null before the first get */
   hitRatio: number | null
+  /**
+   * l1Hits / gets: the share of reads answered from this process's memory with no backend command (a tiered
+   * region's L1, or the memory backend), or null before the first get
+   */
+  l1HitRatio: number | null
   /** seconds, over the last 1024 regenerations */
   regenerationTime: { p50: number; p99: number } | null
   /**

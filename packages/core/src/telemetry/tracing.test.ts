@@ -50,7 +50,7 @@ function deferred() {
 }
 
 describe('corral.get_or_create', () => {
-  it('records a hit with the region, backend, result and key', async () => {
+  it('records a hit with the region, backend, result, key and the tier that answered', async () => {
     const { region } = setup()
     await region.set('user:1', { id: 1 })
     exporter.reset()
@@ -65,6 +65,8 @@ describe('corral.get_or_create', () => {
       'corral.backend': 'memory',
       'corral.key': 'user:1',
       'corral.result': 'hit',
+      // the memory backend answers from this process's memory
+      'corral.tier': 'l1',
     })
     expect(span!.status.code).toBe(SpanStatusCode.UNSET)
   })

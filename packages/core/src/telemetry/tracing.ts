@@ -1,3 +1,4 @@
+import type { Tier } from './events.js'
 import {
   ProxyTracerProvider,
   context,
@@ -109,19 +110,32 @@ export class RegionTracing {
     return pending.span
   }
 
-  /** A `corral.get_or_create` span for a call already answered (a hit, or a coalesced caller). */
-  recordFinished(key: string, result: GetResult, startTime: number, links?: Link[], lockWaitSeconds?: number): void {
+  /**
+   * A `corral.get_or_create` span for a call already answered (a hit, or a coalesced caller); a hit carries the
+   * tier that answered it as `corral.tier` (`l1`: this process's memory, `l2`: the backend).
+   */
+  recordFinished(
+    key: string,
+    result: GetResult,
+    startTime: number,
+    links?: Link[],
+    lockWaitSeconds?: number,
+    tier?: Tier,
+  ): void {
     const pending = this.claim(key)
     if (pending !== undefined) {
       pending.setAttribute('corral.result', result)
+      if (tier !== undefined) pending.setAttribute('corral.tier', tier)
       if (links) pending.addLinks(links)
       if (lockWaitSeconds !== undefined) pending.addEvent('cache.lock_wait', { duration_s: lockWaitSeconds })
       pending.end()
       return
     }
+    const attributes = this.attributes(key, result)
+    if (tier !== undefined) attributes['corral.tier'] = tier
     const span = this.tracer.startSpan('corral.get_or_create', {
       startTime,
-      attributes: this.attributes(key, result),
+      attributes,
       ...(links ? { links } : {}),
     })
     if (lockWaitSeconds !== undefined) span.addEvent('cache.lock_wait', { duration_s: lockWaitSeconds })

@@ -17,6 +17,11 @@ export interface MultiProcessOptions {
   /** The backend's arguments (called once the servers run). */
   arguments: () => Record<string, unknown>
   /**
+   * `configure()`'s `l1`, to run every scenario with an in-process tier in front of the backend (a function: called
+   * once the servers run, like `arguments`).
+   */
+  l1?: boolean | Record<string, unknown> | (() => boolean | Record<string, unknown>)
+  /**
    * How long an invalidation (region-wide or by tag) may take to reach another process (the documented delay,
    * plus scheduling slack).
    */
@@ -57,7 +62,10 @@ export function describeMultiProcess(name: string, options: MultiProcessOptions)
           backend: options.backend,
           arguments: { ...options.arguments(), ...extra },
           expirationTime: 30,
-          options: regionOptions,
+          options: {
+            ...(options.l1 === undefined ? {} : { l1: typeof options.l1 === 'function' ? options.l1() : options.l1 }),
+            ...regionOptions,
+          },
         }),
       ),
     )

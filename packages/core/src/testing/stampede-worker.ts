@@ -92,6 +92,9 @@ function creator(label: string, creatorMs: number, onStart?: () => void) {
   }
 }
 
+/** for `Atomics.wait`: a sleep that leaves the CPU to the other processes */
+const pause = new Int32Array(new SharedArrayBuffer(4))
+
 const handlers: Record<string, (request: Request) => Promise<unknown>> = {
   async configure(request) {
     const name = String(request.region)
@@ -276,6 +279,56 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
       )
     }
     return { pid: process.pid, held, at: preciseNow() }
+  },
+
+  /** Stores `value` under `key`; tells when the call started and when it resolved. */
+  async set(request) {
+    const startedAt = now()
+    await region(request.region).set(String(request.key), request.value, tagsOf(request))
+    return { startedAt, doneAt: now() }
+  },
+
+  /** Reads `key` `times` times in a row with getOrCreate; counts the hits by tier (and creator runs). */
+  async readRepeatedly(request) {
+    const target = region(request.region)
+    const tiers = { l1: 0, l2: 0 }
+    const onHit = ({ tier }: { tier: 'l1' | 'l2' }) => void tiers[tier]++
+    target.on('hit', onHit)
+    const runsBefore = creatorRuns
+    try {
+      const make = creator('repeated', 0)
+      for (let i = 0; i < Number(request.times); i++) await target.getOrCreate(String(request.key), make)
+    } finally {
+      target.off('hit', onHit)
+    }
+    return { ...tiers, runs: creatorRuns - runsBefore }
+  },
+
+  /**
+   * Resolves when `key` reads as `value` here (compared as JSON): when this process saw another one's change. Polls
+   * every 0.2 ms or so.
+   */
+  async waitForValue(request) {
+    const target = region(request.region)
+    const expected = JSON.stringify(request.value)
+    const timeoutMs = Number(request.timeoutMs ?? 5000)
+    const deadline = Date.now() + timeoutMs
+    let stale = 0
+    for (;;) {
+      const value = await target.get(String(request.key))
+      if (JSON.stringify(value === NO_VALUE ? null : value) === expected) return { seenAt: now(), staleReads: stale }
+      stale++
+      if (Date.now() > deadline)
+        throw new Error(`${String(request.key)} did not read as ${expected} within ${timeoutMs} ms`)
+      // Sleep 0.2 ms without spinning (a spinning process would take the CPU the writer needs), then let I/O in.
+      Atomics.wait(pause, 0, 0, 0.2)
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+  },
+
+  /** The region's counters (`statsSnapshot()`). */
+  async stats(request) {
+    return region(request.region).statsSnapshot()
   },
 
   /** Stores `value` under every key of `keys` (with `tags`). */

@@ -48,6 +48,9 @@ function Row({ region }: { region: RegionJson }) {
       <td>
         <HitRatio ratio={s.hitRatio} />
       </td>
+      <td class="num" title={`${s.l1Hits} hits answered from process memory, with no backend round trip`}>
+        <span data-testid={`l1-hit-ratio-${region.name}`}>{formatPercent(s.l1HitRatio)}</span>
+      </td>
       <td class="num" title={`${s.hits} hits, ${s.stale} stale, ${s.misses} misses`}>
         {formatInt(gets)}
       </td>
@@ -141,6 +144,13 @@ export function RegionsTable() {
               <th scope="col">Region</th>
               <th scope="col">Backend</th>
               <th scope="col">Hit ratio</th>
+              <th
+                scope="col"
+                class="num"
+                title="Reads answered from the process's memory (an L1 in front of Redis or memcached, or a memory region)"
+              >
+                L1 hits
+              </th>
               <th scope="col" class="num">
                 Gets
               </th>
@@ -168,14 +178,14 @@ export function RegionsTable() {
             ))}
             {list && list.length === 0 && (
               <tr>
-                <td colSpan={10} class="empty">
+                <td colSpan={11} class="empty">
                   No regions yet. Regions appear here once the application creates them in the exporter's registry.
                 </td>
               </tr>
             )}
             {!list && (
               <tr>
-                <td colSpan={10} class="empty">
+                <td colSpan={11} class="empty">
                   Loading…
                 </td>
               </tr>

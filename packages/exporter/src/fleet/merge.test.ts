@@ -49,11 +49,13 @@ describe('sumStats', () => {
     const a = {
       ...base,
       hits: 8,
+      l1Hits: 8,
       misses: 2,
       gets: 10,
       coalesced: 3,
       invalidations: { hard: 1, soft: 0 },
       hitRatio: 0.8,
+      l1HitRatio: 0.8,
     }
     const b = {
       ...base,
@@ -75,6 +77,7 @@ describe('sumStats', () => {
       invalidations: { hard: 1, soft: 2 },
     })
     expect(sum.hitRatio).toBeCloseTo(0.5, 10)
+    expect(sum.l1HitRatio).toBeCloseTo(0.4, 10) // 8 of the 20 reads, not 0.8 + 0
     expect(sum.regenerationTime!.p50).toBeCloseTo(0.1, 10)
     expect(sumStats([base]).hitRatio).toBeNull()
     expect(sumStats([base]).regenerationTime).toBeNull()

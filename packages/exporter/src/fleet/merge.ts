@@ -38,7 +38,7 @@ export function addCounts(a: readonly number[], b: readonly number[]): number[] 
 
 /**
  * The sum of several processes' stats of one region. Every number is summed, and every object of numbers field by
- * field (so a counter core adds to its snapshot is summed with no change here); `hitRatio` is recomputed from the
+ * field (so a counter core adds to its snapshot is summed with no change here); `hitRatio` and `l1HitRatio` are recomputed from the
  * sums, and `regenerationTime` from the summed regeneration histograms (`buckets`), or null without them.
  */
 export function sumStats(
@@ -48,7 +48,7 @@ export function sumStats(
   const out: Record<string, unknown> = {}
   for (const one of stats) {
     for (const [field, value] of Object.entries(one)) {
-      if (field === 'hitRatio' || field === 'regenerationTime') continue
+      if (field === 'hitRatio' || field === 'l1HitRatio' || field === 'regenerationTime') continue
       if (typeof value === 'number') out[field] = ((out[field] as number | undefined) ?? 0) + value
       else if (value !== null && typeof value === 'object') {
         const sums = (out[field] ??= {}) as Record<string, number>
@@ -60,6 +60,7 @@ export function sumStats(
   }
   const sum = out as unknown as RegionStatsSnapshot
   sum.hitRatio = sum.gets > 0 ? (sum.hits + sum.stale) / sum.gets : null
+  sum.l1HitRatio = sum.gets > 0 ? sum.l1Hits / sum.gets : null
   const p50 = regeneration && bucketQuantile(0.5, regeneration.bounds, regeneration.counts)
   const p99 = regeneration && bucketQuantile(0.99, regeneration.bounds, regeneration.counts)
   sum.regenerationTime = p50 != null && p99 != null ? { p50, p99 } : null

@@ -65,7 +65,7 @@ describe('GET /api/events', () => {
     await f.users.get('k')
     await f.users.get('other')
     expect(await hits.frames(2)).toEqual([
-      'event: hit\ndata: {"region":"users","key":"k"}\nid: 1',
+      'event: hit\ndata: {"region":"users","key":"k","tier":"l1"}\nid: 1',
       'event: miss\ndata: {"region":"users","key":"other","reason":"absent"}\nid: 2',
     ])
     expect(await quiet.frame()).toBe('event: miss\ndata: {"region":"users","key":"other","reason":"absent"}\nid: 1')
@@ -81,7 +81,7 @@ describe('GET /api/events', () => {
     await f.users.get('k')
     await f.eternal.set('e', 1)
     await f.eternal.get('e')
-    expect(await sse.frame()).toBe('event: hit\ndata: {"region":"eternal","key":"e"}\nid: 1')
+    expect(await sse.frame()).toBe('event: hit\ndata: {"region":"eternal","key":"e","tier":"l1"}\nid: 1')
     await sse.cancel()
   })
 

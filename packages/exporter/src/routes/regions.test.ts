@@ -28,6 +28,7 @@ describe('GET /api/regions', () => {
       expirationTime: 60,
       stats: {
         hits: 2,
+        l1Hits: 2, // a memory region answers from process memory
         misses: 2,
         stale: 0,
         gets: 4,
@@ -44,6 +45,7 @@ describe('GET /api/regions', () => {
         invalidations: { hard: 0, soft: 0 },
         backendErrors: 0,
         hitRatio: 0.5,
+        l1HitRatio: 0.5,
         regenerationTime: { p50: expect.any(Number), p99: expect.any(Number) },
         circuit: null,
       },

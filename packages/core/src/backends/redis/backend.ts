@@ -157,6 +157,7 @@ export class RedisBackend implements CacheBackend {
   /** cluster: short strings by hash slot, to put a lock key in its value's slot (see `#lockKey`) */
   readonly #slotTags = new Map<number, string>()
   #slotTagSearch = 0
+  readonly #subscriberWatchers = new Set<(connected: boolean) => void>()
   readonly #invalidators = new InvalidatorSet<RedisInvalidator>()
   readonly #onError = (error: unknown) => {
     this.#connectSettled = true
@@ -671,6 +672,16 @@ export class RedisBackend implements CacheBackend {
     await withTimeout(subscriber.subscribe(channel), Math.max(1000, this.commandTimeoutMs), 'SUBSCRIBE')
   }
 
+  /**
+   * @internal Tells `listener` when the subscriber connection drops (`false`: what is published from then on is lost
+   * to this process) and each time it is connected with every channel subscribed again (`true`). Returns a function
+   * that stops telling it.
+   */
+  watchSubscriber(listener: (connected: boolean) => void): () => void {
+    this.#subscriberWatchers.add(listener)
+    return () => this.#subscriberWatchers.delete(listener)
+  }
+
   /** @internal */
   async unsubscribe(channel: string): Promise<void> {
     if (!this.#channels.delete(channel)) return
@@ -697,6 +708,7 @@ export class RedisBackend implements CacheBackend {
     // Messages published while the subscriber is away are lost: stop trusting the tag marks they could change.
     subscriber.on('close', () => {
       for (const invalidator of this.#invalidators) invalidator.distrustTags()
+      for (const watch of this.#subscriberWatchers) watch(false)
     })
     let connectedBefore = false
     subscriber.on('ready', () => {
@@ -710,6 +722,7 @@ export class RedisBackend implements CacheBackend {
         subscriber.subscribe(...channels).then(
           () => {
             if (reconnected) for (const invalidator of this.#invalidators) invalidator.distrustTags()
+            for (const watch of this.#subscriberWatchers) watch(true)
           },
           () => {},
         )
