@@ -276,4 +276,34 @@ describe('the breaker on a real Redis', () => {
       await region.close()
     }
   })
+
+  it('with an L1 in front, it guards the calls that go on to Redis', async () => {
+    const registry = new RegionRegistry()
+    const region = registry.createRegion({ name: `breaker-l1-${randomUUID().slice(0, 8)}` }).configure('redis', {
+      expirationTime: 60,
+      arguments: { url: server.url, keyPrefix: 'l1:', commandTimeout: 0.2 },
+      l1: true,
+      circuitBreaker: { failures: 2, coolDown: '300ms' },
+    })
+    const states: string[] = []
+    region.on('circuit', ({ state }) => states.push(state))
+    try {
+      expect(await region.getOrCreate('k', () => 'v1')).toBe('v1')
+      expect(region.statsSnapshot().circuit).toEqual({ closed: 1, halfOpen: 0, open: 0 })
+      await server.kill()
+      for (let i = 0; i < 5; i++) expect(await region.getOrCreate(`down${i}`, () => i)).toBe(i)
+      expect(states).toEqual(['open'])
+      await server.restart()
+      await eventually(
+        async () => {
+          await region.getOrCreate('after', () => 'stored')
+          return states.at(-1) === 'closed' && (await region.get('after')) === 'stored'
+        },
+        5000,
+        50,
+      )
+    } finally {
+      await region.close()
+    }
+  })
 })
