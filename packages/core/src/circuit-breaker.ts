@@ -27,7 +27,7 @@ export interface CircuitBreakerOptions {
   failures?: number
   /** Only failures within this long count towards `failures`. Default 10 s. */
   window?: Duration
-  /** How long the circuit stays open before one call probes the backend. Default 1 s. */
+  /** How long the circuit stays open before it probes the backend (a read of its own). Default 1 s. */
   coolDown?: Duration
 }
 
@@ -172,9 +172,9 @@ export class CircuitBreaker {
 }
 
 /**
- * A backend behind a circuit breaker. It is what the region calls; `region.backend` still returns the backend itself.
- * Optional members (`increment`, `setIfNotNewer`, `count`, ...) exist only when the backend has them, so the region's feature
- * checks see what the real backend can do.
+ * A backend behind a circuit breaker: what the region calls (behind its L1, if any); `region.backend` still returns
+ * the configured backend. `increment` and `setMultiWithTtl` exist only when the backend has them, so the region's
+ * feature checks see what the real backend can do.
  */
 export class CircuitBreakerBackend extends ProxyBackend {
   readonly breaker: CircuitBreaker
