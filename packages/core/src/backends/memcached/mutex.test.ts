@@ -251,7 +251,9 @@ describe('lock keys Corral did not write', () => {
     const key = newKey('retaken')
     const backend = backendFor({ lockTimeout })
     const lockKey = backend.keyFor(`corral:lock:${key}`)
-    const hold = () => raw.set(lockKey, Buffer.from(`someone:${Date.now() + 300}`), { expires: 1 })
+    // Re-taken every 100 ms, each time for 1 s (below the lockTimeout + 1 s that a foreign lock is cut to), so the
+    // lock never lapses even when the loaded test process runs the interval late.
+    const hold = () => raw.set(lockKey, Buffer.from(`someone:${Date.now() + 1000}`), { expires: 2 })
     await hold()
     const hog = setInterval(() => void hold().catch(() => {}), 100)
     try {
