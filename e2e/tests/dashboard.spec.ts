@@ -1,4 +1,15 @@
+import net from 'node:net'
+import { createRegion } from '@corral/core'
 import { expect, test } from './fixtures.js'
+
+/** A loopback port nothing listens on: a Redis that is down. */
+async function closedPort(): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as net.AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
 
 test.describe('the Corral dashboard', () => {
   test('lists every region, live', async ({ page, app }) => {
@@ -191,5 +202,29 @@ test.describe('the Corral dashboard', () => {
     await page.goto(app.url)
     await expect(page.getByTestId('hot-keys-users').getByTestId('hot-key').first()).toContainText('<img src=x')
     expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined()
+  })
+
+  test('shows the circuit breaker of a region whose Redis is down, and none for the healthy regions', async ({
+    page,
+    app,
+  }) => {
+    const inventory = createRegion({ name: 'inventory', registry: app.registry }).configure('redis', {
+      expirationTime: 60,
+      arguments: { port: await closedPort(), commandTimeout: 0.2 },
+      circuitBreaker: { failures: 2, coolDown: '10m' },
+    })
+    try {
+      await page.goto(app.url)
+      await expect(page.getByTestId('region-row-inventory')).toBeVisible()
+      await expect(page.getByTestId('circuit-inventory')).toHaveCount(0)
+      // Every call still answers from its creator; two failures in a row open the circuit.
+      for (let i = 0; i < 3; i++) expect(await inventory.getOrCreate(`sku:${i}`, () => `stock ${i}`)).toBe(`stock ${i}`)
+      const badge = page.getByTestId('circuit-inventory')
+      await expect(badge).toHaveText('circuit open')
+      await expect(badge).toHaveAttribute('data-state', 'open')
+      await expect(page.getByTestId('circuit-users')).toHaveCount(0)
+    } finally {
+      await inventory.close()
+    }
   })
 })

@@ -67,6 +67,7 @@ export {
   type ArgToString,
 } from './keys.js'
 export { parseDuration, type Duration } from './durations.js'
+export { CircuitOpenError, type CircuitBreakerOptions, type CircuitState } from './circuit-breaker.js'
 export { cachedMethod } from './decorators.js'
 export type {
   CachedFunction,

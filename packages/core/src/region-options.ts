@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client'
 import type { RegionInvalidator } from './backends/api.js'
 import type { L1Options } from './backends/tier/configure.js'
 import type { ProxyBackend } from './backends/proxy.js'
+import type { CircuitBreakerOptions } from './circuit-breaker.js'
 import type { NoValue, Serializer } from './cached-value.js'
 import type { Duration } from './durations.js'
 import type { KeyGenerator, KeyMangler, MultiKeyGenerator } from './keys.js'
@@ -107,6 +108,12 @@ export interface ConfigureOptions extends ResilienceOptions {
   replaceExistingBackend?: boolean
   /** Where invalidation marks live; default: the backend's (shared across processes) or this process's. */
   regionInvalidator?: RegionInvalidator
+  /**
+   * The circuit breaker around a backend outside the process (Redis, memcached, ...): after `failures` failures in a
+   * row within `window`, calls skip the backend for `coolDown`, then a read of its own probes it. On by default
+   * (`{ failures: 5, window: '10s', coolDown: '1s' }`); `false` turns it off.
+   */
+  circuitBreaker?: CircuitBreakerOptions | false
   /**
    * An in-process tier (L1) in front of a backend that processes share (redis, memcached): `true` for the defaults,
    * or `{ maxEntries, maxAge, bus }`. Hits on its copies send nothing to the backend; changes made by any process

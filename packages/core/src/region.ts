@@ -15,6 +15,7 @@ import {
   type CacheMultiOnArgumentsOptions,
   type CacheOnArgumentsOptions,
 } from './decorators.js'
+import { guardBackend, parseCircuitBreaker } from './circuit-breaker.js'
 import { buildBackendChain, fromFlatConfig } from './configuration.js'
 import { CacheDependency, type DependencyHost } from './dependency.js'
 import { describeValue } from './describe-value.js'
@@ -74,6 +75,7 @@ const CONFIGURE_OPTIONS = [
   'wrap',
   'replaceExistingBackend',
   'regionInvalidator',
+  'circuitBreaker',
   'l1',
   ...RESILIENCE_OPTION_NAMES,
 ]
@@ -100,7 +102,10 @@ export class CacheRegion {
   readonly serializer: Serializer
   readonly stats = new RegionStats()
 
+  /** what the region calls: the configured backend, behind its circuit breaker when it has one */
   #backend: CacheBackend | undefined
+  /** the configured backend (the outermost proxy when `wrap` was used), as `backend` returns it */
+  #configuredBackend: CacheBackend | undefined
   #ownsBackend = false
   #mangler: KeyMangler | undefined
   readonly #userMangler: KeyMangler | false | undefined
@@ -183,7 +188,7 @@ export class CacheRegion {
 
   /** The configured backend (the outermost proxy when `wrap` was used). */
   get backend(): CacheBackend {
-    return this.#backend ?? this.#notConfigured()
+    return this.#configuredBackend ?? this.#notConfigured()
   }
 
   /** The region's expiration time in seconds, or undefined when values never expire. */
@@ -212,12 +217,17 @@ export class CacheRegion {
       `region "${this.name}": configure()`,
       expirationToMs(expirationTime === Number.POSITIVE_INFINITY ? undefined : expirationTime),
     )
+    const breaker = parseCircuitBreaker(options.circuitBreaker, `region "${this.name}": configure()`)
     const l1 = parseL1Options(options.l1, `region "${this.name}": configure()`)
     const previous = this.#backend
     const previousOwned = this.#ownsBackend
     // Build the whole chain before changing any state, so a configure() that fails changes nothing.
     const closeQuietly = (built: CacheBackend) => this.#closeQuietly(built)
     let chain = buildBackendChain(backend, options, closeQuietly)
+    const configured = chain.instance
+    // The circuit breaker goes around the backend that lives outside the process (behind the L1, if any).
+    const guarded = guardBackend(configured, breaker, (state) => this.#instrumentation.circuit(configured.name, state))
+    chain = { instance: guarded, owned: chain.owned }
     // The L1 goes in front of everything (proxies included): its hits never reach the backend.
     if (l1 !== undefined)
       chain = withL1(chain, l1, {
@@ -230,6 +240,9 @@ export class CacheRegion {
     this.#ownsBackend = owned
 
     this.#backend = instance
+    // `backend` is what the user configured (the L1 in front of it when there is one), never the breaker.
+    this.#configuredBackend = instance === guarded ? configured : instance
+    this.stats.circuit = guarded === configured ? null : { backend: configured.name, state: 'closed' }
     this.#expirationTime = expirationTime === Number.POSITIVE_INFINITY ? undefined : expirationTime
     this.#expirationMs = expirationToMs(this.#expirationTime)
     this.#policy = policy
@@ -251,7 +264,7 @@ export class CacheRegion {
       this.#freshness.invalidator = invalidator
       this.#closeQuietly(current)
     }
-    if (previous && previousOwned && previous !== instance) {
+    if (previous && previousOwned && previous !== this.#backend) {
       // A replaced backend that the region created itself would otherwise keep its connections open.
       this.#closeQuietly(previous)
     }
@@ -291,7 +304,7 @@ export class CacheRegion {
 
   async #get<T>(key: string, options: GetOptions | undefined): Promise<T | NoValue> {
     if (options !== undefined) rejectUnknown(options, GET_OPTIONS, 'get()')
-    const backend = this.backend
+    const backend = this.#requireBackend()
     const storeKey = this.#storeKey(key)
     const expirationMs = this.#callExpirationMs(options?.expirationTime)
     // This process's memory first (the memory backend, an L1), as getOrCreate reads.
@@ -315,7 +328,7 @@ export class CacheRegion {
   async #getMulti<T>(keys: readonly string[], options: GetOptions | undefined): Promise<Array<T | NoValue>> {
     if (options !== undefined) rejectUnknown(options, GET_OPTIONS, 'getMulti()')
     assertKeyList(keys, 'getMulti')
-    const backend = this.backend
+    const backend = this.#requireBackend()
     const expirationMs = this.#callExpirationMs(options?.expirationTime)
     const { values: stored, tiers } = await this.#access.readMultiThrough(
       backend,
@@ -361,7 +374,7 @@ export class CacheRegion {
 
   /** The value with its creation time and age (seconds), regardless of expiry; undefined when absent. */
   async getValueMetadata<T = unknown>(key: string): Promise<ValueMetadata<T> | undefined> {
-    const backend = this.backend
+    const backend = this.#requireBackend()
     const storeKey = this.#storeKey(key)
     let stored = backend.getSync?.(storeKey)
     // A copy that is not fresh is checked against the backend (as in get()).
@@ -541,7 +554,11 @@ export class CacheRegion {
   async #set(key: string, value: unknown, options: SetOptions | undefined): Promise<void> {
     if (options !== undefined) rejectUnknown(options, SET_OPTIONS, 'set()')
     const tags = options?.tags === undefined ? undefined : validateTags(options.tags, 'set')
-    await this.#access.store(this.backend, this.#storeKey(key), createValue(value, this.#stamp(), tags, this.#policy))
+    await this.#access.store(
+      this.#requireBackend(),
+      this.#storeKey(key),
+      createValue(value, this.#stamp(), tags, this.#policy),
+    )
   }
 
   /** Stores many values at once: a `Map` or a plain object of key → value. */
@@ -562,7 +579,7 @@ export class CacheRegion {
     const ct = this.#stamp()
     const pairs = entries instanceof Map ? [...entries] : Object.entries(entries)
     await this.#access.storeMulti(
-      this.backend,
+      this.#requireBackend(),
       pairs.map(([key, value]) => [this.#storeKey(key), createValue(value, ct, tags, this.#policy)] as const),
     )
   }
@@ -574,7 +591,7 @@ export class CacheRegion {
   }
 
   async #delete(key: string): Promise<void> {
-    const backend = this.backend
+    const backend = this.#requireBackend()
     const storeKey = this.#storeKey(key)
     await this.#access.write('delete', () => backend.delete(storeKey), backend, storeKey)
     this.#instrumentation.invalidate(true, 'key', this.#clock(), key)
@@ -588,7 +605,7 @@ export class CacheRegion {
 
   async #deleteMulti(keys: readonly string[]): Promise<void> {
     assertKeyList(keys, 'deleteMulti')
-    const backend = this.backend
+    const backend = this.#requireBackend()
     const storeKeys = keys.map((key) => this.#storeKey(key))
     await this.#access.write('deleteMulti', () => backend.deleteMulti(storeKeys), backend, storeKeys)
     const at = this.#clock()
@@ -745,6 +762,7 @@ export class CacheRegion {
     this.#closed = true
     const backend = this.#backend
     this.#backend = undefined
+    this.#configuredBackend = undefined
     this.registry.remove(this)
     this.#instrumentation.observers?.remove()
     await this.#freshness.invalidator.close?.()

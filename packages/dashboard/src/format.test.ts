@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import {
+  circuitBadge,
   DASH,
   displayKey,
   formatClock,
@@ -134,5 +135,22 @@ describe('truncateMiddle', () => {
   it('degrades to an ellipsis for tiny limits', () => {
     expect(truncateMiddle('abcdef', 1)).toBe('…')
     expect(truncateMiddle('abcdef', 2)).toBe('a…')
+  })
+})
+
+describe('circuitBadge', () => {
+  it('shows nothing while the breaker is closed or the region has none', () => {
+    expect(circuitBadge(null)).toBeNull()
+    expect(circuitBadge(undefined)).toBeNull()
+    expect(circuitBadge({ closed: 1, halfOpen: 0, open: 0 })).toBeNull()
+  })
+
+  it('says open or half-open, and how many processes when several are summed', () => {
+    expect(circuitBadge({ closed: 0, halfOpen: 0, open: 1 })).toMatchObject({ state: 'open', text: 'circuit open' })
+    expect(circuitBadge({ closed: 0, halfOpen: 1, open: 0 })).toMatchObject({
+      state: 'half-open',
+      text: 'circuit half-open',
+    })
+    expect(circuitBadge({ closed: 2, halfOpen: 1, open: 1 })).toMatchObject({ state: 'open', text: 'circuit open (1)' })
   })
 })

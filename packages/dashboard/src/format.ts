@@ -135,3 +135,29 @@ export function truncateMiddle(text: string, max: number): string {
   const tail = keep - head
   return chars.slice(0, head).join('') + '…' + (tail > 0 ? chars.slice(chars.length - tail).join('') : '')
 }
+
+/**
+ * The badge of a region's circuit breaker: none while it is closed (or the region has none); `open` while calls
+ * skip the backend, `half-open` while one call probes it. Summed over processes, the counts say how many are in
+ * each state.
+ */
+export function circuitBadge(
+  circuit: { closed: number; halfOpen: number; open: number } | null | undefined,
+): { state: 'open' | 'half-open'; text: string; title: string } | null {
+  if (!circuit) return null
+  const processes = (n: number) => (circuit.closed + circuit.halfOpen + circuit.open > 1 ? ` (${n})` : '')
+  if (circuit.open > 0)
+    return {
+      state: 'open',
+      text: `circuit open${processes(circuit.open)}`,
+      title:
+        'Repeated backend failures: calls skip the backend (reads miss, writes are skipped) until a probe succeeds',
+    }
+  if (circuit.halfOpen > 0)
+    return {
+      state: 'half-open',
+      text: `circuit half-open${processes(circuit.halfOpen)}`,
+      title: 'One call is probing the backend after a cool-down; the others still skip it',
+    }
+  return null
+}

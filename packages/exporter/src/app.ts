@@ -13,13 +13,12 @@ import type { RegionRegistry } from '@corral/core'
 import { Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { HTTPException } from 'hono/http-exception'
-import { secureHeaders } from 'hono/secure-headers'
 import { ADMIN_ACTIONS, adminWriteAudits, adminWriteRoutes } from './admin-writes.js'
 import { jsonLineLogger } from './audit.js'
 import { adminAuth, loopbackHostGuard, requireJson, resolveAdminToken, sameOrigin } from './auth.js'
 import { ExporterMetrics } from './exporter-metrics.js'
 import type { MetricsRegistryLike } from './exposition.js'
-import { corralCode, wellFormedPath, type ExporterEnv } from './http.js'
+import { corralCode, isClientAbort, securityHeaders, wellFormedPath, type ExporterEnv } from './http.js'
 import type { ExporterLogger, ExporterOptions } from './options.js'
 import { dashboardRoutes, defaultDashboardDir } from './routes/dashboard.js'
 import {
@@ -37,20 +36,7 @@ import { metricsRoutes } from './routes/metrics.js'
 import { regionRoutes } from './routes/regions.js'
 
 export const DEFAULT_BODY_LIMIT = 16 * 1024
-
-/** The Content-Security-Policy of every answer: the dashboard's own scripts, styles and API only. */
-export const CONTENT_SECURITY_POLICY = {
-  defaultSrc: ["'self'"],
-  scriptSrc: ["'self'"],
-  styleSrc: ["'self'"],
-  imgSrc: ["'self'", 'data:'],
-  fontSrc: ["'self'"],
-  connectSrc: ["'self'"],
-  objectSrc: ["'none'"],
-  baseUri: ["'self'"],
-  formAction: ["'self'"],
-  frameAncestors: ["'none'"],
-}
+export { CONTENT_SECURITY_POLICY } from './http.js'
 
 /** What `startExporter` needs beyond the app. */
 export interface ExporterParts {
@@ -138,15 +124,7 @@ export function buildExporter(options: ExporterOptions = {}): ExporterParts {
 
   const app = new Hono<ExporterEnv>()
 
-  app.use(
-    '*',
-    secureHeaders({
-      contentSecurityPolicy: CONTENT_SECURITY_POLICY,
-      // HSTS belongs to the TLS-terminating proxy, if any; on plain http it would only confuse.
-      strictTransportSecurity: false,
-      xFrameOptions: 'DENY',
-    }),
-  )
+  app.use('*', securityHeaders())
 
   app.get('/healthz', (c) => {
     c.header('Cache-Control', 'no-store')
@@ -218,6 +196,8 @@ export function buildExporter(options: ExporterOptions = {}): ExporterParts {
     const code = corralCode(error)
     if (code === ValidationError.code) return c.json({ error: error.message }, 400)
     if (code === RegionNotConfiguredError.code) return c.json({ error: error.message }, 409)
+    // The client closed the connection while sending (reading its body failed): nobody to answer, nothing to log.
+    if (isClientAbort(error, c.req.raw)) return c.json({ error: 'the client closed the request' }, 400)
     if (code === BackendError.code) {
       logError(logger, error, c.req.method, c.req.path)
       return c.json({ error: `the cache backend failed: ${error.message}` }, 502)

@@ -1,11 +1,57 @@
-/** Small HTTP helpers shared by the routes. */
-import type { MiddlewareHandler } from 'hono'
+/** Small HTTP helpers shared by the routes and the server: errors, security headers, parameters. */
+import { Hono, type MiddlewareHandler } from 'hono'
 import { HTTPException } from 'hono/http-exception'
+import { secureHeaders } from 'hono/secure-headers'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import type { AuditEnv } from './audit.js'
 
 /** The Hono environment of the exporter's app. */
 export type ExporterEnv = AuditEnv
+
+/** The Content-Security-Policy of every answer: the dashboard's own scripts, styles and API only. */
+export const CONTENT_SECURITY_POLICY = {
+  defaultSrc: ["'self'"],
+  scriptSrc: ["'self'"],
+  styleSrc: ["'self'"],
+  imgSrc: ["'self'", 'data:'],
+  fontSrc: ["'self'"],
+  connectSrc: ["'self'"],
+  objectSrc: ["'none'"],
+  baseUri: ["'self'"],
+  formAction: ["'self'"],
+  frameAncestors: ["'none'"],
+}
+
+/** The security headers of every answer (nosniff, frame denial, referrer policy, CSP, cross-origin isolation). */
+export function securityHeaders(): MiddlewareHandler {
+  return secureHeaders({
+    contentSecurityPolicy: CONTENT_SECURITY_POLICY,
+    // HSTS belongs to the TLS-terminating proxy, if any; on plain http it would only confuse.
+    strictTransportSecurity: false,
+    xFrameOptions: 'DENY',
+  })
+}
+
+/**
+ * The headers `securityHeaders()` gives an answer, as names and values: for the answers the server writes itself,
+ * to requests that never reach the app (a malformed Host, a request line node cannot parse).
+ */
+export async function securityHeaderValues(): Promise<Record<string, string>> {
+  const probe = new Hono()
+  probe.use('*', securityHeaders())
+  probe.get('/', (c) => c.body(null, 204))
+  return Object.fromEntries((await probe.request('/')).headers)
+}
+
+/**
+ * Whether a request failed because its client went away (it closed the connection while sending its body): not
+ * an internal error, and nobody is left to answer.
+ */
+export function isClientAbort(error: unknown, request: Request): boolean {
+  if (request.signal.aborted) return true
+  const code = (error as { code?: unknown } | null)?.code
+  return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE'
+}
 
 /** A client mistake: answered as `status` with `{ error: message }` by the app's error handler. */
 export function httpError(status: ContentfulStatusCode, message: string): HTTPException {

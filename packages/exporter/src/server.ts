@@ -2,12 +2,14 @@
  * `startExporter()`: serves the exporter with @hono/node-server. Without an admin token it listens only on a
  * loopback address; port 0 picks a free port, and the returned `url` names the real one.
  */
+import { createServer, ServerResponse, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { Server } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { ValidationError } from '@corral/core'
-import { createAdaptorServer } from '@hono/node-server'
+import { getRequestListener, RequestError, type Http2Bindings, type HttpBindings } from '@hono/node-server'
 import { buildExporter } from './app.js'
 import { isLoopbackHostname } from './auth.js'
+import { securityHeaderValues } from './http.js'
 import type { ExporterOptions } from './options.js'
 
 export const DEFAULT_PORT = 9464
@@ -36,6 +38,40 @@ export interface RunningExporter {
   close(): Promise<void>
 }
 
+/** Parse failures node reports with their own status. */
+const CLIENT_ERRORS: Record<string, [number, string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'the request headers are too large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'the request took too long to arrive'],
+  ERR_HTTP_HEADERS_TIMEOUT: [408, 'the request headers took too long to arrive'],
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+}
+
+function jsonAnswer(status: number, message: string, security: Record<string, string>): Response {
+  return new Response(JSON.stringify({ error: message }), {
+    status,
+    headers: { ...security, 'content-type': 'application/json', connection: 'close' },
+  })
+}
+
+/** A whole HTTP/1.1 answer, for a socket whose request node could not parse (the connection is closed after it). */
+function rawAnswer(status: number, message: string, security: Record<string, string>): string {
+  const body = JSON.stringify({ error: message })
+  const headers = {
+    ...security,
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(body)),
+    connection: 'close',
+  }
+  const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}`)
+  return `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\n${lines.join('\r\n')}\r\n\r\n${body}`
+}
+
 function urlHost(hostname: string): string {
   return hostname.includes(':') && !hostname.startsWith('[') ? `[${hostname}]` : hostname
 }
@@ -56,7 +92,34 @@ export async function startExporter(options: StartExporterOptions = {}): Promise
     )
   }
 
-  const server = createAdaptorServer({ fetch: parts.app.fetch }) as Server
+  // Requests that never reach the app get JSON answers with the app's security headers too.
+  const security = await securityHeaderValues()
+  const listener = getRequestListener(
+    async (request, env: HttpBindings | Http2Bindings) => {
+      const response = await parts.app.fetch(request, env)
+      // Answered before the request's body arrived (an early 413): the rest of the body is still on its way, so the
+      // connection cannot carry another request. Say so (Connection: close), and node closes it after the answer.
+      if (!env.incoming.complete && env.outgoing instanceof ServerResponse) env.outgoing.shouldKeepAlive = false
+      return response
+    },
+    {
+      // @hono/node-server could not make a Request of it (a malformed Host, an invalid URL): 400, not an empty body.
+      errorHandler: (error: unknown) =>
+        error instanceof RequestError
+          ? jsonAnswer(400, `bad request: ${error.message}`, security)
+          : jsonAnswer(500, 'internal error', security),
+    },
+  )
+  const server = createServer(listener)
+  // Node could not parse the request at all (a bad request line, a header with control characters): the same.
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (!socket.writable || error.code === 'ECONNRESET') {
+      socket.destroy()
+      return
+    }
+    const [status, message] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'bad request: the request could not be parsed']
+    socket.end(rawAnswer(status, message, security))
+  })
   try {
     await new Promise<void>((resolve, reject) => {
       const onError = (error: Error) => reject(error)

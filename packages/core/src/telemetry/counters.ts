@@ -67,6 +67,8 @@ export const COUNTERS = {
   failSafe: { metric: { name: 'corral_fail_safe_total', labels: {} }, snapshot: true },
   softTimeouts: { metric: { name: 'corral_creator_timeouts_total', labels: { kind: 'soft' } }, snapshot: true },
   hardTimeouts: { metric: { name: 'corral_creator_timeouts_total', labels: { kind: 'hard' } }, snapshot: true },
+  /** times the circuit breaker opened (its family, `corral_circuit_opens_total`, has a `backend` label: metrics.ts) */
+  circuitOpens: { snapshot: true },
   l1EvictionsBus: { metric: { name: 'corral_l1_evictions_total', labels: { cause: 'bus' } }, snapshot: false },
   l1EvictionsSize: { metric: { name: 'corral_l1_evictions_total', labels: { cause: 'size' } }, snapshot: false },
   l1EvictionsAge: { metric: { name: 'corral_l1_evictions_total', labels: { cause: 'age' } }, snapshot: false },

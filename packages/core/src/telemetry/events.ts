@@ -7,6 +7,7 @@ export type MissReason = 'absent' | 'expired' | 'invalidated'
 export type CoalescedMode = 'waited' | 'stale'
 export type InvalidationScope = 'region' | 'key' | 'tag' | 'dependency'
 export type TimeoutKind = 'soft' | 'hard'
+export type CircuitState = 'closed' | 'half-open' | 'open'
 /**
  * Which tier answered a hit: `l1` from this process's memory (the `memory` backend, a region's L1), `l2` from the
  * backend (a round trip to Redis or memcached).
@@ -41,6 +42,11 @@ export const regionEvents = {
   failSafe: (region: string, key: string, age: number, error: unknown) => ({ region, key, age, error }),
   /** a creator ran past its soft timeout (the stale value was served) or its hard timeout (it was abandoned) */
   timeout: (region: string, key: string, kind: TimeoutKind) => ({ region, key, kind }),
+  /**
+   * the circuit breaker around the region's backend changed state: `open` (calls skip the backend for a cool-down),
+   * `half-open` (one call probes it), `closed` (calls reach it again)
+   */
+  circuit: (region: string, backend: string, state: CircuitState) => ({ region, backend, state }),
 } as const
 
 type Factories = typeof regionEvents

@@ -1,5 +1,6 @@
 import type { SpanContext } from '@opentelemetry/api'
 import type {
+  CircuitState,
   EventArguments,
   EventHub,
   InvalidationScope,
@@ -187,6 +188,15 @@ export class Instrumentation {
       this.logger.debug({ region: this.region, hard, scope, key }, `${hard ? 'Hard' : 'Soft'} invalidation of ${what}`)
     }
     if (this.listening('invalidate')) this.emit('invalidate', regionEvents.invalidate(this.region, hard, scope, key))
+  }
+
+  /** The circuit breaker around `backend` changed state. */
+  circuit(backend: string, state: CircuitState): void {
+    if (state === 'open') this.counts.circuitOpens++
+    this.stats.circuit = { backend, state }
+    if (this.logger)
+      this.logger.debug({ region: this.region, backend, state }, `Circuit breaker of backend ${backend}: ${state}`)
+    if (this.listening('circuit')) this.emit('circuit', regionEvents.circuit(this.region, backend, state))
   }
 
   backendError(operation: string, error: unknown): void {

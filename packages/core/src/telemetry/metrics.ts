@@ -1,7 +1,11 @@
 import { TraceFlags, isSpanContextValid, type SpanContext } from '@opentelemetry/api'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { COUNTER_METRICS, seriesOf, type CounterMetricName } from './counters.js'
+import type { CircuitState } from './events.js'
 import type { RegionStats } from './stats.js'
+
+/** `corral_circuit_state`'s value of each state of the circuit breaker. */
+export const CIRCUIT_STATE_VALUES: Readonly<Record<CircuitState, number>> = { closed: 0, 'half-open': 1, open: 2 }
 
 /** What the metrics read from a region at scrape time. */
 export interface RegionMetricsSource {
@@ -104,6 +108,31 @@ export class CorralMetrics {
         for (const source of sources) {
           const count = source.entryCount()
           if (count !== undefined && Number.isFinite(count)) this.set({ region: source.name }, count)
+        }
+      },
+    })
+    new Gauge({
+      name: 'corral_circuit_state',
+      help: "State of the circuit breaker around the region's backend: 0 closed, 1 half-open (probing), 2 open (calls skip the backend).",
+      labelNames: ['region', 'backend'] as const,
+      registers,
+      collect() {
+        this.reset()
+        for (const { name: region, stats } of sources) {
+          if (stats.circuit)
+            this.set({ region, backend: stats.circuit.backend }, CIRCUIT_STATE_VALUES[stats.circuit.state])
+        }
+      },
+    })
+    new Counter({
+      name: 'corral_circuit_opens_total',
+      help: "Times the circuit breaker around the region's backend opened after repeated failures.",
+      labelNames: ['region', 'backend'] as const,
+      registers,
+      collect() {
+        this.reset()
+        for (const { name: region, stats } of sources) {
+          if (stats.circuit) this.inc({ region, backend: stats.circuit.backend }, stats.counts.circuitOpens)
         }
       },
     })

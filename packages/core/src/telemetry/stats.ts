@@ -1,3 +1,4 @@
+import type { CircuitState } from './events.js'
 import {
   COUNTERS,
   COUNTER_METRICS,
@@ -17,6 +18,8 @@ export class RegionStats {
   readonly counts: Counts = Object.fromEntries(COUNTER_NAMES.map((name) => [name, 0])) as Counts
   readonly backendErrors = new Map<string, number>()
   lastInvalidation: { at: number; hard: boolean; scope: string } | null = null
+  /** the circuit breaker around the region's backend, when it has one */
+  circuit: { backend: string; state: CircuitState } | null = null
   private readonly durations = new Float64Array(1024)
   private durationCount = 0
 
@@ -65,6 +68,14 @@ export class RegionStats {
       hitRatio: gets === 0 ? null : (hits + stale) / gets,
       l1HitRatio: gets === 0 ? null : l1Hits / gets,
       regenerationTime: this.regenerationTime(),
+      circuit:
+        this.circuit === null
+          ? null
+          : {
+              closed: this.circuit.state === 'closed' ? 1 : 0,
+              halfOpen: this.circuit.state === 'half-open' ? 1 : 0,
+              open: this.circuit.state === 'open' ? 1 : 0,
+            },
     }
   }
 }
@@ -96,6 +107,11 @@ export interface RegionStatsSnapshot extends Record<SnapshotCounterName, number>
   l1HitRatio: number | null
   /** seconds, over the last 1024 regenerations */
   regenerationTime: { p50: number; p99: number } | null
+  /**
+   * The state of the circuit breaker around the backend as numbers (1 for the current state, so that the states
+   * of several processes add up); null when the region has none (in-process backends, `circuitBreaker: false`)
+   */
+  circuit: { closed: number; halfOpen: number; open: number } | null
 }
 
 /** A regeneration that other callers were coalesced onto. */

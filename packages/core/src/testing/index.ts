@@ -6,6 +6,8 @@
  *   how a distributed backend behaves when its server dies, freezes or comes back.
  * - `describeMultiProcess(name, options)`: the dogpile lock, invalidation and tags across real processes, for
  *   backends shared by several processes.
+ * - `describeFaultSuite(name, options)`: 4 processes under load while the server dies, freezes and comes back, lock
+ *   holders die or freeze, creators hang or throw and corrupt bytes appear under keys in use; a figure per scenario.
  */
 export {
   describeBackendConformance,
@@ -17,4 +19,5 @@ export {
   type ServerControl,
 } from './conformance.js'
 export { describeMultiProcess, type MultiProcessOptions } from './multiprocess.js'
+export { describeFaultSuite, type FaultSuiteOptions, type FaultSuiteServer, type ScenarioFigures } from './faults.js'
 export { measureWaiterLatency, reportFigure } from './measure.js'

@@ -7,10 +7,14 @@
  * It imports the setup module given as its argument, if any (one that registers a backend of yours), creates
  * regions on a real backend (redis, memcached, or that one) and runs what the parent asks: a stampede of
  * concurrent getOrCreate calls on one key, a creator that never finishes (to be SIGKILLed while holding the
- * lock), one that announces itself (to be SIGSTOPped while holding it), invalidations (region-wide, by tag, by dependency), and waits for invalidation marks to arrive. Each
- * creator run is counted in this process and reported, so the parent can add up the runs of every process.
+ * lock), one that announces itself (to be SIGSTOPped while holding it), invalidations (region-wide, by tag, by
+ * dependency), and waits for invalidation marks to arrive. Each creator run is counted in this process and
+ * reported, so the parent can add up the runs of every process.
+ * For the fault suite it also runs continuous load with injected creator faults (`fault-load.ts`) and holds locks
+ * with creators that hang or finish late.
  */
 import { NO_VALUE, RegionRegistry, type CacheRegion } from '../index.js'
+import { FaultLoad, holdLock, preciseNow, type Injection, type LoadSpec, type VersionedValue } from './fault-load.js'
 
 interface Request {
   id: number
@@ -51,6 +55,7 @@ const registry = new RegionRegistry()
 const regions = new Map<string, CacheRegion>()
 const backendErrors: Array<{ region: string; operation: string; message: string }> = []
 let creatorRuns = 0
+const loads = new Map<string, FaultLoad>()
 
 const now = () => performance.timeOrigin + performance.now()
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -97,7 +102,7 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
     created.configure(String(request.backend), {
       arguments: request.arguments as Record<string, unknown>,
       ...(request.expirationTime === undefined ? {} : { expirationTime: request.expirationTime as number }),
-      // region options beyond these (hardTimeout, ...), as the parent gives them
+      // region options beyond these (hardTimeout, failSafe, ...), as the parent gives them
       ...((request.options as Record<string, unknown> | undefined) ?? {}),
     })
     created.on('backendError', ({ operation, error }) =>
@@ -213,8 +218,67 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
   },
 
   async get(request) {
-    const value = await region(request.region).get(String(request.key))
+    const value = await region(request.region).get(String(request.key), {
+      ignoreExpiration: request.ignoreExpiration === true,
+    })
     return { value: value === NO_VALUE ? null : value }
+  },
+
+  /** Starts continuous load on a key space (see `FaultLoad`). */
+  async loadStart(request) {
+    const spec = request as unknown as LoadSpec
+    if (loads.has(spec.region)) throw new Error(`load already running on ${spec.region}`)
+    loads.set(spec.region, new FaultLoad(region(spec.region), spec))
+    return { pid: process.pid }
+  },
+
+  /** Changes the faults the load's creators inject. */
+  async inject(request) {
+    const load = loads.get(String(request.region))
+    if (!load) throw new Error(`no load on ${String(request.region)}`)
+    load.injection = { hang: request.hang, throw: request.throw } as Injection
+    return {}
+  },
+
+  /** Stops the load and reports every call. */
+  async loadStop(request) {
+    const load = loads.get(String(request.region))
+    if (!load) throw new Error(`no load on ${String(request.region)}`)
+    loads.delete(String(request.region))
+    return load.stop(Number(request.boundMs))
+  },
+
+  /** Stores a versioned value under `key` (as the load's `set()` does); returns it. */
+  async setVersioned(request) {
+    const key = String(request.key)
+    const value: VersionedValue = { key, version: Date.now(), pid: process.pid, seq: 0, kind: 'set' }
+    await region(request.region).set(key, value)
+    return { value, at: preciseNow() }
+  },
+
+  /**
+   * Takes the lock of every key of `keys` with a creator that `hang`s (never finishes) or finishes `late`: it
+   * makes its value at once (version = now), then returns it after `creatorMs`. Resolves once every lock is held;
+   * each call's settlement is sent as a `settled` event.
+   */
+  async holdKeys(request) {
+    const target = region(request.region)
+    const keys = request.keys as string[]
+    const held: VersionedValue[] = []
+    for (const key of keys) {
+      const { settled } = await holdLock(target, key, async () => {
+        const value: VersionedValue = { key, version: Date.now(), pid: process.pid, seq: 0, kind: 'late' }
+        held.push(value)
+        if (request.mode === 'hang') return new Promise<never>(() => {})
+        await sleep(Number(request.creatorMs))
+        return value
+      })
+      settled.then(
+        () => send({ event: 'settled', key, at: preciseNow() }),
+        (error: unknown) => send({ event: 'settled', key, at: preciseNow(), error: describeError(error) }),
+      )
+    }
+    return { pid: process.pid, held, at: preciseNow() }
   },
 
   /** Stores `value` under `key`; tells when the call started and when it resolved. */

@@ -183,6 +183,11 @@ export class Worker {
     this.child.kill('SIGCONT')
   }
 
+  /** Whether the worker exited (or was killed) with a signal or an exit code other than the one `stop()` gives. */
+  get crashed(): boolean {
+    return this.child.signalCode !== null || (this.child.exitCode !== null && this.child.exitCode !== 0)
+  }
+
   kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<unknown> {
     this.child.kill(signal)
     return this.exited

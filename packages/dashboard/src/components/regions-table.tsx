@@ -1,5 +1,5 @@
 import type { RegionJson } from '@corral/exporter/api'
-import { formatDuration, formatExpiration, formatInt, formatPercent } from '../format'
+import { circuitBadge, formatDuration, formatExpiration, formatInt, formatPercent } from '../format'
 import { feedback, pendingInvalidation, pendingTagInvalidation, regions, regionsError } from '../store'
 import { RelativeTime } from './relative-time'
 
@@ -23,6 +23,7 @@ function Row({ region }: { region: RegionJson }) {
   const p99 = s.regenerationTime?.p99 ?? null
   const last = region.lastInvalidation
   const noExpiry = region.expirationTime === null
+  const circuit = circuitBadge(s.circuit)
   return (
     <tr data-testid={`region-row-${region.name}`}>
       <th scope="row" class="region-name">
@@ -31,7 +32,19 @@ function Row({ region }: { region: RegionJson }) {
         </span>
         <span class="region-sub">{noExpiry ? 'no expiration' : `ttl ${formatExpiration(region.expirationTime)}`}</span>
       </th>
-      <td>{region.backend}</td>
+      <td>
+        {region.backend}
+        {circuit && (
+          <span
+            class="err-pill"
+            data-testid={`circuit-${region.name}`}
+            data-state={circuit.state}
+            title={circuit.title}
+          >
+            {circuit.text}
+          </span>
+        )}
+      </td>
       <td>
         <HitRatio ratio={s.hitRatio} />
       </td>

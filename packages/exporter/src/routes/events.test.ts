@@ -1,7 +1,16 @@
 import { CorralError } from '@corral/core'
 import { describe, expect, it, vi } from 'vitest'
 import { fixture, sseReader, until } from '../test-support/helpers.js'
-import { droppedFrame, EventClient, eventFrame, parseEventFilter, serializeError } from './events.js'
+import { RegionRegistry } from '@corral/core'
+import {
+  droppedFrame,
+  EventClient,
+  EventFanout,
+  eventFrame,
+  parseEventFilter,
+  serializeError,
+  SharedEvent,
+} from './events.js'
 
 class CreatorError extends CorralError {
   static override readonly code = 'E_CREATOR'
@@ -165,6 +174,7 @@ describe('GET /api/events', () => {
     expect(on.mock.calls.map(([name]) => name).sort()).toEqual(
       [
         'backendError',
+        'circuit',
         'coalesced',
         'failSafe',
         'hit',
@@ -182,7 +192,7 @@ describe('GET /api/events', () => {
     await until(() => off.mock.calls.length === 1)
     expect(off.mock.calls[0]?.[0]).toBe('hit')
     await first.cancel()
-    await until(() => off.mock.calls.length === 10)
+    await until(() => off.mock.calls.length === on.mock.calls.length)
     // every listener added was removed, the very same function
     const added = on.mock.calls.map(([name, listener]) => [name, listener])
     const removed = off.mock.calls.map(([name, listener]) => [name, listener])
@@ -223,7 +233,8 @@ describe('GET /api/events', () => {
 describe('EventClient', () => {
   it('keeps the newest events when full and announces the dropped ones first', () => {
     const client = new EventClient(new Set(['invalidate']), undefined, 3)
-    for (let i = 1; i <= 10; i++) client.offer('invalidate', { region: 'r', hard: true, scope: 'key', key: `k${i}` })
+    for (let i = 1; i <= 10; i++)
+      client.offer(new SharedEvent('invalidate', { region: 'r', hard: true, scope: 'key', key: `k${i}` }))
     expect(client.buffered).toBe(3)
     expect(client.take()).toBe(
       'event: dropped\ndata: {"dropped":7}\n\n' +
@@ -236,31 +247,69 @@ describe('EventClient', () => {
 
   it('takes at most a batch at a time', () => {
     const client = new EventClient(new Set(['miss']), undefined, 10)
-    for (let i = 0; i < 5; i++) client.offer('miss', { region: 'r', key: `k${i}`, reason: 'absent' })
+    for (let i = 0; i < 5; i++) client.offer(new SharedEvent('miss', { region: 'r', key: `k${i}`, reason: 'absent' }))
     expect(client.take(2).match(/^event: /gm)).toHaveLength(2)
     expect(client.buffered).toBe(3)
   })
 
   it('ignores events it did not ask for, and everything once closed', () => {
     const client = new EventClient(new Set(['miss']), new Set(['a']), 10)
-    client.offer('hit', { region: 'a', key: 'k' })
-    client.offer('miss', { region: 'b', key: 'k', reason: 'absent' })
+    client.offer(new SharedEvent('hit', { region: 'a', key: 'k' }))
+    client.offer(new SharedEvent('miss', { region: 'b', key: 'k', reason: 'absent' }))
     expect(client.buffered).toBe(0)
     client.close()
-    client.offer('miss', { region: 'a', key: 'k', reason: 'absent' })
+    client.offer(new SharedEvent('miss', { region: 'a', key: 'k', reason: 'absent' }))
     expect(client.buffered).toBe(0)
   })
 
   it('wakes its writer on an event, on close, or after the heartbeat delay', async () => {
     const client = new EventClient(new Set(['miss']), undefined, 10)
     const woken = client.wait(10_000)
-    client.offer('miss', { region: 'a', key: 'k', reason: 'absent' })
+    client.offer(new SharedEvent('miss', { region: 'a', key: 'k', reason: 'absent' }))
     expect(await woken).toBe('event')
     client.take()
     expect(await client.wait(5)).toBe('timeout')
     const closing = client.wait(10_000)
     client.close()
     expect(await closing).toBe('closed')
+  })
+})
+
+describe('EventFanout', () => {
+  it('serializes each event once, whatever the number of clients that receive it', async () => {
+    const registry = new RegionRegistry()
+    const region = registry.createRegion({ name: 'r' }).configure('memory', {})
+    const fanout = new EventFanout(registry)
+    const clients = Array.from({ length: 100 }, () => new EventClient(new Set(['miss', 'hit']), undefined, 10))
+    for (const client of clients) fanout.add(client)
+    const stringify = vi.spyOn(JSON, 'stringify')
+    try {
+      for (let i = 0; i < 5; i++) await region.get(`absent-${i}`)
+      const written = clients.map((client) => client.take())
+      expect(stringify).toHaveBeenCalledTimes(5)
+      // and every client got every event, with its own ids
+      for (const frames of written) expect(frames).toBe(written[0])
+      expect(written[0]!.match(/^event: miss$/gm)).toHaveLength(5)
+    } finally {
+      stringify.mockRestore()
+      for (const client of clients) fanout.remove(client)
+    }
+  })
+
+  it('does not serialize events no client wants, and skips a payload that cannot be serialized', () => {
+    const event = new SharedEvent('hit', { region: 'r', key: 'k', loop: {} })
+    ;(event.payload.loop as Record<string, unknown>).self = event.payload.loop
+    const client = new EventClient(new Set(['hit']), undefined, 10)
+    client.offer(event)
+    client.offer(new SharedEvent('hit', { region: 'r', key: 'fine' }))
+    expect(client.take()).toBe('event: hit\ndata: {"region":"r","key":"fine"}\nid: 2\n\n')
+    const stringify = vi.spyOn(JSON, 'stringify')
+    try {
+      new EventClient(new Set(['miss']), undefined, 10).offer(new SharedEvent('hit', { region: 'r', key: 'k' }))
+      expect(stringify).not.toHaveBeenCalled()
+    } finally {
+      stringify.mockRestore()
+    }
   })
 })
 

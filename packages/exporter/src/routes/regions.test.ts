@@ -41,11 +41,13 @@ describe('GET /api/regions', () => {
         failSafe: 0,
         softTimeouts: 0,
         hardTimeouts: 0,
+        circuitOpens: 0,
         invalidations: { hard: 0, soft: 0 },
         backendErrors: 0,
         hitRatio: 0.5,
         l1HitRatio: 0.5,
         regenerationTime: { p50: expect.any(Number), p99: expect.any(Number) },
+        circuit: null,
       },
       lastInvalidation: null,
     })
