@@ -121,7 +121,10 @@ describe('a memcached region with an L1', () => {
     const regionName = name()
     const [one, two] = [tiered(regionName, { bus: redis.url }), tiered(regionName, { bus: redis.url })]
     await eventually(() => one.tier.trusted && two.tier.trusted)
+    const announced = two.tier.changesReceived
     await one.region.set('k', 'v1')
+    // The set's message reaches `two` first: a late one would drop the copy the reads below are counted on.
+    await eventually(() => two.tier.changesReceived > announced)
     const held = async (value: string) =>
       eventually(async () => (await two.region.get('k')) === value && two.tier.getSync('k')?.payload === value, 2000, 1)
     await held('v1')

@@ -80,6 +80,7 @@ export class TieredBackend implements CacheBackend {
 
   readonly #l1: LRUCache<string, CachedValue>
   readonly #fence = new ChangeFence()
+  #changesReceived = 0
   readonly #bus: L1Bus | undefined
   readonly #ownsBus: boolean
   readonly #ownsL2: boolean
@@ -135,6 +136,11 @@ export class TieredBackend implements CacheBackend {
         await this.#announce(entries.map(([key]) => key))
       }
     }
+  }
+
+  /** How many changed keys other processes have announced on the bus so far (each applied at once). */
+  get changesReceived(): number {
+    return this.#changesReceived
   }
 
   /** How many copies the L1 holds. */
@@ -354,6 +360,7 @@ export class TieredBackend implements CacheBackend {
   }
 
   #changedElsewhere(keys: readonly string[]): void {
+    this.#changesReceived += keys.length
     let evicted = 0
     for (const key of keys) {
       this.#fence.touch(key)
