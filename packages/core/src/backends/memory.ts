@@ -1,6 +1,6 @@
-import { LRUCache } from 'lru-cache'
 import {
   NO_VALUE,
+  NOT_FRESH,
   CachedValue,
   decodeCachedValue,
   encodeCachedValue,
@@ -8,8 +8,9 @@ import {
   type NoValue,
   type Serializer,
 } from '../cached-value.js'
-import type { BackendContext, CacheBackend } from './api.js'
+import type { BackendContext, CacheBackend, FreshnessTest } from './api.js'
 import { readArguments } from './arguments.js'
+import { EntryStore } from './entry-store.js'
 import { durationMs } from './shared/distributed.js'
 import type { Duration } from '../durations.js'
 
@@ -29,12 +30,16 @@ export interface MemoryBackendOptions {
   lockTimeout?: Duration
 }
 
-/** An in-process LRU store. Coalescing uses the region's in-process lock; there is nothing to lock across. */
+/**
+ * An in-process LRU store (an `EntryStore`: each value kept as its parts, no object per entry). Coalescing uses the
+ * region's in-process lock; there is nothing to lock across. Serialized, each entry holds the value's bytes instead
+ * (its creation time is in them), decoded on every read.
+ */
 export class MemoryBackend implements CacheBackend {
   readonly name = 'memory'
   readonly maxEntries: number
   readonly lockTimeoutMs: number
-  private readonly store: LRUCache<string, CachedValue | Buffer>
+  private readonly store: EntryStore
   private readonly serialized: boolean
   private serializer: Serializer = jsonSerializer
 
@@ -47,7 +52,7 @@ export class MemoryBackend implements CacheBackend {
     this.maxEntries = (args.maxEntries as number | undefined) ?? 100_000
     this.serialized = (args.serialize as boolean | undefined) ?? false
     this.lockTimeoutMs = durationMs('memory', 'lockTimeout', args.lockTimeout, 30)
-    this.store = new LRUCache({ max: this.maxEntries })
+    this.store = new EntryStore(this.maxEntries)
   }
 
   attach(context: BackendContext): void {
@@ -57,7 +62,12 @@ export class MemoryBackend implements CacheBackend {
   getSync(key: string): CachedValue | NoValue {
     const stored = this.store.get(key)
     if (stored === undefined) return NO_VALUE
-    return this.serialized ? decodeCachedValue(stored as Buffer, this.serializer) : (stored as CachedValue)
+    return this.serialized ? decodeCachedValue(stored.payload as Buffer, this.serializer) : stored
+  }
+
+  getFreshSync(key: string, test: FreshnessTest, expirationMs: number): unknown {
+    // Serialized values are judged after decoding, on the region's full path.
+    return this.serialized ? NOT_FRESH : this.store.getFresh(key, test, expirationMs)
   }
 
   async get(key: string): Promise<CachedValue | NoValue> {
@@ -69,23 +79,20 @@ export class MemoryBackend implements CacheBackend {
   }
 
   async set(key: string, value: CachedValue): Promise<void> {
-    this.store.set(key, this.serialized ? encodeCachedValue(value, this.serializer) : value)
+    this.store.set(key, this.#stored(value))
   }
 
   async setIfNotNewer(key: string, value: CachedValue, since: number): Promise<boolean> {
     const stored = this.store.peek(key)
-    const current =
-      stored === undefined || !this.serialized ? stored : decodeCachedValue(stored as Buffer, this.serializer)
-    if (current instanceof CachedValue && current.ct > since) return false
+    // Serialized, the entry's creation time is the value's (see #stored).
+    if (stored !== undefined && stored.ct > since) return false
     await this.set(key, value)
     return true
   }
 
   async setMulti(entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {
     // Encode everything first, so that one bad value stores nothing.
-    const encoded = entries.map(
-      ([key, value]) => [key, this.serialized ? encodeCachedValue(value, this.serializer) : value] as const,
-    )
+    const encoded = entries.map(([key, value]) => [key, this.#stored(value)] as const)
     for (const [key, value] of encoded) this.store.set(key, value)
   }
 
@@ -93,8 +100,7 @@ export class MemoryBackend implements CacheBackend {
     const current = this.getSync(key)
     const next = (current !== NO_VALUE && typeof current.payload === 'number' ? current.payload : 0) + by
     if (by === 0) return next
-    const value = CachedValue.create(next, Date.now())
-    this.store.set(key, this.serialized ? encodeCachedValue(value, this.serializer) : value)
+    this.store.set(key, this.#stored(CachedValue.create(next, Date.now())))
     return next
   }
 
@@ -117,5 +123,10 @@ export class MemoryBackend implements CacheBackend {
 
   async close(): Promise<void> {
     this.store.clear()
+  }
+
+  /** What the store keeps for `value`: the value itself, or serialized, its bytes (with its creation time beside). */
+  #stored(value: CachedValue): CachedValue {
+    return this.serialized ? new CachedValue(encodeCachedValue(value, this.serializer), value.ct) : value
   }
 }

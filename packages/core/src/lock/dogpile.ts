@@ -1,7 +1,7 @@
 import type { Span } from '@opentelemetry/api'
 import type { BackendAccess } from '../backend-access.js'
 import type { CacheBackend, CacheMutex, LockAcquisition, LockHolder } from '../backends/api.js'
-import { NO_VALUE, type CachedValue, type NoValue } from '../cached-value.js'
+import { NOT_FRESH, NO_VALUE, type CachedValue, type NoValue } from '../cached-value.js'
 import { CreatorTimeoutError, LockTimeoutError, SerializationError } from '../errors.js'
 import type { Freshness, Lookup, NotFresh, Stale } from '../freshness.js'
 import { createValue, type Policy } from '../policy.js'
@@ -75,6 +75,36 @@ export interface Call<T> extends CallIdentity {
   readonly info?: CallInfo
 }
 
+/** The settings of a `getOrCreate` call: the region's defaults (one object, made at `configure`) or the call's. */
+export interface CallSettings<T = unknown> {
+  readonly expirationMs: number
+  readonly shouldCache: ShouldCache<T> | undefined
+  /** tags stored with a created value */
+  readonly tags: readonly string[] | undefined
+  readonly policy: Policy
+  readonly forceRefresh: boolean
+  /** whether a fresh value kept in this process may be served by the quick hit path (not forced, no eager refresh) */
+  readonly quickHit: boolean
+}
+
+/** Settings for a call, with `quickHit` derived. */
+export function callSettings<T>(
+  expirationMs: number,
+  shouldCache: ShouldCache<T> | undefined,
+  tags: readonly string[] | undefined,
+  policy: Policy,
+  forceRefresh: boolean,
+): CallSettings<T> {
+  return {
+    expirationMs,
+    shouldCache,
+    tags,
+    policy,
+    forceRefresh,
+    quickHit: !forceRefresh && policy.eagerRefresh === undefined,
+  }
+}
+
 /** How a `getOrCreate` call was answered. */
 export interface CallInfo {
   /**
@@ -138,21 +168,44 @@ export class DogpileLock {
   /**
    * The value for `storeKey`: fresh from the backend, or made by `creator` once per key at a time. Arguments
    * are checked by the region.
+   *
+   * The hit path is synchronous up to the returned promise: a fresh value this process keeps (the memory backend,
+   * an L1) is judged in place by `getFreshSync` and counted, with no allocation but the promise, and one check of
+   * whether anyone observes hits (a listener, or an SDK for spans). Everything else reads on in `#read`.
    */
-  async getOrCreate<T>(
+  getOrCreate<T>(
     key: string,
     storeKey: string,
     creator: Creator<T>,
-    expirationMs: number,
-    shouldCache: ShouldCache<T> | undefined,
-    tags: readonly string[] | undefined,
-    policy: Policy,
-    forceRefresh?: boolean,
-    info?: CallInfo,
+    settings: CallSettings<T>,
+    info: CallInfo | undefined,
   ): Promise<T> {
     const { host } = this
     const backend = host.backend()
     const startedAt = host.report.traced ? performance.now() : undefined
+    if (settings.quickHit && backend.getFreshSync !== undefined) {
+      const payload = backend.getFreshSync(storeKey, host.freshness, settings.expirationMs)
+      if (payload !== NOT_FRESH) {
+        host.report.hit(key, startedAt, 'l1')
+        if (info !== undefined) note(info, 'hit', false, 'l1')
+        return Promise.resolve(payload as T)
+      }
+    }
+    return this.#read(key, storeKey, creator, settings, info, startedAt, backend)
+  }
+
+  /** Step 1 off the quick path: reads (this process's memory first, then the backend) and judges the value. */
+  async #read<T>(
+    key: string,
+    storeKey: string,
+    creator: Creator<T>,
+    settings: CallSettings<T>,
+    info: CallInfo | undefined,
+    startedAt: number | undefined,
+    backend: CacheBackend,
+  ): Promise<T> {
+    const { host } = this
+    const { expirationMs, shouldCache, tags, policy, forceRefresh } = settings
     // This process's memory first (the memory backend, a region's L1); `undefined`: not there, ask the backend.
     let tier: Tier = 'l1'
     let stored = backend.getSync?.(storeKey)
@@ -160,9 +213,9 @@ export class DogpileLock {
       tier = 'l2'
       stored = await host.access.read(backend, storeKey)
     }
-    // 1. The hit path: a fresh value is returned without touching any lock.
-    if (forceRefresh !== true && host.freshness.isFresh(stored, expirationMs)) {
-      host.report.hit({ key, startedAt }, tier)
+    // 1. A fresh value is returned without touching any lock.
+    if (!forceRefresh && host.freshness.isFresh(stored, expirationMs)) {
+      host.report.hit(key, startedAt, tier)
       note(info, 'hit', false, tier)
       if (policy.eagerRefresh !== undefined && host.now() - stored.ct > policy.eagerRefresh * expirationMs) {
         this.#refreshEarly(
@@ -186,7 +239,7 @@ export class DogpileLock {
     }
     let lookup = await host.freshness.lookup(stored, expirationMs)
     // Forced: a fresh value is treated as stale, so it is still the creator's context and fail-safe's fallback.
-    if (forceRefresh === true && lookup.state === 'fresh')
+    if (forceRefresh && lookup.state === 'fresh')
       lookup = { state: 'stale', value: lookup.value, ct: lookup.stored.ct, reason: 'expired', stored: lookup.stored }
     return this.createOrJoin(call, lookup, tier)
   }
@@ -199,7 +252,7 @@ export class DogpileLock {
     const { report } = this.host
     for (;;) {
       if (lookup.state === 'fresh') {
-        report.hit(call, tier)
+        report.hit(call.key, call.startedAt, tier)
         note(call.info, 'hit', false, tier)
         return lookup.value as T
       }
