@@ -88,6 +88,12 @@ export class EntryStore {
     return slot === undefined || this.#aged(slot) ? undefined : this.#valueAt(slot)
   }
 
+  /** The creation time of `key`'s value, leaving its recency as it is; `-Infinity` when absent. */
+  peekCreated(key: string): number {
+    const slot = this.#index.get(key)
+    return slot === undefined || this.#aged(slot) ? Number.NEGATIVE_INFINITY : this.#cts[slot]!
+  }
+
   /** Stores `value` under `key` as the most recently used entry, evicting the least recently used one if full. */
   set(key: string, value: CachedValue): void {
     let slot = this.#index.get(key)

@@ -14,6 +14,10 @@ import { EntryStore } from './entry-store.js'
 import { durationMs } from './shared/distributed.js'
 import type { Duration } from '../durations.js'
 
+const STORED: Promise<void> = Promise.resolve()
+const STORED_TRUE: Promise<boolean> = Promise.resolve(true)
+const NOT_STORED: Promise<boolean> = Promise.resolve(false)
+
 export interface MemoryBackendOptions {
   /** LRU bound: the least recently used entries are evicted beyond it. Default 100000. */
   maxEntries?: number
@@ -78,16 +82,27 @@ export class MemoryBackend implements CacheBackend {
     return keys.map((key) => this.getSync(key))
   }
 
-  async set(key: string, value: CachedValue): Promise<void> {
-    this.store.set(key, this.#stored(value))
+  // set and setIfNotNewer are on every regeneration: plain functions returning settled promises, not async ones.
+
+  set(key: string, value: CachedValue): Promise<void> {
+    try {
+      this.store.set(key, this.#stored(value))
+      return STORED
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
-  async setIfNotNewer(key: string, value: CachedValue, since: number): Promise<boolean> {
-    const stored = this.store.peek(key)
-    // Serialized, the entry's creation time is the value's (see #stored).
-    if (stored !== undefined && stored.ct > since) return false
-    await this.set(key, value)
-    return true
+  setIfNotNewer(key: string, value: CachedValue, since: number): Promise<boolean> {
+    try {
+      // Serialized, the entry's creation time is the value's (see #stored).
+      if (this.store.peekCreated(key) > since) return NOT_STORED
+      // Through `set`, which a subclass may override to see (or fail) every write.
+      const stored = this.set(key, value)
+      return stored === STORED ? STORED_TRUE : stored.then(() => true)
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   async setMulti(entries: ReadonlyArray<readonly [string, CachedValue]>): Promise<void> {

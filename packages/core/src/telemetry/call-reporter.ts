@@ -151,14 +151,18 @@ export class CallReporter {
     this.instrumentation.backendError(operation, error)
   }
 
+  /** Whether a regeneration gets a `corral.regenerate` span: a traced call's, or one under a leader's span. */
+  tracesRegeneration(traced: boolean, parent: Span | undefined): boolean {
+    return parent !== undefined || (this.tracing !== undefined && traced)
+  }
+
   /**
-   * Runs a regeneration: inside a `corral.regenerate` span (a child of the leader's span) when traced, so the
-   * creator's own spans nest under it, and reported as a `regenerate` with its duration, outcome and the number
-   * of callers that were coalesced onto `flight`.
+   * Runs a traced regeneration inside a `corral.regenerate` span (a child of the leader's span), so the creator's
+   * own spans nest under it, and reports it as a `regenerate` with its duration, outcome and the number of callers
+   * that were coalesced onto `flight`. An untraced regeneration reports itself (`regenerated`), without this frame.
    */
   async regeneration<T>(
     keys: string[],
-    traced: boolean,
     parent: Span | undefined,
     flight: Flight | undefined,
     run: () => Promise<T>,
@@ -168,18 +172,15 @@ export class CallReporter {
     let failure: unknown
     let span: SpanContext | undefined
     try {
-      const value =
-        parent !== undefined || (this.tracing !== undefined && traced)
-          ? await this.tracing!.regenerate(
-              parent,
-              keys,
-              (started) => {
-                span = started
-                if (flight) flight.regenerateSpan = started
-              },
-              run,
-            )
-          : await run()
+      const value = await this.tracing!.regenerate(
+        parent,
+        keys,
+        (started) => {
+          span = started
+          if (flight) flight.regenerateSpan = started
+        },
+        run,
+      )
       failed = false
       return value
     } catch (error) {
@@ -202,7 +203,8 @@ export class CallReporter {
     coalesced: number,
     trace?: SpanContext,
   ): void {
-    this.instrumentation.regenerate(keys, seconds, failed, failure, coalesced, this.clock(), trace)
+    // The time it finished only dates a prevented stampede (coalesced callers): no clock read otherwise.
+    this.instrumentation.regenerate(keys, seconds, failed, failure, coalesced, coalesced > 0 ? this.clock() : 0, trace)
   }
 
   /** A creator ran past its soft or hard timeout. */
