@@ -392,8 +392,23 @@ export class CacheRegion {
    * `lock/dogpile.ts`.
    */
   getOrCreate<T>(key: string, creator: Creator<T>, options?: GetOrCreateOptions<T>): Promise<T> {
-    if (!GET_OR_CREATE_CHANNEL.hasSubscribers && !this.#callScopes)
+    if (!GET_OR_CREATE_CHANNEL.hasSubscribers && !this.#callScopes) {
+      // The common call, checked inline: no options, no key mangler, a configured region.
+      if (
+        options === undefined &&
+        this.#mangler === undefined &&
+        this.#backend !== undefined &&
+        typeof key === 'string' &&
+        typeof creator === 'function'
+      ) {
+        try {
+          return this.#lock.getOrCreate(key, key, creator, this.#callDefaults, undefined)
+        } catch (error) {
+          return Promise.reject(error)
+        }
+      }
       return this.#getOrCreate(key, creator, options, undefined, 'getOrCreate')
+    }
     return this.#observedGetOrCreate(key, creator, options, undefined, 'getOrCreate')
   }
 

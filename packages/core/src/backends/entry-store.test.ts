@@ -64,6 +64,18 @@ describe('EntryStore', () => {
     expect(store.size).toBe(3)
   })
 
+  it('reads near the front leave an entry there: it still outlives three quarters of the bound of newer entries', () => {
+    const store = new EntryStore(8)
+    for (let i = 0; i < 8; i++) store.set(`k${i}`, value(i))
+    store.get('k7') // the newest: nothing to do
+    store.get('k6') // moved to the front one move ago: left in place
+    store.get('k0') // the oldest: moved to the front
+    // Six entries came after the read of k6 (k0's move and five writes): k1..k5 go, k6 and k7 stay, as k0 does.
+    for (let i = 0; i < 5; i++) store.set(`new${i}`, value(i))
+    expect(['k0', 'k6', 'k7'].map((key) => store.peek(key)?.payload)).toEqual([0, 6, 7])
+    expect(['k1', 'k2', 'k3', 'k4', 'k5'].map((key) => store.peek(key))).toEqual(Array(5).fill(undefined))
+  })
+
   it('peek and peekCreated leave recency alone', () => {
     const store = new EntryStore(2)
     store.set('a', value('a', 10))

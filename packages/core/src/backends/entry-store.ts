@@ -27,7 +27,8 @@ export interface EntryStoreOptions {
  *
  * - `getFresh` is the hit path: it asks the region's `FreshnessTest` about the stored parts and returns the payload,
  *   allocating nothing. `get` and `peek` rebuild a `CachedValue` (another read path, which allocates anyway).
- * - Recency is a doubly linked list through two `Uint32Array`s; free slots are chained through the same array.
+ * - Recency is a doubly linked list through two `Uint32Array`s (free slots are chained through the same array);
+ *   a read of an entry near the front leaves it there (see `#read`).
  *   The arrays grow by doubling up to `maxEntries`, so an empty store with a large bound stays small.
  * - Extensions (tags, jitter, fail-safe trust) are rare: their array exists only once a value has some.
  */
@@ -48,6 +49,12 @@ export class EntryStore {
   #older = new Uint32Array(0)
   /** toward the most recently used */
   #newer = new Uint32Array(0)
+  /** `#moves` when each entry was last moved to the front */
+  #movedAt = new Uint32Array(0)
+  /** moves to the front so far (wrapping at 2^32) */
+  #moves = 0
+  /** a read leaves in place an entry moved to the front fewer than this many moves ago (see `#read`) */
+  readonly #settled: number
   #newest = NONE
   #oldest = NONE
   #free = NONE
@@ -59,6 +66,7 @@ export class EntryStore {
     this.#maxAgeMs = options.maxAgeMs
     this.#clock = options.maxAgeMs === undefined ? undefined : (options.clock ?? coarseWallClock)
     this.#evicted = options.evicted
+    this.#settled = maxEntries >>> 2
     this.#allocate(Math.min(maxEntries, INITIAL_SLOTS))
   }
 
@@ -70,7 +78,7 @@ export class EntryStore {
   getFresh(key: string, test: FreshnessTest, expirationMs: number): unknown {
     const slot = this.#live(key)
     if (slot === NONE || !test.isFreshStamp(this.#cts[slot]!, this.#exts?.[slot], expirationMs)) return NOT_FRESH
-    this.#touch(slot)
+    this.#read(slot)
     return this.#payloads[slot]
   }
 
@@ -78,7 +86,7 @@ export class EntryStore {
   get(key: string): CachedValue | undefined {
     const slot = this.#live(key)
     if (slot === NONE) return undefined
-    this.#touch(slot)
+    this.#read(slot)
     return this.#valueAt(slot)
   }
 
@@ -177,6 +185,18 @@ export class EntryStore {
     this.#free = slot
   }
 
+  /**
+   * A read's use of an entry. Moving an entry to the front rewrites its neighbours' links, scattered through the
+   * arrays, on every read of a popular key; an entry moved there less than a quarter of the bound's worth of moves
+   * ago is still in the front quarter of the list and is left there. So a read entry is never evicted before
+   * three quarters of the bound's worth of other entries were written or read after it (exact recency for bounds
+   * under 4), and reads of hot keys write nothing.
+   */
+  #read(slot: number): void {
+    if ((this.#moves - this.#movedAt[slot]!) >>> 0 < this.#settled) return
+    this.#touch(slot)
+  }
+
   #touch(slot: number): void {
     if (slot === this.#newest) return
     this.#unlink(slot)
@@ -193,6 +213,7 @@ export class EntryStore {
   }
 
   #linkNewest(slot: number): void {
+    this.#movedAt[slot] = this.#moves = (this.#moves + 1) >>> 0
     this.#newer[slot] = NONE
     this.#older[slot] = this.#newest
     if (this.#newest === NONE) this.#oldest = slot
@@ -210,6 +231,8 @@ export class EntryStore {
     this.#setAt = this.#maxAgeMs === undefined ? undefined : new Float64Array(capacity)
     this.#older = new Uint32Array(capacity)
     this.#newer = new Uint32Array(capacity)
+    this.#movedAt = new Uint32Array(capacity)
+    this.#moves = 0
     this.#newest = NONE
     this.#oldest = NONE
     this.#free = NONE
@@ -235,6 +258,7 @@ export class EntryStore {
     this.#cts = grown(this.#cts, capacity)
     this.#older = grown(this.#older, capacity)
     this.#newer = grown(this.#newer, capacity)
+    this.#movedAt = grown(this.#movedAt, capacity)
     if (this.#setAt !== undefined) this.#setAt = grown(this.#setAt, capacity)
     this.#capacity = capacity
   }
