@@ -106,10 +106,15 @@ export class BackendAccess {
    */
   async storeIfNotNewer(backend: CacheBackend, storeKey: string, value: CachedValue, since: number): Promise<void> {
     try {
+      if (this.#spans === undefined) {
+        // The common case without a closure: a regeneration's store is on every miss.
+        await (backend.setIfNotNewer ? backend.setIfNotNewer(storeKey, value, since) : backend.set(storeKey, value))
+        return
+      }
       const write = backend.setIfNotNewer
         ? async () => void (await backend.setIfNotNewer!(storeKey, value, since))
         : () => backend.set(storeKey, value)
-      await (this.#spans === undefined ? write() : this.#call(backend, 'set', storeKey, write))
+      await this.#call(backend, 'set', storeKey, write)
     } catch (error) {
       if (error instanceof SerializationError) throw error
       this.reportError('set', error)

@@ -4,6 +4,9 @@ import { SerializationError } from './errors.js'
 export const NO_VALUE: unique symbol = Symbol.for('corral.NO_VALUE')
 export type NoValue = typeof NO_VALUE
 
+/** What a store kept in this process answers on the hit path when it holds no fresh value (`getFreshSync`). */
+export const NOT_FRESH: unique symbol = Symbol('corral.NOT_FRESH')
+
 /**
  * The version of the stored format. A value written in any other format reads as a miss, not as a crash.
  * 2: the header's fourth field is an object of extensions (tags, expiry jitter, fail-safe trust), see below.

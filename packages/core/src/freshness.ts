@@ -1,4 +1,4 @@
-import type { RegionInvalidator } from './backends/api.js'
+import type { FreshnessTest, InvalidationState, RegionInvalidator } from './backends/api.js'
 import { NO_VALUE, type CachedValue, type NoValue, type ValueExtensions } from './cached-value.js'
 import { LocalInvalidator } from './invalidation.js'
 import type { MissReason } from './telemetry/events.js'
@@ -38,13 +38,23 @@ export const FUTURE_CREATION_TOLERANCE_MS = 1000
  * A value created in the same millisecond as an invalidation counts as invalidated: across processes both times
  * have millisecond resolution, and one extra regeneration is the safe side of the tie.
  */
-export class Freshness {
+export class Freshness implements FreshnessTest {
   /** Where the region's marks live; replaced when the region is configured with a backend that shares them. */
   invalidator: RegionInvalidator = new LocalInvalidator()
+  /** The marks the hit path last saw (an `InvalidationState` is replaced, never changed, when marks move). */
+  #marks: InvalidationState | undefined
+  /** The later of those marks: a value created at or before it is not fresh, whichever mark it was. */
+  #validAfter = Number.POSITIVE_INFINITY
 
+  /**
+   * @param clock the exact clock (epoch milliseconds): every decision but the hit path's expiry check
+   * @param hitClock the hit path's clock, by default a coarse one (see clock.ts): it may lag `clock` by about a
+   *   millisecond, never lead it
+   */
   constructor(
     private readonly clock: () => number,
     private readonly reportError: (operation: string, error: unknown) => void,
+    private readonly hitClock: () => number = clock,
   ) {}
 
   /**
@@ -53,14 +63,25 @@ export class Freshness {
    * than it. Anything else takes the full `lookup`.
    */
   isFresh(stored: CachedValue | NoValue, expirationMs: number): stored is CachedValue {
-    if (stored === NO_VALUE) return false
-    const ct = stored.ct
+    return stored !== NO_VALUE && this.isFreshStamp(stored.ct, stored.ext, expirationMs)
+  }
+
+  /**
+   * `isFresh` for a value kept as its parts (the memory backend's and the L1's store). Both invalidation marks are
+   * one comparison with `#validAfter`, recomputed only when the marks change; expiry is one subtraction against the
+   * hit clock. False (never a wrong true) when in doubt: a creation time from the future, the hit clock lagging.
+   */
+  isFreshStamp(ct: number, ext: ValueExtensions | undefined, expirationMs: number): boolean {
     const marks = this.invalidator.current()
-    if (ct <= marks.hardAt || ct <= marks.softAt) return false
-    const now = this.clock()
-    const ext = stored.ext
+    if (marks !== this.#marks) {
+      this.#marks = marks
+      this.#validAfter = Math.max(marks.hardAt, marks.softAt)
+    }
+    // `!(>)`: NaN (a value of another format version) is never fresh.
+    if (!(ct > this.#validAfter)) return false
+    const now = this.hitClock()
     if (ext === undefined) return now - ct <= expirationMs && ct <= now + FUTURE_CREATION_TOLERANCE_MS
-    if (ct > now + FUTURE_CREATION_TOLERANCE_MS || !unexpired(stored, ext, now, expirationMs)) return false
+    if (ct > now + FUTURE_CREATION_TOLERANCE_MS || !unexpired(ct, ext, now, expirationMs)) return false
     return ext.tags === undefined || this.#tagsAllow(ext.tags, ct)
   }
 
@@ -84,7 +105,7 @@ export class Freshness {
       }
     }
     if (ct <= softAt) return { state: 'stale', value: stored.payload, ct, reason: 'invalidated', stored }
-    if (ct === Number.NEGATIVE_INFINITY || !unexpired(stored, stored.ext, now, expirationMs))
+    if (ct === Number.NEGATIVE_INFINITY || !unexpired(ct, stored.ext, now, expirationMs))
       return { state: 'stale', value: stored.payload, ct, reason: 'expired', stored }
     return { state: 'fresh', value: stored.payload, stored }
   }
@@ -140,8 +161,8 @@ export class Freshness {
  * Whether a value is within its expiration time (extended by its jitter), or trusted beyond it as a fail-safe
  * value until `trustedUntil`.
  */
-function unexpired(stored: CachedValue, ext: ValueExtensions | undefined, now: number, expirationMs: number): boolean {
-  if (ext === undefined) return now - stored.ct <= expirationMs
-  if (now - stored.ct <= expirationMs + (ext.jitterMs ?? 0)) return true
+function unexpired(ct: number, ext: ValueExtensions | undefined, now: number, expirationMs: number): boolean {
+  if (ext === undefined) return now - ct <= expirationMs
+  if (now - ct <= expirationMs + (ext.jitterMs ?? 0)) return true
   return ext.trustedUntil !== undefined && now <= ext.trustedUntil
 }

@@ -21,6 +21,7 @@ export type {
 } from './region-options.js'
 export {
   NO_VALUE,
+  NOT_FRESH,
   CachedValue,
   FORMAT_VERSION,
   jsonSerializer,
@@ -39,6 +40,7 @@ export type {
   BackendContext,
   RegionInvalidator,
   InvalidationState,
+  FreshnessTest,
   L1Bus,
 } from './backends/api.js'
 export {

@@ -18,6 +18,7 @@ import {
 import { guardBackend, parseCircuitBreaker } from './circuit-breaker.js'
 import { buildBackendChain, fromFlatConfig } from './configuration.js'
 import { CacheDependency, type DependencyHost } from './dependency.js'
+import { coarseWallClock, wallClock } from './clock.js'
 import { describeValue } from './describe-value.js'
 import { parseExpiration, type Duration } from './durations.js'
 import { RegionAlreadyConfiguredError, RegionNotConfiguredError, ValidationError } from './errors.js'
@@ -31,7 +32,7 @@ import {
   type MultiKeyGenerator,
 } from './keys.js'
 import type { AsyncCreationRunner } from './lock/async-runner.js'
-import { DogpileLock, type CallInfo, type LockHost } from './lock/dogpile.js'
+import { DogpileLock, callSettings, type CallInfo, type CallSettings, type LockHost } from './lock/dogpile.js'
 import { getOrCreateMulti } from './lock/multi.js'
 import type {
   ConfigureOptions,
@@ -114,6 +115,8 @@ export class CacheRegion {
   #coalesce = true
   /** fail-safe, timeouts, eager refresh and jitter defaults (configure's resilience options) */
   #policy: Policy = NO_POLICY
+  /** the settings of a `getOrCreate` call without options, made once per `configure` */
+  #callDefaults: CallSettings = callSettings(Number.POSITIVE_INFINITY, undefined, undefined, NO_POLICY, false)
   readonly #hub: EventHub
   readonly #instrumentation: Instrumentation
   readonly #tracing: RegionTracing | undefined
@@ -138,7 +141,7 @@ export class CacheRegion {
     this.asyncCreationRunner = options.asyncCreationRunner
     this.serializer = options.serializer ?? jsonSerializer
     this.#userMangler = options.keyMangler
-    this.#clock = options.clock ?? Date.now
+    this.#clock = options.clock ?? wallClock
     const telemetry = options.telemetry === false ? undefined : (options.telemetry ?? {})
     this.#hub = new EventHub((error, event) => registry.reportListenerError(error, this.name, event))
     const hotKeys =
@@ -162,7 +165,8 @@ export class CacheRegion {
     this.#callScopes = this.#tracing?.backend !== undefined
     this.#metricsRegistry = telemetry ? (telemetry.metricsRegistry ?? registry.metrics) : undefined
     const reportError = (operation: string, error: unknown) => this.#instrumentation.backendError(operation, error)
-    this.#freshness = new Freshness(this.#clock, reportError)
+    // The hit path's expiry check reads a coarse clock unless a clock was injected (see clock.ts).
+    this.#freshness = new Freshness(this.#clock, reportError, options.clock ?? coarseWallClock)
     this.#access = new BackendAccess(name, reportError, this.#tracing)
     // The lock reaches the region only through this host.
     this.#lockHost = {
@@ -233,7 +237,7 @@ export class CacheRegion {
       chain = withL1(chain, l1, {
         regionName: this.name,
         observer: { evicted: (cause, count) => this.#instrumentation.l1Evicted(cause, count) },
-        ...(this.#clock === Date.now ? {} : { clock: this.#clock }),
+        ...(this.#clock === wallClock ? {} : { clock: this.#clock }),
         closeQuietly,
       })
     const { instance, owned } = chain
@@ -246,6 +250,7 @@ export class CacheRegion {
     this.#expirationTime = expirationTime === Number.POSITIVE_INFINITY ? undefined : expirationTime
     this.#expirationMs = expirationToMs(this.#expirationTime)
     this.#policy = policy
+    this.#callDefaults = callSettings(this.#expirationMs, undefined, undefined, policy, false)
     this.#coalesce = instance.coalesce !== false
     this.#mangler = this.#userMangler === false ? undefined : (this.#userMangler ?? instance.keyMangler)
     instance.attach?.({
@@ -400,8 +405,23 @@ export class CacheRegion {
    * `lock/dogpile.ts`.
    */
   getOrCreate<T>(key: string, creator: Creator<T>, options?: GetOrCreateOptions<T>): Promise<T> {
-    if (!GET_OR_CREATE_CHANNEL.hasSubscribers && !this.#callScopes)
+    if (!GET_OR_CREATE_CHANNEL.hasSubscribers && !this.#callScopes) {
+      // The common call, checked inline: no options, no key mangler, a configured region.
+      if (
+        options === undefined &&
+        this.#mangler === undefined &&
+        this.#backend !== undefined &&
+        typeof key === 'string' &&
+        typeof creator === 'function'
+      ) {
+        try {
+          return this.#lock.getOrCreate(key, key, creator, this.#callDefaults, undefined)
+        } catch (error) {
+          return Promise.reject(error)
+        }
+      }
       return this.#getOrCreate(key, creator, options, undefined, 'getOrCreate')
+    }
     return this.#observedGetOrCreate(key, creator, options, undefined, 'getOrCreate')
   }
 
@@ -461,18 +481,7 @@ export class CacheRegion {
       )
     try {
       const storeKey = this.#mangler === undefined ? key : this.#mangler(key)
-      if (options === undefined)
-        return this.#lock.getOrCreate(
-          key,
-          storeKey,
-          creator,
-          this.#expirationMs,
-          undefined,
-          undefined,
-          this.#policy,
-          false,
-          info,
-        )
+      if (options === undefined) return this.#lock.getOrCreate(key, storeKey, creator, this.#callDefaults, info)
       rejectUnknown(options, GET_OR_CREATE_OPTIONS, `${method}()`)
       const expirationMs =
         options.expirationTime === undefined ? this.#expirationMs : this.#callExpirationMs(options.expirationTime)
@@ -484,17 +493,8 @@ export class CacheRegion {
         throw new ValidationError(
           `${method}(): forceRefresh must be a boolean; got ${describeValue(options.forceRefresh)}`,
         )
-      return this.#lock.getOrCreate(
-        key,
-        storeKey,
-        creator,
-        expirationMs,
-        options.shouldCache,
-        tags,
-        policy,
-        options.forceRefresh === true,
-        info,
-      )
+      const settings = callSettings(expirationMs, options.shouldCache, tags, policy, options.forceRefresh === true)
+      return this.#lock.getOrCreate(key, storeKey, creator, settings, info)
     } catch (error) {
       return Promise.reject(error)
     }

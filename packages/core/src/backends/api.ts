@@ -1,4 +1,4 @@
-import type { CachedValue, NoValue, Serializer } from '../cached-value.js'
+import type { CachedValue, NoValue, Serializer, ValueExtensions } from '../cached-value.js'
 import type { KeyMangler } from '../keys.js'
 
 /**
@@ -74,6 +74,11 @@ export interface FencedStore {
   readonly holder?: LockHolder
 }
 
+/** The region's freshness decision, as a store kept in this process calls it on a value's parts. */
+export interface FreshnessTest {
+  isFreshStamp(ct: number, ext: ValueExtensions | undefined, expirationMs: number): boolean
+}
+
 /** A region-wide invalidation, as a backend's invalidator remembers it. Times are milliseconds since the epoch. */
 export interface InvalidationState {
   readonly hardAt: number
@@ -89,7 +94,10 @@ export interface InvalidationState {
 export interface RegionInvalidator {
   /** Records an invalidation at `at`, locally at once and for other processes as the backend allows. */
   invalidate(hard: boolean, at: number): Promise<void>
-  /** The marks currently in force. */
+  /**
+   * The marks currently in force. When they change, return a new object (never change the one returned before):
+   * the hit path recomputes what it derives from the marks only when this object is another.
+   */
   current(): InvalidationState
 
   /** Records tag invalidations at `at` (see `region.invalidateTags`). Invalidators without it do not support tags. */
@@ -167,6 +175,12 @@ export interface CacheBackend {
    * answered is reported with `tier: 'l1'`, one that `get()` answered with `tier: 'l2'`.
    */
   getSync?(key: string): CachedValue | NoValue | undefined
+  /**
+   * The hit path of a store kept in this process (the `memory` backend, a region's L1), without allocating: the
+   * payload of `key` when `test` finds the stored value fresh for `expirationMs`, else `NOT_FRESH` (cached-value.ts: absent, not
+   * fresh, or not known here), and the region then takes its full path through `getSync` or `get`.
+   */
+  getFreshSync?(key: string, test: FreshnessTest, expirationMs: number): unknown
   /** A distributed lock for `key`, or `undefined` to rely on the region's in-process lock alone. */
   getMutex?(key: string): CacheMutex | undefined
   /**

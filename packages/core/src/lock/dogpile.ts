@@ -1,7 +1,7 @@
 import type { Span } from '@opentelemetry/api'
 import type { BackendAccess } from '../backend-access.js'
 import type { CacheBackend, CacheMutex, LockAcquisition, LockHolder } from '../backends/api.js'
-import { NO_VALUE, type CachedValue, type NoValue } from '../cached-value.js'
+import { NOT_FRESH, NO_VALUE, type CachedValue, type NoValue } from '../cached-value.js'
 import { CreatorTimeoutError, LockTimeoutError, SerializationError } from '../errors.js'
 import type { Freshness, Lookup, NotFresh, Stale } from '../freshness.js'
 import { createValue, type Policy } from '../policy.js'
@@ -10,7 +10,8 @@ import type { AsyncCreationRunner } from './async-runner.js'
 import type { CacheRegion } from '../region.js'
 import type { CallIdentity, CallReporter } from '../telemetry/call-reporter.js'
 import type { Tier } from '../telemetry/events.js'
-import { FlightTable, type AnswerSource, type Flight } from './flight.js'
+import { deadlineIn } from './deadlines.js'
+import { FlightTable, type AnswerSource, type Flight, type FlightOutcome } from './flight.js'
 
 /**
  * The dogpile lock: one creator per key at a time, across every caller of the region (and across processes when
@@ -73,6 +74,36 @@ export interface Call<T> extends CallIdentity {
   readonly forceRefresh?: boolean
   /** filled in as the call is answered, when the caller asked how (`getOrCreateResult`) */
   readonly info?: CallInfo
+}
+
+/** The settings of a `getOrCreate` call: the region's defaults (one object, made at `configure`) or the call's. */
+export interface CallSettings<T = unknown> {
+  readonly expirationMs: number
+  readonly shouldCache: ShouldCache<T> | undefined
+  /** tags stored with a created value */
+  readonly tags: readonly string[] | undefined
+  readonly policy: Policy
+  readonly forceRefresh: boolean
+  /** whether a fresh value kept in this process may be served by the quick hit path (not forced, no eager refresh) */
+  readonly quickHit: boolean
+}
+
+/** Settings for a call, with `quickHit` derived. */
+export function callSettings<T>(
+  expirationMs: number,
+  shouldCache: ShouldCache<T> | undefined,
+  tags: readonly string[] | undefined,
+  policy: Policy,
+  forceRefresh: boolean,
+): CallSettings<T> {
+  return {
+    expirationMs,
+    shouldCache,
+    tags,
+    policy,
+    forceRefresh,
+    quickHit: !forceRefresh && policy.eagerRefresh === undefined,
+  }
 }
 
 /** How a `getOrCreate` call was answered. */
@@ -138,21 +169,44 @@ export class DogpileLock {
   /**
    * The value for `storeKey`: fresh from the backend, or made by `creator` once per key at a time. Arguments
    * are checked by the region.
+   *
+   * The hit path is synchronous up to the returned promise: a fresh value this process keeps (the memory backend,
+   * an L1) is judged in place by `getFreshSync` and counted, with no allocation but the promise, and one check of
+   * whether anyone observes hits (a listener, or an SDK for spans). Everything else reads on in `#read`.
    */
-  async getOrCreate<T>(
+  getOrCreate<T>(
     key: string,
     storeKey: string,
     creator: Creator<T>,
-    expirationMs: number,
-    shouldCache: ShouldCache<T> | undefined,
-    tags: readonly string[] | undefined,
-    policy: Policy,
-    forceRefresh?: boolean,
-    info?: CallInfo,
+    settings: CallSettings<T>,
+    info: CallInfo | undefined,
   ): Promise<T> {
     const { host } = this
     const backend = host.backend()
     const startedAt = host.report.traced ? performance.now() : undefined
+    if (settings.quickHit && backend.getFreshSync !== undefined) {
+      const payload = backend.getFreshSync(storeKey, host.freshness, settings.expirationMs)
+      if (payload !== NOT_FRESH) {
+        host.report.hit(key, startedAt, 'l1')
+        if (info !== undefined) note(info, 'hit', false, 'l1')
+        return Promise.resolve(payload as T)
+      }
+    }
+    return this.#read(key, storeKey, creator, settings, info, startedAt, backend)
+  }
+
+  /** Step 1 off the quick path: reads (this process's memory first, then the backend) and judges the value. */
+  async #read<T>(
+    key: string,
+    storeKey: string,
+    creator: Creator<T>,
+    settings: CallSettings<T>,
+    info: CallInfo | undefined,
+    startedAt: number | undefined,
+    backend: CacheBackend,
+  ): Promise<T> {
+    const { host } = this
+    const { expirationMs, shouldCache, tags, policy, forceRefresh } = settings
     // This process's memory first (the memory backend, a region's L1); `undefined`: not there, ask the backend.
     let tier: Tier = 'l1'
     let stored = backend.getSync?.(storeKey)
@@ -160,9 +214,9 @@ export class DogpileLock {
       tier = 'l2'
       stored = await host.access.read(backend, storeKey)
     }
-    // 1. The hit path: a fresh value is returned without touching any lock.
-    if (forceRefresh !== true && host.freshness.isFresh(stored, expirationMs)) {
-      host.report.hit({ key, startedAt }, tier)
+    // 1. A fresh value is returned without touching any lock.
+    if (!forceRefresh && host.freshness.isFresh(stored, expirationMs)) {
+      host.report.hit(key, startedAt, tier)
       note(info, 'hit', false, tier)
       if (policy.eagerRefresh !== undefined && host.now() - stored.ct > policy.eagerRefresh * expirationMs) {
         this.#refreshEarly(
@@ -184,11 +238,16 @@ export class DogpileLock {
       forceRefresh,
       info,
     }
-    let lookup = await host.freshness.lookup(stored, expirationMs)
+    let lookup = needsTagMarks(stored)
+      ? await host.freshness.lookup(stored, expirationMs)
+      : host.freshness.classify(stored, expirationMs)
     // Forced: a fresh value is treated as stale, so it is still the creator's context and fail-safe's fallback.
-    if (forceRefresh === true && lookup.state === 'fresh')
+    if (forceRefresh && lookup.state === 'fresh')
       lookup = { state: 'stale', value: lookup.value, ct: lookup.stored.ct, reason: 'expired', stored: lookup.stored }
-    return this.createOrJoin(call, lookup, tier)
+    // The common miss: nothing in flight for the key, so this caller leads (createOrJoin's first step, inline).
+    if (lookup.state !== 'fresh' && (!host.coalesce() || this.flights.get(storeKey) === undefined))
+      return await this.#lead(call, lookup)
+    return await this.createOrJoin(call, lookup, tier)
   }
 
   /**
@@ -199,12 +258,12 @@ export class DogpileLock {
     const { report } = this.host
     for (;;) {
       if (lookup.state === 'fresh') {
-        report.hit(call, tier)
+        report.hit(call.key, call.startedAt, tier)
         note(call.info, 'hit', false, tier)
         return lookup.value as T
       }
       const flight = this.host.coalesce() ? this.flights.get(call.storeKey) : undefined
-      if (flight === undefined) return this.#lead(call, lookup)
+      if (flight === undefined) return await this.#lead(call, lookup)
 
       flight.coalesced++
       if (lookup.state === 'stale' && call.forceRefresh !== true) {
@@ -231,7 +290,10 @@ export class DogpileLock {
       flight.coalesced--
       const backend = this.host.backend()
       tier = 'l2'
-      lookup = await this.host.freshness.lookup(await this.host.access.read(backend, call.storeKey), call.expirationMs)
+      const current = await this.host.access.read(backend, call.storeKey)
+      lookup = needsTagMarks(current)
+        ? await this.host.freshness.lookup(current, call.expirationMs)
+        : this.host.freshness.classify(current, call.expirationMs)
     }
   }
 
@@ -260,7 +322,7 @@ export class DogpileLock {
             return value as T
           }
           // Another process regenerates and we have a stale value: serve it (dogpile's non-blocking acquire).
-          flight?.settle({ kind: 'reread' })
+          flight?.settle(REREAD)
           report.servedStaleWhileLockedElsewhere(key, lookup as Stale, span, acquisition.holder)
           note(call.info, 'stale')
           return (lookup as Stale).value as T
@@ -270,7 +332,9 @@ export class DogpileLock {
           // We hold the lock: another process may have created the value while we waited for it.
           const current =
             acquisition.current !== undefined ? acquisition.current : await host.access.read(host.backend(), storeKey)
-          const again = await host.freshness.lookup(current, call.expirationMs)
+          const again = needsTagMarks(current)
+            ? await host.freshness.lookup(current, call.expirationMs)
+            : host.freshness.classify(current, call.expirationMs)
           // Made by another process while we waited for the lock (a forced refresh only takes a newer one).
           if (again.state === 'fresh' && (call.forceRefresh !== true || again.stored.ct > stampOf(lookup))) {
             flight?.settle({ kind: 'value', value: again.value })
@@ -294,7 +358,9 @@ export class DogpileLock {
       report.regenerating(key, lookup, span)
       const produced = await this.#produce(call, lead, span, lookup)
       detached = produced.detached
-      flight?.settle({ kind: 'value', value: produced.value, source: produced.source })
+      // #produce settled the flight as it answered; this is for the waiters' sake should it ever not have.
+      if (flight !== undefined && !flight.settled)
+        flight.settle({ kind: 'value', value: produced.value, source: produced.source })
       report.leaderAnswered(span)
       note(call.info, RESULT_OF[produced.source], produced.source === 'created')
       return produced.value
@@ -304,7 +370,11 @@ export class DogpileLock {
       throw error
     } finally {
       // A detached regeneration (handed to the async runner, or going on after a soft timeout) lets go itself.
-      if (!detached) await lead.finish()
+      if (!detached) {
+        const finished = lead.finish()
+        // Without a lock to release it is done already: no turn of the microtask queue for it.
+        if (finished !== RESOLVED) await finished
+      }
     }
   }
 
@@ -402,7 +472,6 @@ export class DogpileLock {
   ): Promise<{ value: T; detached: boolean; source: AnswerSource }> {
     const { host } = this
     const { flight } = lead
-    const finish = () => lead.finish()
     const { policy } = call
     const context = new Context<T>(call.key, lookup.state === 'absent' ? NO_VALUE : (lookup.value as T))
     const creation = this.#regenerate(call, lead, span, context)
@@ -432,28 +501,27 @@ export class DogpileLock {
               detached = true
               answer((lookup as Stale).value as T, 'stale')
             }, softMs)
-      const hardTimer = setTimeout(() => {
-        clearTimeout(softTimer)
+      const hardDeadline = deadlineIn(hardMs, () => {
+        if (softTimer !== undefined) clearTimeout(softTimer)
         const timeout = new CreatorTimeoutError(
           `region "${host.region.name}": the creator of "${call.key}" did not finish within ${hardMs / 1000}s${policy.hardTimeoutMs === undefined ? ' (the lock timeout; set hardTimeout to choose)' : ''}`,
         )
         context.abandon(timeout)
         host.report.timedOut(call.key, 'hard')
-        if (detached) void finish()
+        if (detached) void lead.finish()
         else if (!answered) fail(timeout)
-      }, hardMs)
-      hardTimer.unref?.()
+      })
       creation.then(
         (value) => {
-          clearTimeout(softTimer)
-          clearTimeout(hardTimer)
-          if (detached) void finish()
+          if (softTimer !== undefined) clearTimeout(softTimer)
+          hardDeadline.cancel()
+          if (detached) void lead.finish()
           else if (!answered) answer(value, 'created')
         },
         (error: unknown) => {
-          clearTimeout(softTimer)
-          clearTimeout(hardTimer)
-          if (detached) void finish()
+          if (softTimer !== undefined) clearTimeout(softTimer)
+          hardDeadline.cancel()
+          if (detached) void lead.finish()
           else if (!answered) fail(error)
         },
       )
@@ -479,21 +547,46 @@ export class DogpileLock {
     return { value: stale.value }
   }
 
-  /** Runs the creator inside its span and stores the value unless `shouldCache` declines or the call was abandoned. */
+  /**
+   * Runs the creator (inside its span when traced) and stores the value unless `shouldCache` declines or the call
+   * was abandoned. Untraced, the run and its report are one frame: this is on every miss.
+   */
   #regenerate<T>(call: Call<T>, lead: Leadership, parent: Span | undefined, context: Context<T>): Promise<T> {
-    const { host } = this
-    const since = host.now()
-    const { flight } = lead
-    return host.report.regeneration([call.key], call.startedAt !== undefined, parent, flight, async () => {
-      const created = await call.creator(context)
-      // A creator abandoned at its hard timeout must not store what it made late.
-      if (context.abandoned) return created
-      if (call.shouldCache === undefined || call.shouldCache(created)) {
-        const value = createValue(created, host.stamp(), call.tags, call.policy)
-        await lead.store(value, since, host.report.holderOfFlight(flight))
-      }
+    const { report } = this.host
+    const since = this.host.now()
+    if (report.tracesRegeneration(call.startedAt !== undefined, parent))
+      return report.regeneration([call.key], parent, lead.flight, () => this.#create(call, lead, context, since))
+    return this.#regenerateUntraced(call, lead, context, since)
+  }
+
+  async #regenerateUntraced<T>(call: Call<T>, lead: Leadership, context: Context<T>, since: number): Promise<T> {
+    const started = performance.now()
+    let failed = true
+    let failure: unknown
+    try {
+      const created = await this.#create(call, lead, context, since)
+      failed = false
       return created
-    })
+    } catch (error) {
+      failure = error
+      throw error
+    } finally {
+      const seconds = (performance.now() - started) / 1000
+      this.host.report.regenerated([call.key], seconds, failed, failure, lead.flight?.coalesced ?? 0)
+    }
+  }
+
+  /** The creator's run and the store of its value (`since`: when the regeneration started, for the fence). */
+  async #create<T>(call: Call<T>, lead: Leadership, context: Context<T>, since: number): Promise<T> {
+    const { host } = this
+    const created = await call.creator(context)
+    // A creator abandoned at its hard timeout must not store what it made late.
+    if (context.abandoned) return created
+    if (call.shouldCache === undefined || call.shouldCache(created)) {
+      const value = createValue(created, host.stamp(), call.tags, call.policy)
+      await lead.store(value, since, host.report.holderOfFlight(lead.flight))
+    }
+    return created
   }
 
   /**
@@ -543,46 +636,71 @@ class Leadership {
     readonly mutex: CacheMutex | undefined,
   ) {}
 
-  /** Stores `value` unless a value created after `since` is there; a failure is reported, never thrown (but a SerializationError). */
-  async store(value: CachedValue, since: number, holder: LockHolder | undefined): Promise<void> {
-    const { host } = this
-    if (this.mutex !== undefined && !this.#released) {
-      try {
-        await this.mutex.release({ value, since, ...(holder ? { holder } : {}) })
-        this.#released = true
-      } catch (error) {
-        if (error instanceof SerializationError) throw error
-        host.report.backendError('set', error)
-      }
-      return
-    }
+  /**
+   * Stores `value` unless a value created after `since` is there; a failure is reported, never thrown (but a
+   * SerializationError). Without a held lock it returns the backend access's promise itself: no frame of its own.
+   */
+  store(value: CachedValue, since: number, holder: LockHolder | undefined): Promise<void> {
+    if (this.mutex !== undefined && !this.#released) return this.#storeReleasing(value, since, holder)
     let backend: CacheBackend
     try {
-      backend = host.backend()
+      backend = this.host.backend()
     } catch {
-      return // the region was closed while the creator ran: its caller still gets the value, nothing is stored
+      return RESOLVED // the region was closed while the creator ran: its caller still gets the value, nothing is stored
     }
-    await host.access.storeIfNotNewer(backend, this.storeKey, value, since)
+    return this.host.access.storeIfNotNewer(backend, this.storeKey, value, since)
   }
 
-  /** Releases the lock (unless storing released it) and ends the flight, so later callers start a new one. */
+  /** Stores through the mutex's release: the store, the release and the waiters' wake-up in one step. */
+  async #storeReleasing(value: CachedValue, since: number, holder: LockHolder | undefined): Promise<void> {
+    try {
+      await this.mutex!.release({ value, since, ...(holder ? { holder } : {}) })
+      this.#released = true
+    } catch (error) {
+      if (error instanceof SerializationError) throw error
+      this.host.report.backendError('set', error)
+    }
+  }
+
+  /**
+   * Releases the lock (unless storing released it) and ends the flight, so later callers start a new one. Without
+   * a lock to release, at once (a regeneration in one process needs no promise for it).
+   */
   finish(): Promise<void> {
-    this.#finished ??= (async () => {
-      if (this.mutex !== undefined && !this.#released) {
-        this.#released = true
-        try {
-          await this.mutex.release()
-        } catch (error) {
-          this.host.report.backendError('unlock', error)
-        }
-      }
-      if (this.flight) {
-        this.flight.settle({ kind: 'reread' })
-        this.flights.end(this.storeKey, this.flight)
-      }
-    })()
+    if (this.#finished !== undefined) return this.#finished
+    if (this.mutex === undefined || this.#released) {
+      this.#endFlight()
+      this.#finished = RESOLVED
+    } else {
+      this.#released = true
+      this.#finished = this.#release()
+    }
     return this.#finished
   }
+
+  async #release(): Promise<void> {
+    try {
+      await this.mutex!.release()
+    } catch (error) {
+      this.host.report.backendError('unlock', error)
+    }
+    this.#endFlight()
+  }
+
+  #endFlight(): void {
+    if (this.flight) {
+      this.flight.settle(REREAD)
+      this.flights.end(this.storeKey, this.flight)
+    }
+  }
+}
+
+const RESOLVED: Promise<void> = Promise.resolve()
+const REREAD: FlightOutcome = Object.freeze({ kind: 'reread' })
+
+/** Whether judging `stored` may need tag marks this process does not know yet (`Freshness.lookup` loads them). */
+function needsTagMarks(stored: CachedValue | NoValue): boolean {
+  return stored !== NO_VALUE && stored.ext?.tags !== undefined
 }
 
 /** The creation time of what a lookup found (0 when nothing). */

@@ -37,7 +37,7 @@ export class Flight<T = unknown> {
   /** the creator in another process this flight's leader waited for (its trace context), when it learnt it */
   remoteCreator: SpanContext | undefined
   private settleWith!: (outcome: FlightOutcome<T>) => void
-  private settled = false
+  #settled = false
 
   constructor() {
     this.done = new Promise((resolve) => {
@@ -46,9 +46,14 @@ export class Flight<T = unknown> {
   }
 
   /** Resolves the flight once; later calls are ignored (the first outcome is the truth). */
+  /** Whether the flight has its outcome. */
+  get settled(): boolean {
+    return this.#settled
+  }
+
   settle(outcome: FlightOutcome<T>): void {
-    if (this.settled) return
-    this.settled = true
+    if (this.#settled) return
+    this.#settled = true
     this.settleWith(outcome)
   }
 }

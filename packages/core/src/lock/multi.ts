@@ -48,7 +48,7 @@ export async function getOrCreateMulti<T>(
     const storeKey = storeKeys[i]!
     const lookup = host.freshness.classify(stored[i] ?? NO_VALUE, expirationMs)
     if (lookup.state === 'fresh') {
-      host.report.hit({ key, startedAt: undefined }, tiers[i]!)
+      host.report.hit(key, undefined, tiers[i]!)
       values.set(key, lookup.value)
       return
     }

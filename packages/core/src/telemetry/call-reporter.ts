@@ -33,11 +33,13 @@ export class CallReporter {
 
   // ------------------------------------------------------------ callers that did not regenerate
 
-  /** A fresh value was served, by `tier`: this process's memory (`getSync`) or the backend (`get`). */
-  hit(call: CallIdentity, tier: Tier): void {
-    this.instrumentation.hit(call.key, tier)
-    if (call.startedAt !== undefined)
-      this.tracing!.recordFinished(call.key, 'hit', call.startedAt, undefined, undefined, tier)
+  /**
+   * A fresh value was served, by `tier`: this process's memory (`getSync`) or the backend (`get`). `startedAt`: the
+   * call's start when it is traced. Takes the key and the start apart, so the hit path allocates no call object.
+   */
+  hit(key: string, startedAt: number | undefined, tier: Tier): void {
+    this.instrumentation.hit(key, tier)
+    if (startedAt !== undefined) this.tracing!.recordFinished(key, 'hit', startedAt, undefined, undefined, tier)
   }
 
   /** Another caller of this process regenerates and this one had a stale value: it was served at once. */
@@ -149,14 +151,18 @@ export class CallReporter {
     this.instrumentation.backendError(operation, error)
   }
 
+  /** Whether a regeneration gets a `corral.regenerate` span: a traced call's, or one under a leader's span. */
+  tracesRegeneration(traced: boolean, parent: Span | undefined): boolean {
+    return parent !== undefined || (this.tracing !== undefined && traced)
+  }
+
   /**
-   * Runs a regeneration: inside a `corral.regenerate` span (a child of the leader's span) when traced, so the
-   * creator's own spans nest under it, and reported as a `regenerate` with its duration, outcome and the number
-   * of callers that were coalesced onto `flight`.
+   * Runs a traced regeneration inside a `corral.regenerate` span (a child of the leader's span), so the creator's
+   * own spans nest under it, and reports it as a `regenerate` with its duration, outcome and the number of callers
+   * that were coalesced onto `flight`. An untraced regeneration reports itself (`regenerated`), without this frame.
    */
   async regeneration<T>(
     keys: string[],
-    traced: boolean,
     parent: Span | undefined,
     flight: Flight | undefined,
     run: () => Promise<T>,
@@ -166,18 +172,15 @@ export class CallReporter {
     let failure: unknown
     let span: SpanContext | undefined
     try {
-      const value =
-        parent !== undefined || (this.tracing !== undefined && traced)
-          ? await this.tracing!.regenerate(
-              parent,
-              keys,
-              (started) => {
-                span = started
-                if (flight) flight.regenerateSpan = started
-              },
-              run,
-            )
-          : await run()
+      const value = await this.tracing!.regenerate(
+        parent,
+        keys,
+        (started) => {
+          span = started
+          if (flight) flight.regenerateSpan = started
+        },
+        run,
+      )
       failed = false
       return value
     } catch (error) {
@@ -200,7 +203,8 @@ export class CallReporter {
     coalesced: number,
     trace?: SpanContext,
   ): void {
-    this.instrumentation.regenerate(keys, seconds, failed, failure, coalesced, this.clock(), trace)
+    // The time it finished only dates a prevented stampede (coalesced callers): no clock read otherwise.
+    this.instrumentation.regenerate(keys, seconds, failed, failure, coalesced, coalesced > 0 ? this.clock() : 0, trace)
   }
 
   /** A creator ran past its soft or hard timeout. */

@@ -1,5 +1,4 @@
-import { LRUCache } from 'lru-cache'
-import { NO_VALUE, type CachedValue, type NoValue } from '../../cached-value.js'
+import { NO_VALUE, NOT_FRESH, type CachedValue, type NoValue } from '../../cached-value.js'
 import { SerializationError } from '../../errors.js'
 import type { KeyMangler } from '../../keys.js'
 import type {
@@ -8,10 +7,12 @@ import type {
   CacheBackend,
   CacheMutex,
   FencedStore,
+  FreshnessTest,
   L1Bus,
   LockAcquisition,
   RegionInvalidator,
 } from '../api.js'
+import { EntryStore } from '../entry-store.js'
 import { ErrorThrottle } from '../shared/distributed.js'
 import { CoherenceChannel } from './channel.js'
 import { ChangeFence } from './fence.js'
@@ -37,7 +38,10 @@ export interface TieredBackendOptions {
   /** the tier closes the L2 (one the region made from a name) */
   ownsL2?: boolean
   observer?: TierObserver
-  /** Milliseconds, for `maxAgeMs` (the region's clock, so tests can move time). Default `performance.now`. */
+  /**
+   * Milliseconds, for `maxAgeMs` (the region's clock, so tests can move time). Default: the coarse wall clock
+   * (clock.ts), which fake timers move too.
+   */
   clock?: () => number
 }
 
@@ -78,7 +82,7 @@ export class TieredBackend implements CacheBackend {
     ttlSeconds: number,
   ) => Promise<void>
 
-  readonly #l1: LRUCache<string, CachedValue>
+  readonly #l1: EntryStore
   readonly #fence = new ChangeFence()
   #changesReceived = 0
   readonly #bus: L1Bus | undefined
@@ -107,19 +111,10 @@ export class TieredBackend implements CacheBackend {
     this.#observer = options.observer
     this.#trusted = options.bus === undefined
     const observer = options.observer
-    this.#l1 = new LRUCache<string, CachedValue>({
-      max: options.maxEntries,
-      ...(options.maxAgeMs === undefined ? {} : { ttl: options.maxAgeMs, updateAgeOnGet: false }),
-      // an injected clock is read as is (lru-cache would otherwise reuse one reading for a millisecond)
-      ...(options.clock === undefined ? {} : { perf: { now: options.clock }, ttlResolution: 0 }),
-      ...(observer === undefined
-        ? {}
-        : {
-            dispose: (_value: CachedValue, _key: string, reason: LRUCache.DisposeReason) => {
-              if (reason === 'evict') observer.evicted('size', 1)
-              else if (reason === 'expire') observer.evicted('age', 1)
-            },
-          }),
+    this.#l1 = new EntryStore(options.maxEntries, {
+      ...(options.maxAgeMs === undefined ? {} : { maxAgeMs: options.maxAgeMs }),
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+      ...(observer === undefined ? {} : { evicted: (reason) => observer.evicted(reason, 1) }),
     })
     if (l2.increment) {
       const increment = l2.increment.bind(l2)
@@ -176,6 +171,11 @@ export class TieredBackend implements CacheBackend {
   /** The L1's copy, or `undefined` when it has none or is not trusted now (the region then calls `get`). */
   getSync(key: string): CachedValue | undefined {
     return this.#trusted ? this.#l1.get(key) : undefined
+  }
+
+  /** The hit path: the L1's copy when it is fresh, allocating nothing (see `CacheBackend.getFreshSync`). */
+  getFreshSync(key: string, test: FreshnessTest, expirationMs: number): unknown {
+    return this.#trusted ? this.#l1.getFresh(key, test, expirationMs) : NOT_FRESH
   }
 
   async get(key: string): Promise<CachedValue | NoValue> {
