@@ -13,16 +13,7 @@ import {
   type CacheMutex,
   type RegionEventMap,
 } from './index.js'
-
-function deferred<T = void>() {
-  let resolve!: (value: T) => void
-  let reject!: (error: unknown) => void
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res
-    reject = rej
-  })
-  return { promise, resolve, reject }
-}
+import { deferred } from './test-support/deferred.js'
 
 function setup(options: { expirationTime?: number; backend?: MemoryBackend; asyncRunner?: boolean } = {}) {
   let now = 1_000_000

@@ -16,6 +16,7 @@ import {
   sha1KeyMangler,
   type RegionOptions,
 } from './index.js'
+import { deferred } from './test-support/deferred.js'
 
 const START = 1_700_000_000_000
 
@@ -48,16 +49,6 @@ function counter(prefix = 'v') {
     { calls: 0 },
   )
   return creator
-}
-
-function deferred<T>() {
-  let resolve!: (value: T) => void
-  let reject!: (error: unknown) => void
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res
-    reject = rej
-  })
-  return { promise, resolve, reject }
 }
 
 function circular(): Record<string, unknown> {

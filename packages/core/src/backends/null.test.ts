@@ -4,17 +4,10 @@ import { ValidationError } from '../errors.js'
 import { RegionRegistry, createRegion } from '../registry.js'
 import type { CacheBackend } from './api.js'
 import { NullBackend } from './null.js'
+import { deferred } from '../test-support/deferred.js'
 
 function nullRegion() {
   return createRegion({ registry: new RegionRegistry() }).configure('null', { expirationTime: 60 })
-}
-
-function deferred<T>() {
-  let resolve!: (value: T) => void
-  const promise = new Promise<T>((res) => {
-    resolve = res
-  })
-  return { promise, resolve }
 }
 
 describe('null backend', () => {

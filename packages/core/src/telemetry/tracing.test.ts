@@ -13,6 +13,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { promtoolCheckMetrics } from '../../../../test-support/servers.js'
 import { NO_VALUE, RegionRegistry, createRegion } from '../index.js'
 import { VERSION } from '../version.js'
+import { deferred } from '../test-support/deferred.js'
 
 const exporter = new InMemorySpanExporter()
 const contextManager = new AsyncLocalStorageContextManager()
@@ -42,12 +43,6 @@ function setup(options: { recordKeys?: boolean } = {}) {
 const spans = () => exporter.getFinishedSpans()
 const named = (name: string) => spans().filter((s) => s.name === name)
 const parentOf = (span: ReadableSpan) => span.parentSpanContext?.spanId
-
-function deferred() {
-  let resolve!: () => void
-  const promise = new Promise<void>((r) => (resolve = r))
-  return { promise, resolve }
-}
 
 describe('corral.get_or_create', () => {
   it('records a hit with the region, backend, result, key and the tier that answered', async () => {
