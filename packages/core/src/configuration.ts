@@ -1,21 +1,84 @@
 /**
- * What `configure()` and `configureFromConfig()` read before they change anything: the backend chain (a
- * registered backend created from its arguments, or an instance, behind the proxies of `wrap`) and dogpile.cache's
- * flat configuration maps. Failing here leaves the region as it was.
+ * What `configure()` and `configureFromConfig()` read and build before they change anything: the backend the
+ * region will call (a registered backend created from its arguments, or an instance, behind the proxies of `wrap`,
+ * the circuit breaker and the L1) and dogpile.cache's flat configuration maps. Failing here leaves the region as it
+ * was.
  */
 import type { CacheBackend } from './backends/api.js'
 import { createBackend } from './backends/plugins.js'
 import { ProxyBackend } from './backends/proxy.js'
+import { parseL1Options, withL1 } from './backends/tier/configure.js'
+import type { TierObserver } from './backends/tier/tiered-backend.js'
+import { guardBackend, parseCircuitBreaker } from './circuit-breaker.js'
 import { describeValue } from './describe-value.js'
 import type { Duration } from './durations.js'
 import { ValidationError } from './errors.js'
 import type { ConfigureOptions, WrapEntry } from './region-options.js'
+import type { CircuitState } from './telemetry/events.js'
+
+/** The backend `configure()` gives the region, with what the region needs to know of it. */
+export interface BackendAssembly {
+  /** what the region calls: the chain of `wrap`, behind its circuit breaker, behind the L1 (each when there is one) */
+  readonly instance: CacheBackend
+  /** what `region.backend` answers: the chain the user configured (the L1 in front of it), never the breaker */
+  readonly configured: CacheBackend
+  /** the region created `instance`, so it closes it (a backend instance the user passed is never closed) */
+  readonly owned: boolean
+  /** the name of the backend the circuit breaker guards; undefined when there is no breaker */
+  readonly guarded: string | undefined
+}
+
+/** What `assembleBackend` reports to, and the region's clock for the L1 (undefined: the wall clock). */
+export interface AssemblyContext {
+  readonly regionName: string
+  readonly clock: (() => number) | undefined
+  /** closes a backend the assembly gives up on, in the background */
+  readonly closeQuietly: (backend: CacheBackend) => void
+  /** the circuit breaker changed state */
+  readonly circuit: (backend: string, state: CircuitState) => void
+  readonly l1: TierObserver
+}
+
+/**
+ * Builds what `configure(backend, options)` gives the region, checking the `circuitBreaker` and `l1` options
+ * first: the chain of `wrap`, the circuit breaker around it when the backend lives outside the process, and the L1
+ * in front of everything (proxies included: its hits never reach the backend). Throws, having closed whatever it
+ * created, when an option or the backend is wrong.
+ */
+export function assembleBackend(
+  backend: string | CacheBackend,
+  options: ConfigureOptions,
+  context: AssemblyContext,
+): BackendAssembly {
+  const where = `region "${context.regionName}": configure()`
+  const breaker = parseCircuitBreaker(options.circuitBreaker, where)
+  const l1 = parseL1Options(options.l1, where)
+  const chain = buildBackendChain(backend, options, context.closeQuietly)
+  const configured = chain.instance
+  // The circuit breaker goes around the backend that lives outside the process (behind the L1, if any).
+  const guarded = guardBackend(configured, breaker, (state) => context.circuit(configured.name, state))
+  const { instance, owned } =
+    l1 === undefined
+      ? { instance: guarded, owned: chain.owned }
+      : withL1({ instance: guarded, owned: chain.owned }, l1, {
+          regionName: context.regionName,
+          observer: context.l1,
+          ...(context.clock === undefined ? {} : { clock: context.clock }),
+          closeQuietly: context.closeQuietly,
+        })
+  return {
+    instance,
+    configured: instance === guarded ? configured : instance,
+    owned,
+    guarded: guarded === configured ? undefined : configured.name,
+  }
+}
 
 /**
  * The backend `configure()` gives the region: `A -> B -> backend` for `wrap: [A, B]`. `owned` when the region
  * created it (from a registered name), so the region closes it; an instance the user passed is never closed.
  */
-export function buildBackendChain(
+function buildBackendChain(
   backend: string | CacheBackend,
   options: ConfigureOptions,
   closeQuietly: (backend: CacheBackend) => void,

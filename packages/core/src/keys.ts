@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { describeValue } from './describe-value.js'
 import { ValidationError } from './errors.js'
 
 /** Turns a cache key into the key stored in the backend (for example, a hash that fits memcached's limits). */
@@ -121,4 +122,11 @@ export const functionMultiKeyGenerator: MultiKeyGenerator = (namespace, fn, opti
   const prefix = `${functionKeyPrefix(namespace, fn)}|`
   const toStr = options?.toStr ?? defaultArgToString
   return (...args) => args.map((arg) => prefix + toStr(arg))
+}
+
+/** Checks the keys of a many-key method (`getMulti`, `deleteMulti`, `getOrCreateMulti`): an array of strings. */
+export function assertKeyList(keys: unknown, method: string): asserts keys is readonly string[] {
+  if (!Array.isArray(keys) || keys.some((key) => typeof key !== 'string')) {
+    throw new ValidationError(`${method}(): keys must be an array of strings; got ${describeValue(keys)}`)
+  }
 }

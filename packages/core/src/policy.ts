@@ -1,13 +1,15 @@
 /**
- * The resilience policy of a call: fail-safe, creator timeouts, eager refresh and expiry jitter (the options of
- * `ResilienceOptions`), parsed once into milliseconds. A region holds its defaults; a call that sets any of them
- * gets a merged copy, a call that sets none uses the region's object as is.
+ * How a call behaves. The resilience policy: fail-safe, creator timeouts, eager refresh and expiry jitter (the
+ * options of `ResilienceOptions`), parsed once into milliseconds; a region holds its defaults, a call that sets any
+ * of them gets a merged copy, a call that sets none uses the region's object as is. And the settings of a
+ * `getOrCreate` call, made from its options the same way.
  */
 import { CachedValue } from './cached-value.js'
 import { describeValue } from './describe-value.js'
-import { parseDuration } from './durations.js'
+import { parseDuration, parseExpiration, type Duration } from './durations.js'
 import { ValidationError } from './errors.js'
-import type { ResilienceOptions } from './region-options.js'
+import type { GetOrCreateOptions, ResilienceOptions, ShouldCache } from './region-options.js'
+import { validateTags } from './tags.js'
 
 export interface Policy {
   readonly failSafe: { readonly maxStaleAgeMs: number; readonly throttleMs: number } | undefined
@@ -105,6 +107,69 @@ export function resolvePolicy(base: Policy, options: ResilienceOptions, where: s
     jitterMs = parseDuration(options.expirationJitter, `${where}: expirationJitter`) * 1000
   }
   return { failSafe, softTimeoutMs, hardTimeoutMs, eagerRefresh, jitterMs }
+}
+
+/** The settings of a `getOrCreate` call: the region's defaults (one object, made at `configure`) or the call's. */
+export interface CallSettings<T = unknown> {
+  readonly expirationMs: number
+  readonly shouldCache: ShouldCache<T> | undefined
+  /** tags stored with a created value */
+  readonly tags: readonly string[] | undefined
+  readonly policy: Policy
+  readonly forceRefresh: boolean
+  /** whether a fresh value kept in this process may be served by the quick hit path (not forced, no eager refresh) */
+  readonly quickHit: boolean
+}
+
+/** Settings for a call, with `quickHit` derived. */
+export function callSettings<T>(
+  expirationMs: number,
+  shouldCache: ShouldCache<T> | undefined,
+  tags: readonly string[] | undefined,
+  policy: Policy,
+  forceRefresh: boolean,
+): CallSettings<T> {
+  return {
+    expirationMs,
+    shouldCache,
+    tags,
+    policy,
+    forceRefresh,
+    quickHit: !forceRefresh && policy.eagerRefresh === undefined,
+  }
+}
+
+/**
+ * The settings of a call with `options`: the region's `defaults` (as they are when the call sets nothing) with
+ * what the call sets, checked. `valid` names the options the method accepts, `method` names it in errors.
+ */
+export function resolveCallSettings<T>(
+  defaults: CallSettings,
+  options: GetOrCreateOptions<T> | undefined,
+  valid: readonly string[],
+  method: string,
+): CallSettings<T> {
+  if (options === undefined) return defaults as CallSettings<T>
+  rejectUnknown(options, valid, `${method}()`)
+  const expirationMs = callExpirationMs(options.expirationTime, defaults.expirationMs)
+  const tags = options.tags === undefined ? undefined : validateTags(options.tags, method)
+  const policy = setsPolicy(options)
+    ? resolvePolicy(defaults.policy, options, `${method}()`, expirationMs)
+    : defaults.policy
+  if (options.forceRefresh !== undefined && typeof options.forceRefresh !== 'boolean')
+    throw new ValidationError(`${method}(): forceRefresh must be a boolean; got ${describeValue(options.forceRefresh)}`)
+  return callSettings(expirationMs, options.shouldCache, tags, policy, options.forceRefresh === true)
+}
+
+/** A call's expiration in milliseconds: its own `expirationTime` when it gives one, else the region's. */
+export function callExpirationMs(expirationTime: Duration | undefined, regionMs: number): number {
+  if (expirationTime === undefined) return regionMs
+  return expirationToMs(parseExpiration(expirationTime, 'expirationTime'))
+}
+
+/** Seconds → milliseconds, `Infinity` for "never expires". */
+export function expirationToMs(seconds: number | undefined): number {
+  return seconds === undefined ? Number.POSITIVE_INFINITY : seconds * 1000
 }
 
 /**

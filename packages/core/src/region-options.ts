@@ -1,4 +1,7 @@
-/** The options of `createRegion()`, `configure()` and the region's methods. */
+/**
+ * The options of `createRegion()`, `configure()` and the region's methods, and the names each method accepts (the
+ * region rejects any other, so that a misspelt option fails where it is written).
+ */
 import type { Registry } from 'prom-client'
 import type { RegionInvalidator } from './backends/api.js'
 import type { L1Options } from './backends/tier/configure.js'
@@ -11,6 +14,7 @@ import type { AsyncCreationRunner } from './lock/async-runner.js'
 import type { RegionRegistry } from './registry.js'
 import type { HotKeyTrackerOptions } from './telemetry/hot-keys.js'
 import type { Logger } from './telemetry/instrumentation.js'
+import { RESILIENCE_OPTION_NAMES } from './policy.js'
 
 /**
  * What a creator is called with: the key as the caller gave it, an `AbortSignal` aborted (with a
@@ -178,3 +182,32 @@ export interface RegionDescription {
   /** seconds, or null for "never expires" */
   expirationTime: number | null
 }
+
+// The options each method accepts (`rejectUnknown` in policy.ts): any other fails with a ValidationError naming these.
+
+export const CONFIGURE_OPTIONS = [
+  'expirationTime',
+  'arguments',
+  'wrap',
+  'replaceExistingBackend',
+  'regionInvalidator',
+  'circuitBreaker',
+  'l1',
+  ...RESILIENCE_OPTION_NAMES,
+] as const satisfies ReadonlyArray<keyof ConfigureOptions>
+export const GET_OPTIONS = ['expirationTime', 'ignoreExpiration'] as const satisfies ReadonlyArray<keyof GetOptions>
+export const GET_OR_CREATE_OPTIONS = [
+  'expirationTime',
+  'shouldCache',
+  'tags',
+  'forceRefresh',
+  ...RESILIENCE_OPTION_NAMES,
+] as const satisfies ReadonlyArray<keyof GetOrCreateOptions<unknown>>
+/** `getOrCreateMulti` takes `GetOrCreateOptions` and honours these of them. */
+export const GET_OR_CREATE_MULTI_OPTIONS = [
+  'expirationTime',
+  'shouldCache',
+  'tags',
+  'expirationJitter',
+] as const satisfies ReadonlyArray<keyof GetOrCreateOptions<unknown>>
+export const SET_OPTIONS = ['tags'] as const satisfies ReadonlyArray<keyof SetOptions>

@@ -4,7 +4,7 @@ import type { CacheBackend, CacheMutex, LockAcquisition, LockHolder } from '../b
 import { NOT_FRESH, NO_VALUE, type CachedValue, type NoValue } from '../cached-value.js'
 import { CreatorTimeoutError, LockTimeoutError, SerializationError } from '../errors.js'
 import type { Freshness, Lookup, NotFresh, Stale } from '../freshness.js'
-import { createValue, type Policy } from '../policy.js'
+import { createValue, type CallSettings, type Policy } from '../policy.js'
 import type { Creator, CreatorContext, ShouldCache } from '../region-options.js'
 import type { AsyncCreationRunner } from './async-runner.js'
 import type { CacheRegion } from '../region.js'
@@ -74,36 +74,6 @@ export interface Call<T> extends CallIdentity {
   readonly forceRefresh?: boolean
   /** filled in as the call is answered, when the caller asked how (`getOrCreateResult`) */
   readonly info?: CallInfo
-}
-
-/** The settings of a `getOrCreate` call: the region's defaults (one object, made at `configure`) or the call's. */
-export interface CallSettings<T = unknown> {
-  readonly expirationMs: number
-  readonly shouldCache: ShouldCache<T> | undefined
-  /** tags stored with a created value */
-  readonly tags: readonly string[] | undefined
-  readonly policy: Policy
-  readonly forceRefresh: boolean
-  /** whether a fresh value kept in this process may be served by the quick hit path (not forced, no eager refresh) */
-  readonly quickHit: boolean
-}
-
-/** Settings for a call, with `quickHit` derived. */
-export function callSettings<T>(
-  expirationMs: number,
-  shouldCache: ShouldCache<T> | undefined,
-  tags: readonly string[] | undefined,
-  policy: Policy,
-  forceRefresh: boolean,
-): CallSettings<T> {
-  return {
-    expirationMs,
-    shouldCache,
-    tags,
-    policy,
-    forceRefresh,
-    quickHit: !forceRefresh && policy.eagerRefresh === undefined,
-  }
 }
 
 /** How a `getOrCreate` call was answered. */

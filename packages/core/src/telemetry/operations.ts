@@ -1,4 +1,5 @@
 import type { Span } from '@opentelemetry/api'
+import type { CallInfo } from '../lock/dogpile.js'
 import { tracingChannels, type RegionOperation, type RegionOperationMessage } from './channels.js'
 import type { OperationSpanName, RegionTracing } from './tracing.js'
 
@@ -51,6 +52,24 @@ export class RegionOperations {
     const call = () => run(message)
     const traced = this.#spanned(operation) ? this.#inSpan(operation, fields, call, describe) : call
     return message === undefined ? traced() : channel.tracePromise(traced, message)
+  }
+
+  /**
+   * One `getOrCreate` (or `getOrCreateResult`) call through `run`: when the channel is subscribed, its message says
+   * how the value was obtained (`outcome`, `tier`, `created`) by the time `asyncEnd` is published. `run` gets the
+   * `CallInfo` to fill in: the caller's (`getOrCreateResult`), one for the message, or none.
+   */
+  getOrCreate<T>(key: string, info: CallInfo | undefined, run: (info: CallInfo | undefined) => Promise<T>): Promise<T> {
+    return this.run('getOrCreate', { key }, (message) => {
+      if (message === undefined) return run(info)
+      const how: CallInfo = info ?? { result: 'miss', tier: undefined, created: false }
+      return run(how).then((value) => {
+        message.outcome = how.result
+        message.tier = how.tier
+        message.created = how.created
+        return value
+      })
+    })
   }
 
   #spanned(operation: RegionOperation): boolean {
