@@ -11,7 +11,6 @@ import { parseL1Options, withL1 } from './backends/tier/configure.js'
 import type { TierObserver } from './backends/tier/tiered-backend.js'
 import { guardBackend, parseCircuitBreaker } from './circuit-breaker.js'
 import { describeValue } from './describe-value.js'
-import type { Duration } from './durations.js'
 import { ValidationError } from './errors.js'
 import type { ConfigureOptions, WrapEntry } from './region-options.js'
 import type { CircuitState } from './telemetry/events.js'
@@ -104,33 +103,96 @@ function buildBackendChain(
 }
 
 /**
- * Reads dogpile.cache's flat configuration (`configure_from_config`): `${prefix}backend`,
- * `${prefix}expiration_time` and every `${prefix}arguments.<name>`. Numbers and booleans given as strings are
- * converted later, by the backend's argument checks.
+ * The settings a flat configuration map may hold under a region's prefix (dogpile.cache's `configure_from_config`),
+ * each with the `configure()` option it becomes. Values may be strings, as config files and environments give them:
+ * numbers and booleans are converted, durations are read as `configure()` reads them.
+ */
+const FLAT_SETTINGS: Readonly<Record<string, { readonly option: readonly string[]; readonly kind: FlatKind }>> = {
+  expiration_time: { option: ['expirationTime'], kind: 'duration' },
+  soft_timeout: { option: ['softTimeout'], kind: 'duration' },
+  hard_timeout: { option: ['hardTimeout'], kind: 'duration' },
+  expiration_jitter: { option: ['expirationJitter'], kind: 'duration' },
+  eager_refresh: { option: ['eagerRefresh'], kind: 'number' },
+  'fail_safe.max_stale_age': { option: ['failSafe', 'maxStaleAge'], kind: 'duration' },
+  'fail_safe.throttle': { option: ['failSafe', 'throttle'], kind: 'duration' },
+  l1: { option: ['l1'], kind: 'boolean' },
+  'l1.max_entries': { option: ['l1', 'maxEntries'], kind: 'number' },
+  'l1.max_age': { option: ['l1', 'maxAge'], kind: 'duration' },
+  'l1.bus': { option: ['l1', 'bus'], kind: 'string' },
+  circuit_breaker: { option: ['circuitBreaker'], kind: 'boolean' },
+  'circuit_breaker.failures': { option: ['circuitBreaker', 'failures'], kind: 'number' },
+  'circuit_breaker.window': { option: ['circuitBreaker', 'window'], kind: 'duration' },
+  'circuit_breaker.cool_down': { option: ['circuitBreaker', 'coolDown'], kind: 'duration' },
+}
+type FlatKind = 'duration' | 'number' | 'boolean' | 'string'
+
+/**
+ * Reads dogpile.cache's flat configuration map: `${prefix}backend`, `${prefix}arguments.<name>` (the backend's
+ * arguments, converted by its own checks) and the region settings of `FLAT_SETTINGS` under the prefix. Any other key
+ * under the prefix is a `ValidationError` naming the valid ones: a misspelt setting must fail, not be ignored. Keys
+ * outside the prefix (other regions', other programs') are left alone.
  */
 export function fromFlatConfig(
   config: Record<string, unknown>,
   prefix: string,
 ): { backend: string; options: ConfigureOptions } {
+  const where = 'configureFromConfig()'
   if (config === null || typeof config !== 'object')
-    throw new ValidationError(`configureFromConfig(): config must be an object; got ${describeValue(config)}`)
+    throw new ValidationError(`${where}: config must be an object; got ${describeValue(config)}`)
   const backend = config[`${prefix}backend`]
   if (typeof backend !== 'string' || backend === '') {
-    throw new ValidationError(`configureFromConfig(): "${prefix}backend" is missing or not a string`)
+    throw new ValidationError(`${where}: "${prefix}backend" is missing or not a string`)
   }
   const args: Record<string, unknown> = {}
-  const argumentPrefix = `${prefix}arguments.`
+  const options: Record<string, unknown> = {}
   for (const [key, value] of Object.entries(config)) {
-    if (key.startsWith(argumentPrefix)) args[key.slice(argumentPrefix.length)] = value
+    if (!key.startsWith(prefix)) continue
+    const name = key.slice(prefix.length)
+    if (name === 'backend') continue
+    if (name.startsWith('arguments.')) {
+      args[name.slice('arguments.'.length)] = value
+      continue
+    }
+    const setting = FLAT_SETTINGS[name]
+    if (setting === undefined) {
+      const valid = ['backend', 'arguments.<name>', ...Object.keys(FLAT_SETTINGS)].map((n) => prefix + n)
+      throw new ValidationError(`${where}: unknown setting "${key}"; the settings are ${valid.join(', ')}`)
+    }
+    // An empty value is an unset one, as an environment variable set to nothing is.
+    if (value === '' || value === undefined) continue
+    setOption(options, setting.option, flatValue(key, setting.kind, value))
   }
-  const expiration = config[`${prefix}expiration_time`]
-  return {
-    backend,
-    options: {
-      ...(expiration !== undefined && expiration !== '' ? { expirationTime: expiration as Duration } : {}),
-      arguments: args,
-    },
+  return { backend, options: { ...(options as ConfigureOptions), arguments: args } }
+}
+
+function flatValue(key: string, kind: FlatKind, value: unknown): unknown {
+  if (typeof value !== 'string' || kind === 'duration' || kind === 'string') return value
+  if (kind === 'boolean') {
+    if (value === 'true') return true
+    if (value === 'false') return false
+    throw new ValidationError(`configureFromConfig(): "${key}" must be true or false; got ${describeValue(value)}`)
   }
+  const number = value.trim() === '' ? Number.NaN : Number(value)
+  if (Number.isNaN(number))
+    throw new ValidationError(`configureFromConfig(): "${key}" must be a number; got ${describeValue(value)}`)
+  return number
+}
+
+/** Sets `options.a.b` for the path `['a', 'b']`; `l1: true` followed by `l1.max_entries` keeps the latter. */
+function setOption(options: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  const [head, ...rest] = path as [string, ...string[]]
+  if (rest.length === 0) {
+    // `l1 = true` (or `circuit_breaker = true`) next to sub-settings adds nothing to them.
+    if (value === true && typeof options[head] === 'object') return
+    options[head] = value
+    return
+  }
+  const current = options[head]
+  // `l1 = false` (or `circuit_breaker = false`) wins over sub-settings given with it.
+  if (current === false) return
+  const nested = typeof current === 'object' && current !== null ? (current as Record<string, unknown>) : {}
+  options[head] = nested
+  setOption(nested, rest, value)
 }
 
 function isBackend(value: unknown): value is CacheBackend {

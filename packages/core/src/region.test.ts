@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import {
   CachedValue,
   FORMAT_VERSION,
@@ -236,6 +236,89 @@ describe('configureFromConfig', () => {
     const { region } = setup()
     expect(() => region.configureFromConfig({ 'c.backend': 'memory', ...extra }, 'c.')).toThrow(ValidationError)
     expect(region.isConfigured).toBe(false)
+  })
+
+  it('reads the resilience settings: a failing creator after expiry is answered by fail-safe', async () => {
+    const { region, time } = setup()
+    region.configureFromConfig(
+      { 'c.backend': 'memory', 'c.expiration_time': '30s', 'c.fail_safe.max_stale_age': '1h', 'c.hard_timeout': '2s' },
+      'c.',
+    )
+    expect(await region.getOrCreate('k', async () => 'first')).toBe('first')
+    time.advance(31)
+    const failing = async (): Promise<string> => {
+      throw new Error('source down')
+    }
+    // Without fail-safe this call would reject with the creator's error.
+    expect(await region.getOrCreate('k', failing)).toBe('first')
+  })
+
+  it("converts eager_refresh to a number: a hit late in the value's life refreshes it in the background", async () => {
+    const { region, time } = setup()
+    region.configureFromConfig({ 'c.backend': 'memory', 'c.expiration_time': '10', 'c.eager_refresh': '0.5' }, 'c.')
+    const creator = counter()
+    expect(await region.getOrCreate('k', creator)).toBe('v1')
+    time.advance(6)
+    // Served at once, and regenerated behind it.
+    expect(await region.getOrCreate('k', creator)).toBe('v1')
+    await vi.waitFor(() => expect(creator.calls).toBe(2))
+    await vi.waitFor(async () => expect(await region.get('k')).toBe('v2'))
+  })
+
+  it('reads l1 and circuit_breaker settings into their options', async () => {
+    const name = `always-down-${Math.random().toString(36).slice(2, 10)}`
+    const down = () => Promise.reject(new Error('server down'))
+    registerBackend(name, () => ({
+      name,
+      get: down,
+      getMulti: down,
+      set: down,
+      setMulti: down,
+      delete: down,
+      deleteMulti: down,
+    }))
+    const { region } = setup()
+    region.configureFromConfig({ 'c.backend': name, 'c.circuit_breaker.failures': '2' }, 'c.')
+    expect(region.stats.circuit).toEqual({ backend: name, state: 'closed' })
+    await region.get('a')
+    expect(region.stats.circuit?.state).toBe('closed')
+    await region.get('b')
+    // Opened after the second failure, as the setting says (the default is 5).
+    expect(region.stats.circuit?.state).toBe('open')
+
+    const off = setup().region.configureFromConfig({ 'c.backend': name, 'c.circuit_breaker': 'false' }, 'c.')
+    expect(off.stats.circuit).toBeNull()
+    // An L1 needs a backend shared with other processes: the memory backend is refused, which shows l1 was read.
+    expect(() =>
+      setup().region.configureFromConfig({ 'c.backend': 'memory', 'c.l1.max_entries': '100' }, 'c.'),
+    ).toThrow(/l1/)
+    expect(setup().region.configureFromConfig({ 'c.backend': 'memory', 'c.l1': 'false' }, 'c.').isConfigured).toBe(true)
+  })
+
+  it.each([
+    ['a misspelt setting', { 'c.expiration': '5m' }, /unknown setting "c\.expiration".*c\.expiration_time/],
+    ['an unknown nested setting', { 'c.l1.size': '10' }, /unknown setting "c\.l1\.size".*c\.l1\.max_entries/],
+    ['a number that is not one', { 'c.eager_refresh': 'most' }, /"c\.eager_refresh" must be a number/],
+    ['a boolean that is not one', { 'c.circuit_breaker': 'off' }, /"c\.circuit_breaker" must be true or false/],
+    ['an invalid fraction', { 'c.expiration_time': '10', 'c.eager_refresh': '1.5' }, /eagerRefresh/],
+    ['an invalid timeout', { 'c.soft_timeout': 'soon' }, /softTimeout/],
+  ])('rejects %s under the prefix, naming the valid settings', (_label, extra, message) => {
+    const { region } = setup()
+    expect(() => region.configureFromConfig({ 'c.backend': 'memory', ...extra }, 'c.')).toThrow(ValidationError)
+    expect(() => region.configureFromConfig({ 'c.backend': 'memory', ...extra }, 'c.')).toThrow(message)
+    expect(region.isConfigured).toBe(false)
+  })
+
+  it('takes wrap, regionInvalidator and replaceExistingBackend as a third argument, and nothing else', async () => {
+    const { region } = setup()
+    region.configureFromConfig({ 'c.backend': 'memory' }, 'c.')
+    await region.set('k', 'old backend')
+    expect(() => region.configureFromConfig({ 'c.backend': 'memory' }, 'c.')).toThrow(RegionAlreadyConfiguredError)
+    region.configureFromConfig({ 'c.backend': 'memory' }, 'c.', { replaceExistingBackend: true })
+    expect(await region.get('k')).toBe(NO_VALUE)
+    expect(() => region.configureFromConfig({ 'c.backend': 'memory' }, 'c.', { expirationTime: 5 } as never)).toThrow(
+      /configureFromConfig\(\).*replaceExistingBackend/,
+    )
   })
 
   it('requires the backend setting, and knows the backend name', () => {

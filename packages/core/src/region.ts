@@ -228,12 +228,19 @@ export class CacheRegion {
 
   /**
    * Configures from a flat string map, as dogpile.cache's `configure_from_config`: reads `${prefix}backend`,
-   * `${prefix}expiration_time` and every `${prefix}arguments.<name>` (numbers and booleans given as strings are
-   * converted by the backend's argument checks).
+   * `${prefix}expiration_time`, every `${prefix}arguments.<name>` and the other `configure()` options under the
+   * prefix in snake case (`${prefix}l1.max_entries`, `${prefix}fail_safe.max_stale_age`, ...: configuration.ts).
+   * Numbers and booleans given as strings are converted; an unknown setting under the prefix is a `ValidationError`.
+   * The options a string cannot hold (`wrap`, `regionInvalidator`) and `replaceExistingBackend` come as `options`.
    */
-  configureFromConfig(config: Record<string, unknown>, prefix: string): this {
-    const { backend, options } = fromFlatConfig(config, prefix)
-    return this.configure(backend, options)
+  configureFromConfig(
+    config: Record<string, unknown>,
+    prefix: string,
+    options: Pick<ConfigureOptions, 'wrap' | 'regionInvalidator' | 'replaceExistingBackend'> = {},
+  ): this {
+    rejectUnknown(options ?? {}, ['wrap', 'regionInvalidator', 'replaceExistingBackend'], 'configureFromConfig()')
+    const flat = fromFlatConfig(config, prefix)
+    return this.configure(flat.backend, { ...flat.options, ...options })
   }
 
   // ---------------------------------------------------------------- reads
