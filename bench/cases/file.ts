@@ -228,7 +228,7 @@ export const fileCase: BenchCase = {
             ? 'creator, store (in-process lock only)'
             : c.id === 'file'
               ? 'read, lock transaction, creator, store + release transaction'
-              : 'GET, lock script, GET, creator, SET, release script',
+              : 'GET, lock script (and its re-read), creator, release script (fenced SET)',
         ]),
         notes: [
           'A file hit is a lookup in the memory-mapped LMDB file (no system call) and the decoding of the value; a',
