@@ -2,22 +2,11 @@
 import net from 'node:net'
 import { requireBinary } from './binaries.js'
 import { LOOPBACK, type HostPort } from './ports.js'
-import { makeTempDir, removeDir, startOnFreePort } from './processes.js'
+import { makeTempDir, removeDir, startOnFreePort, type ServerControls } from './processes.js'
 
-export interface MemcachedServer extends HostPort {
+export interface MemcachedServer extends HostPort, ServerControls {
   /** 'host:port', as memjs `Client.create()` wants it. */
   readonly servers: string
-  readonly pid: number
-  stop(): Promise<void>
-  /** SIGKILL, to simulate a crash. */
-  kill(): Promise<void>
-  /** SIGSTOP: the server hangs with its connections open, until `resume()`. */
-  pause(): Promise<void>
-  /** SIGCONT: a paused server answers again. */
-  resume(): Promise<void>
-  /** Start again on the same port (all data lost). */
-  restart(): Promise<void>
-  logs(): Promise<string>
 }
 
 export interface StartMemcachedOptions {

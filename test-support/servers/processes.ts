@@ -266,6 +266,24 @@ export class ServerStartError extends Error {
   }
 }
 
+/** What a test can do to a server process it started: stop it, and the faults (crash, freeze, restart). */
+export interface ServerControls {
+  /** pid of the current process (changes after restart(); -1 if never started). */
+  readonly pid: number
+  /** Graceful stop and temp dir removal. Idempotent; the server cannot be restarted afterwards. */
+  stop(): Promise<void>
+  /** SIGKILL, to simulate a crash. Resolves once the port refuses connections. */
+  kill(): Promise<void>
+  /** SIGSTOP: the server hangs with its connections open, until `resume()`. */
+  pause(): Promise<void>
+  /** SIGCONT: a paused server answers again. */
+  resume(): Promise<void>
+  /** Stop (if running) and start again on the same port. Data is lost (no persistence). */
+  restart(): Promise<void>
+  /** Everything the server wrote to stdout/stderr. */
+  logs(): Promise<string>
+}
+
 export interface ServerSpec {
   /** Human name for messages, e.g. "redis-server". */
   what: string

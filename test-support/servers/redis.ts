@@ -1,29 +1,15 @@
 /** A standalone redis-server (and the process plumbing the cluster and sentinel setups share). */
 import { LOOPBACK, type HostPort } from './ports.js'
-import { ManagedServer, makeTempDir, removeDir, startOnFreePort } from './processes.js'
+import { ManagedServer, makeTempDir, removeDir, startOnFreePort, type ServerControls } from './processes.js'
 import { requireBinary } from './binaries.js'
 import { redisCommand } from './resp.js'
 
-export interface RedisServer extends HostPort {
+export interface RedisServer extends HostPort, ServerControls {
   /** redis://[:password@]127.0.0.1:port */
   readonly url: string
   readonly password: string | undefined
-  /** pid of the current process (changes after restart(); -1 if never started). */
-  readonly pid: number
   /** The server's temp dir (its --dir). */
   readonly dir: string
-  /** Graceful stop and temp dir removal. Idempotent; the server cannot be restarted afterwards. */
-  stop(): Promise<void>
-  /** SIGKILL, to simulate a crash. Resolves once the port refuses connections. */
-  kill(): Promise<void>
-  /** SIGSTOP: the server hangs with its connections open, until `resume()`. */
-  pause(): Promise<void>
-  /** SIGCONT: a paused server answers again. */
-  resume(): Promise<void>
-  /** Stop (if running) and start again on the same port. Data is lost (no persistence). */
-  restart(): Promise<void>
-  /** Everything the server wrote to stdout/stderr. */
-  logs(): Promise<string>
 }
 
 export interface StartRedisOptions {

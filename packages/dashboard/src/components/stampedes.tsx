@@ -1,8 +1,31 @@
 import type { IncidentJson } from '@corral/exporter/api'
+
+type StampedeFields = Pick<IncidentJson, 'at' | 'region' | 'key' | 'coalesced' | 'duration'>
 import { formatDuration, formatInt } from '../format'
 import { incidents, scope, stampedes, stampedesError } from '../store'
 import { KeyText } from './key-text'
 import { RelativeTime } from './relative-time'
+
+/** The cells a stampede has in both tables (this process's, the fleet's): when, region, key, coalesced, regen time. */
+function StampedeCells({ stampede, keyWidth }: { stampede: StampedeFields; keyWidth: number }) {
+  return (
+    <>
+      <td class="nowrap">
+        <RelativeTime at={stampede.at} />
+      </td>
+      <td class="nowrap">
+        <span class="truncate region-cell" title={stampede.region}>
+          {stampede.region}
+        </span>
+      </td>
+      <td class="key-cell">
+        <KeyText value={stampede.key} max={keyWidth} />
+      </td>
+      <td class="num strong">{formatInt(stampede.coalesced)}</td>
+      <td class="num nowrap">{formatDuration(stampede.duration)}</td>
+    </>
+  )
+}
 
 /** One process's part in a fleet incident: the creator, or how many of its callers waited. */
 function ProcessChip({ process }: { process: IncidentJson['processes'][number] }) {
@@ -60,19 +83,7 @@ function Incidents() {
                   data-region={incident.region}
                   data-key={incident.key}
                 >
-                  <td class="nowrap">
-                    <RelativeTime at={incident.at} />
-                  </td>
-                  <td class="nowrap">
-                    <span class="truncate region-cell" title={incident.region}>
-                      {incident.region}
-                    </span>
-                  </td>
-                  <td class="key-cell">
-                    <KeyText value={incident.key} max={40} />
-                  </td>
-                  <td class="num strong">{formatInt(incident.coalesced)}</td>
-                  <td class="num nowrap">{formatDuration(incident.duration)}</td>
+                  <StampedeCells stampede={incident} keyWidth={40} />
                   <td class="chips">
                     {incident.creator === null && (
                       <span class="chip chip-unknown" title="No process reported running the creator (yet)">
@@ -134,19 +145,7 @@ export function Stampedes() {
                   data-region={s.region}
                   data-key={s.key}
                 >
-                  <td class="nowrap">
-                    <RelativeTime at={s.at} />
-                  </td>
-                  <td class="nowrap">
-                    <span class="truncate region-cell" title={s.region}>
-                      {s.region}
-                    </span>
-                  </td>
-                  <td class="key-cell">
-                    <KeyText value={s.key} max={48} />
-                  </td>
-                  <td class="num strong">{formatInt(s.coalesced)}</td>
-                  <td class="num nowrap">{formatDuration(s.duration)}</td>
+                  <StampedeCells stampede={s} keyWidth={48} />
                 </tr>
               ))}
             </tbody>
