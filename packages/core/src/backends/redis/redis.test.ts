@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startRedis, type RedisServer } from '../../../../../test-support/servers.js'
+import { describe, expect, it } from 'vitest'
+import { startRedis } from '../../../../../test-support/servers.js'
+import { redisSuite } from '../../../../../test-support/redis-suite.js'
 import { CachedValue, NO_VALUE, jsonSerializer } from '../../cached-value.js'
 import type { BackendContext } from '../api.js'
 import { ValidationError } from '../../errors.js'
@@ -12,28 +13,19 @@ import { describeMultiProcess } from '../../testing/multiprocess.js'
 import { loadOptionalPeer } from '../shared/distributed.js'
 import { RedisBackend } from './index.js'
 
-let server: RedisServer
-let raw: Redis
-
-beforeAll(async () => {
-  server = await startRedis()
-  raw = new Redis(server.url)
-})
-
-afterAll(async () => {
-  raw?.disconnect()
-  await server?.stop()
-})
+const suite = redisSuite()
 
 describeBackendConformance('redis', {
-  create: async (args) => ({ backend: new RedisBackend({ url: server.url, keyPrefix: 'conf:', ...args }) }),
+  create: async (args) => ({ backend: new RedisBackend({ url: suite.server.url, keyPrefix: 'conf:', ...args }) }),
   capabilities: { stores: true, distributedLock: true, bytes: true, sharedInvalidation: true, counters: true },
   writeRaw: async (key, bytes) => {
-    await raw.set(`conf:${key}`, bytes)
+    await suite.raw.set(`conf:${key}`, bytes)
   },
   writeForeignLock: async (key, ttlMs) => {
     const lockKey = `conf:corral:lock:${key}`
-    await (ttlMs === undefined ? raw.set(lockKey, 'held by hand') : raw.set(lockKey, 'held by hand', 'PX', ttlMs))
+    await (ttlMs === undefined
+      ? suite.raw.set(lockKey, 'held by hand')
+      : suite.raw.set(lockKey, 'held by hand', 'PX', ttlMs))
   },
   faults: { startServer: startControlledRedis, shortTimeouts: { commandTimeout: 0.2 } },
 })
@@ -61,7 +53,7 @@ async function startControlledRedis(): Promise<ControlledServer> {
 
 describeMultiProcess('redis', {
   backend: 'redis',
-  arguments: () => ({ url: server.url, keyPrefix: 'mp:' }),
+  arguments: () => ({ url: suite.server.url, keyPrefix: 'mp:' }),
   // pub/sub: a few ms; the budget leaves room for a loaded CI machine
   invalidationBudgetMs: 250,
 })
@@ -85,12 +77,12 @@ describe('redis backend', () => {
     expect(() => new RedisBackend({ lockTimeout: 0 })).toThrow(/greater than zero/)
     expect(() => new RedisBackend({ redisExpirationTime: 'soon' as never })).toThrow(/redisExpirationTime/)
     expect(() => new RedisBackend({ sentinels: [{ host: '127.0.0.1', port: 1 }] })).toThrow(/"name"/)
-    expect(() => new RedisBackend({ url: server.url, host: '127.0.0.1' })).toThrow(/either "url" or "host"/)
+    expect(() => new RedisBackend({ url: suite.server.url, host: '127.0.0.1' })).toThrow(/either "url" or "host"/)
     expect(() => new RedisBackend({ cluster: 'nonsense' })).toThrow(/host, port/)
     expect(() => new RedisBackend({ cluster: [{ host: 'h', port: 1 }], db: 1 })).toThrow(/"db"/)
     expect(() => new RedisBackend({ tls: 'yes' as never })).toThrow(/tls/)
     expect(() => new RedisBackend({ client: {} as never })).toThrow(/ioredis Redis or Cluster/)
-    expect(() => new RedisBackend({ client: raw, url: server.url })).toThrow(/do not combine/)
+    expect(() => new RedisBackend({ client: suite.raw, url: suite.server.url })).toThrow(/do not combine/)
   })
 
   it('names the package to install when a client library is missing', () => {
@@ -99,10 +91,10 @@ describe('redis backend', () => {
 
   it('is configured by name, with keyPrefix, and derives the server TTL from the expiration time', async () => {
     const { region } = newRegion()
-    region.configure('redis', { expirationTime: '10s', arguments: { url: server.url, keyPrefix: 'app1:' } })
+    region.configure('redis', { expirationTime: '10s', arguments: { url: suite.server.url, keyPrefix: 'app1:' } })
     await region.set('user:1', { id: 1 })
-    expect(await raw.exists('app1:user:1')).toBe(1)
-    const ttl = await raw.pttl('app1:user:1')
+    expect(await suite.raw.exists('app1:user:1')).toBe(1)
+    const ttl = await suite.raw.pttl('app1:user:1')
     expect(ttl).toBeGreaterThan(79_000) // 2 × 10 s + 60 s
     expect(ttl).toBeLessThanOrEqual(80_000)
     expect((region.backend as RedisBackend).serverTtlMs).toBe(80_000)
@@ -110,28 +102,28 @@ describe('redis backend', () => {
 
     const explicit = newRegion().region.configure('redis', {
       expirationTime: 10,
-      arguments: { url: server.url, redisExpirationTime: '5m' },
+      arguments: { url: suite.server.url, redisExpirationTime: '5m' },
     })
     await explicit.set('k-explicit', 1)
-    expect(await raw.pttl('k-explicit')).toBeGreaterThan(299_000)
+    expect(await suite.raw.pttl('k-explicit')).toBeGreaterThan(299_000)
     await explicit.close()
 
-    const never = newRegion().region.configure('redis', { arguments: { url: server.url } })
+    const never = newRegion().region.configure('redis', { arguments: { url: suite.server.url } })
     await never.set('k-never', 1)
-    expect(await raw.pttl('k-never')).toBe(-1)
+    expect(await suite.raw.pttl('k-never')).toBe(-1)
     await never.close()
 
     const off = newRegion().region.configure('redis', {
       expirationTime: 10,
-      arguments: { url: server.url, redisExpirationTime: -1 },
+      arguments: { url: suite.server.url, redisExpirationTime: -1 },
     })
     await off.set('k-off', 1)
-    expect(await raw.pttl('k-off')).toBe(-1)
+    expect(await suite.raw.pttl('k-off')).toBe(-1)
     await off.close()
   })
 
   it('uses a client it is given and never closes it', async () => {
-    const client = new Redis(server.url)
+    const client = new Redis(suite.server.url)
     const { region } = newRegion()
     region.configure('redis', { expirationTime: 60, arguments: { client, keyPrefix: 'own:' } })
     expect(await region.getOrCreate('k', () => 'v')).toBe('v')
@@ -148,7 +140,7 @@ describe('redis backend', () => {
     const { region } = newRegion()
     region.configure('redis', {
       expirationTime: 60,
-      arguments: { url: server.url, keyPrefix: 'cmd:', invalidationPollInterval: '1h' },
+      arguments: { url: suite.server.url, keyPrefix: 'cmd:', invalidationPollInterval: '1h' },
     })
     const keys = Array.from({ length: 100 }, (_, i) => `k${i}`)
     await region.getOrCreate('warm', () => 0)
@@ -172,8 +164,8 @@ describe('redis backend', () => {
 
   it("carries the holder's trace context to other processes: in the lock, and in the release message", async () => {
     const [one, two] = [
-      new RedisBackend({ url: server.url, keyPrefix: 'trace:' }),
-      new RedisBackend({ url: server.url, keyPrefix: 'trace:' }),
+      new RedisBackend({ url: suite.server.url, keyPrefix: 'trace:' }),
+      new RedisBackend({ url: suite.server.url, keyPrefix: 'trace:' }),
     ]
     for (const backend of [one, two]) backend.attach(attachContext())
     const holderSpan = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
@@ -203,7 +195,7 @@ describe('redis backend', () => {
       expect((await odd.acquire({ wait: false, holder: { traceparent: 'not a traceparent\nat all' } })).acquired).toBe(
         true,
       )
-      expect(await raw.get('trace:corral:lock:odd')).toMatch(/^[\da-f]{32} -$/)
+      expect(await suite.raw.get('trace:corral:lock:odd')).toMatch(/^[\da-f]{32} -$/)
       await odd.release()
     } finally {
       await Promise.all([one.close(), two.close()])
@@ -212,11 +204,11 @@ describe('redis backend', () => {
 
   it('publishes a release only when someone waits, with the value up to 64 KB', async () => {
     const [one, two] = [
-      new RedisBackend({ url: server.url, keyPrefix: 'pub:' }),
-      new RedisBackend({ url: server.url, keyPrefix: 'pub:' }),
+      new RedisBackend({ url: suite.server.url, keyPrefix: 'pub:' }),
+      new RedisBackend({ url: suite.server.url, keyPrefix: 'pub:' }),
     ]
     for (const backend of [one, two]) backend.attach(attachContext())
-    const listener = new Redis(server.url)
+    const listener = new Redis(suite.server.url)
     const messages: Array<{ channel: string; message: Buffer }> = []
     listener.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, message: Buffer) =>
       messages.push({ channel: channel.toString(), message }),
@@ -257,11 +249,11 @@ describe('redis backend', () => {
     const name = `latency-${randomUUID().slice(0, 8)}`
     const a = new RegionRegistry().createRegion({ name }).configure('redis', {
       expirationTime: 60,
-      arguments: { url: server.url, keyPrefix: 'lat:', lockPollInterval: '1s' },
+      arguments: { url: suite.server.url, keyPrefix: 'lat:', lockPollInterval: '1s' },
     })
     const b = new RegionRegistry().createRegion({ name }).configure('redis', {
       expirationTime: 60,
-      arguments: { url: server.url, keyPrefix: 'lat:', lockPollInterval: '1s' },
+      arguments: { url: suite.server.url, keyPrefix: 'lat:', lockPollInterval: '1s' },
     })
     // With a 1 s fallback poll, only the release notification can make this fast.
     const result = await measureWaiterLatency(a, b, 100)
@@ -283,7 +275,7 @@ describe('group invalidation on redis', () => {
     const make = () =>
       new RegionRegistry().createRegion({ name }).configure('redis', {
         ...(expirationTime === null ? {} : { expirationTime }),
-        arguments: { url: server.url, keyPrefix, invalidationPollInterval: '1h', ...args },
+        arguments: { url: suite.server.url, keyPrefix, invalidationPollInterval: '1h', ...args },
       })
     return { name, writer: make(), reader: make(), make }
   }
@@ -336,29 +328,31 @@ describe('group invalidation on redis', () => {
     const dependency = writer.dependency('user:1', { expirationTime: 1 })
     await dependency.addMulti(['a', 'b'])
     for (const key of ['ttl:corral:dep:user:1', 'ttl:corral:dep:user:1:1', 'ttl:corral:dep:user:1:2']) {
-      const ttl = await raw.pttl(key)
+      const ttl = await suite.raw.pttl(key)
       expect(ttl, key).toBeGreaterThan(800)
       expect(ttl, key).toBeLessThanOrEqual(1000)
     }
     // A tag mark lives as long as a value created before it can: the values' server TTL (2 × 10 s + 60 s), plus
     // a minute of grace.
     await writer.invalidateTags(['user:1'])
-    const markTtl = await raw.pttl(`ttl:corral:tag:{${name}}:user:1`)
+    const markTtl = await suite.raw.pttl(`ttl:corral:tag:{${name}}:user:1`)
     expect(markTtl).toBeGreaterThan(139_000)
     expect(markTtl).toBeLessThanOrEqual(140_001) // rounded up from a fractional time
     // The default dependency lifetime is the region's expiration time.
     await writer.dependency('user:2').add('x')
-    expect(await raw.pttl('ttl:corral:dep:user:2')).toBeGreaterThan(9_000)
+    expect(await suite.raw.pttl('ttl:corral:dep:user:2')).toBeGreaterThan(9_000)
 
     await sleep(1050)
-    expect(await raw.exists('ttl:corral:dep:user:1', 'ttl:corral:dep:user:1:1', 'ttl:corral:dep:user:1:2')).toBe(0)
+    expect(await suite.raw.exists('ttl:corral:dep:user:1', 'ttl:corral:dep:user:1:1', 'ttl:corral:dep:user:1:2')).toBe(
+      0,
+    )
     expect(await dependency.keys()).toEqual([])
     await writer.close()
 
     // Values without a server TTL may live forever, and so do the marks that invalidate them.
     const forever = pair('ttl-never:', {}, null)
     await forever.writer.invalidateTags(['user:1'])
-    expect(await raw.pttl(`ttl-never:corral:tag:{${forever.name}}:user:1`)).toBe(-1)
+    expect(await suite.raw.pttl(`ttl-never:corral:tag:{${forever.name}}:user:1`)).toBe(-1)
     await Promise.all([forever.writer.close(), forever.reader.close()])
   })
 
@@ -369,10 +363,10 @@ describe('group invalidation on redis', () => {
     // A mark written while no one listened (as if published during a disconnection).
     const at = Date.now() + 1
     await sleep(2)
-    await raw.set(`missed:corral:tag:{${name}}:t`, `${at},0`)
+    await suite.raw.set(`missed:corral:tag:{${name}}:t`, `${at},0`)
     expect(await reader.get('k')).toBe('v') // the mirror still trusts what it read
     // Drop the reader's subscriber connection (and the writer's): they reconnect and re-read the marks.
-    await raw.client('KILL', 'TYPE', 'pubsub')
+    await suite.raw.client('KILL', 'TYPE', 'pubsub')
     await eventually(async () => (await reader.get('k')) === NO_VALUE, 3000, 10)
     await Promise.all([writer.close(), reader.close()])
   })
@@ -382,7 +376,7 @@ describe('group invalidation on redis', () => {
     await writer.set('k', 'v', { tags: ['t'] })
     expect(await reader.get('k')).toBe('v')
     await sleep(2)
-    await raw.set(`poll:corral:tag:{${name}}:t`, `${Date.now()},0`)
+    await suite.raw.set(`poll:corral:tag:{${name}}:t`, `${Date.now()},0`)
     const started = performance.now()
     await eventually(async () => (await reader.get('k')) === NO_VALUE, 2000, 5)
     expect(performance.now() - started).toBeLessThan(500)
@@ -397,14 +391,14 @@ describe('group invalidation on redis', () => {
     await writer.invalidateTags(['t'])
     await eventually(async () => (await reader.get('k')) === NO_VALUE)
     const key = `lost:corral:tag:{${name}}:t`
-    const mark = await raw.get(key)
+    const mark = await suite.raw.get(key)
     expect(mark).toMatch(/^[\d.]+,0$/)
-    await raw.del(key) // evicted
+    await suite.raw.del(key) // evicted
     // The reader keeps reading the value: it keeps treating it as invalidated, and restores the mark.
     await eventually(
       async () => {
         expect(await reader.get('k')).toBe(NO_VALUE)
-        return (await raw.get(key)) === mark
+        return (await suite.raw.get(key)) === mark
       },
       2000,
       10,
@@ -412,7 +406,7 @@ describe('group invalidation on redis', () => {
     // A process that never saw the mark loads it again.
     const third = new RegionRegistry()
       .createRegion({ name })
-      .configure('redis', { expirationTime: 60, arguments: { url: server.url, keyPrefix: 'lost:' } })
+      .configure('redis', { expirationTime: 60, arguments: { url: suite.server.url, keyPrefix: 'lost:' } })
     expect(await third.get('k')).toBe(NO_VALUE)
     await third.close()
     await Promise.all([writer.close(), reader.close()])
@@ -424,7 +418,7 @@ function attachContext(): BackendContext {
 }
 
 async function commandStats(): Promise<Record<string, number>> {
-  const text = await raw.info('commandstats')
+  const text = await suite.raw.info('commandstats')
   const out: Record<string, number> = {}
   for (const match of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out[match[1]!] = Number(match[2])
   return out

@@ -4,48 +4,23 @@
  * milliseconds, and no old copy served after the bus connection was killed.
  */
 import { randomUUID } from 'node:crypto'
-import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startRedis, type RedisServer } from '../../../../../test-support/servers.js'
+import { redisSuite } from '../../../../../test-support/redis-suite.js'
 import { reportFigure } from '../../testing/measure.js'
 import { describeMultiProcess } from '../../testing/multiprocess.js'
 import { percentile, startWorkers, type Worker } from '../../testing/workers.js'
 
-let server: RedisServer
-let raw: Redis
-
-beforeAll(async () => {
-  server = await startRedis()
-  raw = new Redis(server.url)
-})
-
-afterAll(async () => {
-  raw?.disconnect()
-  await server?.stop()
-})
+const suite = redisSuite()
 
 describeMultiProcess('redis + l1', {
   backend: 'redis',
-  arguments: () => ({ url: server.url, keyPrefix: 'mp-l1:' }),
+  arguments: () => ({ url: suite.server.url, keyPrefix: 'mp-l1:' }),
   l1: true,
   invalidationBudgetMs: 250,
 })
 
 const PROCESSES = 4
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
-/** Commands the server executed while `work` ran (INFO commandstats), without the test's own INFO / CONFIG. */
-async function commandsDuring(work: () => Promise<unknown>): Promise<Record<string, number>> {
-  await raw.config('RESETSTAT')
-  await work()
-  const info = await raw.info('commandstats')
-  const calls: Record<string, number> = {}
-  for (const line of info.split('\n')) {
-    const match = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim())
-    if (match && !['info', 'config', 'config|resetstat'].includes(match[1]!)) calls[match[1]!] = Number(match[2])
-  }
-  return calls
-}
 
 describe(`redis + l1: ${PROCESSES} processes`, () => {
   const region = `l1-${randomUUID().slice(0, 8)}`
@@ -73,7 +48,7 @@ describe(`redis + l1: ${PROCESSES} processes`, () => {
           region,
           backend: 'redis',
           // marks are not polled during these tests, so that every command counted comes from a read
-          arguments: { url: server.url, keyPrefix: 'mpt:', invalidationPollInterval: '1h' },
+          arguments: { url: suite.server.url, keyPrefix: 'mpt:', invalidationPollInterval: '1h' },
           expirationTime: 60,
           options: { l1: true },
         }),
@@ -90,7 +65,7 @@ describe(`redis + l1: ${PROCESSES} processes`, () => {
     await workers[0]!.call('set', { region, key, value: 'shared' })
     await holdEverywhere(key, 'shared')
     let reads: Array<{ l1: number; l2: number; runs: number }> = []
-    const commands = await commandsDuring(async () => {
+    const commands = await suite.commandsDuring(async () => {
       reads = await Promise.all(
         workers.map((w) =>
           w.call<{ l1: number; l2: number; runs: number }>('readRepeatedly', { region, key, times: 1000 }),
@@ -143,7 +118,7 @@ describe(`redis + l1: ${PROCESSES} processes`, () => {
       await writer.call('set', { region, key, value: `v${trial}` })
       await holdEverywhere(key, `v${trial}`)
       // Every process loses its subscriber connection; the writer's message goes to nobody.
-      expect(await raw.client('KILL', 'TYPE', 'pubsub')).toBeGreaterThanOrEqual(PROCESSES)
+      expect(await suite.raw.client('KILL', 'TYPE', 'pubsub')).toBeGreaterThanOrEqual(PROCESSES)
       await writer.call('set', { region, key, value: `v${trial}-changed` })
       for (const w of readers) {
         const { value } = await w.call<{ value: unknown }>('get', { region, key })

@@ -4,9 +4,9 @@
  * processes (tier.multiprocess.test.ts).
  */
 import { randomUUID } from 'node:crypto'
-import { Redis } from 'ioredis'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { startRedis, type RedisServer } from '../../../../../test-support/servers.js'
+import { afterEach, describe, expect, it } from 'vitest'
+import { startRedis } from '../../../../../test-support/servers.js'
+import { redisSuite } from '../../../../../test-support/redis-suite.js'
 import { NO_VALUE, type CachedValue } from '../../cached-value.js'
 import { ValidationError } from '../../errors.js'
 import type { CacheRegion } from '../../region.js'
@@ -20,34 +20,10 @@ import { RedisBus } from '../redis/bus.js'
 import { RedisBackend } from '../redis/index.js'
 import { TieredBackend } from './tiered-backend.js'
 
-let server: RedisServer
-let raw: Redis
-
-beforeAll(async () => {
-  server = await startRedis()
-  raw = new Redis(server.url)
-})
-
-afterAll(async () => {
-  raw?.disconnect()
-  await server?.stop()
-})
+const suite = redisSuite()
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
-
-/** Commands the server executed while `work` ran (INFO commandstats), without the test's own INFO / CONFIG. */
-async function commandsDuring(work: () => Promise<void>): Promise<Record<string, number>> {
-  await raw.config('RESETSTAT')
-  await work()
-  const info = await raw.info('commandstats')
-  const calls: Record<string, number> = {}
-  for (const line of info.split('\n')) {
-    const match = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim())
-    if (match && !['info', 'config', 'config|resetstat'].includes(match[1]!)) calls[match[1]!] = Number(match[2])
-  }
-  return calls
-}
 
 const open: CacheRegion[] = []
 afterEach(async () => {
@@ -68,7 +44,7 @@ function tiered(name: string, options: TierOptions = {}) {
   const region = registry.createRegion({ name, ...(options.clock ? { clock: options.clock } : {}) })
   region.configure('redis', {
     expirationTime: options.expirationTime ?? 60,
-    arguments: { url: server.url, keyPrefix: 'tier:', invalidationPollInterval: '1h', ...options.arguments },
+    arguments: { url: suite.server.url, keyPrefix: 'tier:', invalidationPollInterval: '1h', ...options.arguments },
     l1: options.l1 ?? true,
     ...(options.wrap ? { wrap: options.wrap } : {}),
   })
@@ -99,7 +75,7 @@ describe('configure(..., { l1 })', () => {
     const registry = new RegionRegistry()
     const region = registry.createRegion({ name: name() })
     const redis = (l1: unknown) => () =>
-      region.configure('redis', { arguments: { url: server.url }, l1: l1 as L1Options })
+      region.configure('redis', { arguments: { url: suite.server.url }, l1: l1 as L1Options })
     expect(redis('yes')).toThrow(/l1 must be true, false or \{ maxEntries\?, maxAge\?, bus\? \}; got "yes"/)
     expect(redis({ maxEntries: 0 })).toThrow(/l1.maxEntries must be a positive integer/)
     expect(redis({ maxEntries: 1.5 })).toThrow(ValidationError)
@@ -111,7 +87,7 @@ describe('configure(..., { l1 })', () => {
     expect(() => region.configure('null', { l1: true })).toThrow(/the null backend stores nothing/)
     expect(region.isConfigured).toBe(false)
     // false and undefined: no tier
-    region.configure('redis', { arguments: { url: server.url }, l1: false })
+    region.configure('redis', { arguments: { url: suite.server.url }, l1: false })
     open.push(region)
     expect(region.backend).toBeInstanceOf(RedisBackend)
   })
@@ -149,7 +125,7 @@ describe('a redis region with an L1', () => {
     const [a, b] = [key('a'), key('b')]
     expect(await region.getOrCreate(a, () => ({ made: 'a' }))).toEqual({ made: 'a' })
     await region.set(b, 'B')
-    const commands = await commandsDuring(async () => {
+    const commands = await suite.commandsDuring(async () => {
       for (let i = 0; i < 1000; i++) await region.getOrCreate(a, () => ({ made: 'again' }))
       for (let i = 0; i < 1000; i++) await region.get(b)
       for (let i = 0; i < 100; i++) await region.getMulti([a, b])
@@ -166,7 +142,7 @@ describe('a redis region with an L1', () => {
     // The same reads on a region without an L1: one GET each, tier l2.
     await plain.region.set(a, 'x')
     await plain.region.get(a) // its invalidation marks are loaded
-    const without = await commandsDuring(async () => {
+    const without = await suite.commandsDuring(async () => {
       for (let i = 0; i < 100; i++) await plain.region.get(a)
     })
     expect(without).toEqual({ get: 100 })
@@ -212,7 +188,7 @@ describe('a redis region with an L1', () => {
     writer.configure('redis', {
       expirationTime: 10,
       expirationJitter: '5s',
-      arguments: { url: server.url, keyPrefix: 'tier:' },
+      arguments: { url: suite.server.url, keyPrefix: 'tier:' },
     })
     open.push(writer)
     const reader = tiered(regionName, { expirationTime: 10 })
@@ -351,7 +327,7 @@ describe('a redis region with an L1', () => {
     const keys = Array.from({ length: 400 }, (_, i) => key(`burst-${i}`))
     await writer.region.setMulti(Object.fromEntries(keys.map((k) => [k, 'old'])))
     for (const k of keys) await reader.region.get(k)
-    const commands = await commandsDuring(async () => {
+    const commands = await suite.commandsDuring(async () => {
       await Promise.all(keys.map((k) => writer.region.set(k, 'new')))
     })
     expect(commands.set).toBe(400)
@@ -404,7 +380,7 @@ describe('a redis region with an L1', () => {
       expect(await reader.region.get(k)).toBe(`v${trial}`)
       expect(reader.tiers).toEqual(['l1'])
 
-      await raw.client('KILL', 'TYPE', 'pubsub')
+      await suite.raw.client('KILL', 'TYPE', 'pubsub')
       // The writer's message is published while nobody listens: lost.
       await writer.region.set(k, `v${trial + 1}`)
       expect(await reader.region.get(k)).toBe(`v${trial + 1}`)
@@ -459,7 +435,7 @@ describe('a redis region with an L1', () => {
 // The backend conformance suite, with the tier on: two tiers on one server are two processes.
 describeBackendConformance('redis + l1', {
   create: async (args) => {
-    const redis = new RedisBackend({ url: server.url, keyPrefix: 'conf-l1:', ...args })
+    const redis = new RedisBackend({ url: suite.server.url, keyPrefix: 'conf-l1:', ...args })
     const backend = new TieredBackend(redis, {
       maxEntries: 1000,
       maxAgeMs: undefined,
@@ -471,6 +447,6 @@ describeBackendConformance('redis + l1', {
   },
   capabilities: { stores: true, distributedLock: true, bytes: true, sharedInvalidation: true, counters: true },
   writeRaw: async (storeKey, bytes) => {
-    await raw.set(`conf-l1:${storeKey}`, bytes)
+    await suite.raw.set(`conf-l1:${storeKey}`, bytes)
   },
 })

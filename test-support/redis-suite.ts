@@ -1,0 +1,52 @@
+import { Redis } from 'ioredis'
+import { afterAll, beforeAll } from 'vitest'
+import { startRedis, type RedisServer } from './servers.js'
+
+/** The redis-server of one test file, and a plain client on it to look at what the tests did. */
+export interface RedisSuite {
+  readonly server: RedisServer
+  readonly raw: Redis
+  /** Commands the server executed while `work` ran (INFO commandstats), without the test's own INFO / CONFIG. */
+  commandsDuring(work: () => Promise<unknown>): Promise<Record<string, number>>
+}
+
+/**
+ * Starts a redis-server before the file's tests (on a free loopback port) with a plain ioredis client on it, and
+ * stops both after them. Call it at the top level of a test file; read `server` and `raw` inside the tests.
+ */
+export function redisSuite(): RedisSuite {
+  let server: RedisServer | undefined
+  let raw: Redis | undefined
+  beforeAll(async () => {
+    server = await startRedis()
+    raw = new Redis(server.url)
+  })
+  afterAll(async () => {
+    raw?.disconnect()
+    await server?.stop()
+  })
+  const started = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('redisSuite(): the server starts in beforeAll; read it inside a test')
+    return value
+  }
+  return {
+    get server() {
+      return started(server)
+    },
+    get raw() {
+      return started(raw)
+    },
+    async commandsDuring(work) {
+      const client = started(raw)
+      await client.config('RESETSTAT')
+      await work()
+      const info = await client.info('commandstats')
+      const calls: Record<string, number> = {}
+      for (const line of info.split('\n')) {
+        const match = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim())
+        if (match && !['info', 'config', 'config|resetstat'].includes(match[1]!)) calls[match[1]!] = Number(match[2])
+      }
+      return calls
+    },
+  }
+}
