@@ -4,7 +4,7 @@ import { describeValue } from './describe-value.js'
 import { ValidationError } from './errors.js'
 import type { ArgToString, KeyGenerator, MultiKeyGenerator } from './keys.js'
 import { RESILIENCE_OPTION_NAMES, rejectUnknown, setsPolicy } from './policy.js'
-import type { ResilienceOptions, ShouldCache } from './region-options.js'
+import type { GetOrCreateOptions, ResilienceOptions, ShouldCache } from './region-options.js'
 import type { CacheRegion } from './region.js'
 
 export interface CacheOnArgumentsOptions<R, Args extends unknown[] = unknown[]> extends ResilienceOptions {
@@ -124,15 +124,28 @@ export function cacheOnArguments<Args extends unknown[], R, This>(
   const tagsFor = (args: Args): readonly string[] | undefined =>
     typeof tagsOption === 'function' ? tagsOption(...args) : tagsOption
 
-  const cached = function (this: This, ...args: Args): Promise<Awaited<R>> {
+  /** A call's options; undefined when there are none, so that the region's quick path for a hit applies. */
+  const callOptions = (args: Args): GetOrCreateOptions<Awaited<R>> | undefined => {
     const expirationTime = expiration()
     const tags = tagsFor(args)
-    return region.getOrCreate(keyFor(args), () => fn.apply(this, args) as Awaited<R>, {
+    const built: GetOrCreateOptions<Awaited<R>> = {
       ...resilience,
       ...(expirationTime !== undefined ? { expirationTime } : {}),
       ...(shouldCache ? { shouldCache } : {}),
       ...(tags !== undefined ? { tags } : {}),
-    })
+    }
+    return Object.keys(built).length === 0 ? undefined : built
+  }
+  // Options that do not depend on the call (no function for expirationTime or tags) are built once.
+  const perCall = typeof options.expirationTime === 'function' || typeof tagsOption === 'function'
+  const fixedOptions = perCall ? undefined : callOptions([] as unknown as Args)
+
+  const cached = function (this: This, ...args: Args): Promise<Awaited<R>> {
+    return region.getOrCreate(
+      keyFor(args),
+      () => fn.apply(this, args) as Awaited<R>,
+      perCall ? callOptions(args) : fixedOptions,
+    )
   } as CachedFunction<Args, R, This>
 
   Object.defineProperty(cached, 'name', { value: fn.name })
