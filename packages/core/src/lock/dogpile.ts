@@ -5,7 +5,7 @@ import { NOT_FRESH, NO_VALUE, type CachedValue, type NoValue } from '../cached-v
 import { CreatorTimeoutError, LockTimeoutError, SerializationError } from '../errors.js'
 import type { Freshness, Lookup, NotFresh, Stale } from '../freshness.js'
 import { createValue, type CallSettings, type Policy } from '../policy.js'
-import type { Creator, CreatorContext, ShouldCache } from '../region-options.js'
+import type { Creator, CreatorContext, GetOrCreateResult, ShouldCache } from '../region-options.js'
 import type { AsyncCreationRunner } from './async-runner.js'
 import type { CacheRegion } from '../region.js'
 import type { CallIdentity, CallReporter } from '../telemetry/call-reporter.js'
@@ -76,19 +76,8 @@ export interface Call<T> extends CallIdentity {
   readonly info?: CallInfo
 }
 
-/** How a `getOrCreate` call was answered. */
-export interface CallInfo {
-  /**
-   * `hit`: a fresh value; `stale`: a stale value, served while another caller regenerates (or after a soft
-   * timeout); `miss`: a new value, made by this caller's creator or by the one it waited for; `failSafe`: the
-   * creator failed or timed out and a recent stale value was served instead
-   */
-  result: 'hit' | 'stale' | 'miss' | 'failSafe'
-  /** where a hit came from: `l1` this process's memory, `l2` the shared backend */
-  tier: 'l1' | 'l2' | undefined
-  /** this caller ran the creator */
-  created: boolean
-}
+/** How a `getOrCreate` call was answered: what `getOrCreateResult` answers besides the value. */
+export type CallInfo = Omit<GetOrCreateResult<unknown>, 'value'>
 
 /**
  * What the creator is called with. The `AbortController` behind `signal` is made only if the creator reads it (an
@@ -123,7 +112,7 @@ class Context<T> implements CreatorContext<T> {
 /** The `CallInfo` of an answer that came out of a flight. */
 const RESULT_OF: Record<AnswerSource, CallInfo['result']> = { created: 'miss', stale: 'stale', failSafe: 'failSafe' }
 
-function note(info: CallInfo | undefined, result: CallInfo['result'], created = false, tier?: 'l1' | 'l2'): void {
+function note(info: CallInfo | undefined, result: CallInfo['result'], created = false, tier?: Tier): void {
   if (info === undefined) return
   info.result = result
   info.created = created
@@ -208,9 +197,8 @@ export class DogpileLock {
       forceRefresh,
       info,
     }
-    let lookup = needsTagMarks(stored)
-      ? await host.freshness.lookup(stored, expirationMs)
-      : host.freshness.classify(stored, expirationMs)
+    let lookup = host.freshness.lookup(stored, expirationMs)
+    if (lookup instanceof Promise) lookup = await lookup
     // Forced: a fresh value is treated as stale, so it is still the creator's context and fail-safe's fallback.
     if (forceRefresh && lookup.state === 'fresh')
       lookup = { state: 'stale', value: lookup.value, ct: lookup.stored.ct, reason: 'expired', stored: lookup.stored }
@@ -224,7 +212,7 @@ export class DogpileLock {
    * Steps 2 and 3: join the flight in progress for the key, or lead a new one. `tier`: where `lookup`'s value was
    * read (a value read again here comes from the backend).
    */
-  async createOrJoin<T>(call: Call<T>, lookup: Lookup, tier: Tier = 'l2'): Promise<T> {
+  async createOrJoin<T>(call: Call<T>, lookup: Lookup, tier: Tier): Promise<T> {
     const { report } = this.host
     for (;;) {
       if (lookup.state === 'fresh') {
@@ -261,9 +249,8 @@ export class DogpileLock {
       const backend = this.host.backend()
       tier = 'l2'
       const current = await this.host.access.read(backend, call.storeKey)
-      lookup = needsTagMarks(current)
-        ? await this.host.freshness.lookup(current, call.expirationMs)
-        : this.host.freshness.classify(current, call.expirationMs)
+      const judged = this.host.freshness.lookup(current, call.expirationMs)
+      lookup = judged instanceof Promise ? await judged : judged
     }
   }
 
@@ -274,7 +261,7 @@ export class DogpileLock {
     const { key, storeKey } = call
     const flight = host.coalesce() ? this.flights.begin(storeKey) : undefined
     const span = report.startSpan(call)
-    let lead = new Leadership(host, this.flights, storeKey, flight, undefined)
+    const lead = new Leadership(host, this.flights, storeKey, flight)
     let detached = false
     try {
       const mutex = host.backend().getMutex?.(storeKey)
@@ -284,8 +271,7 @@ export class DogpileLock {
         if (acquisition !== undefined && !acquisition.acquired) {
           if (acquisition.produced !== undefined) {
             // Another process made the value while we waited, and released its lock with it.
-            const made = host.freshness.classify(acquisition.produced, Number.POSITIVE_INFINITY)
-            const value = made.state === 'absent' ? acquisition.produced.payload : made.value
+            const value = acquisition.produced.payload
             report.createdElsewhere(key, lookup, span, acquisition.holder, flight)
             flight?.settle({ kind: 'value', value })
             note(call.info, 'miss')
@@ -298,13 +284,12 @@ export class DogpileLock {
           return (lookup as Stale).value as T
         }
         if (acquisition !== undefined) {
-          lead = new Leadership(host, this.flights, storeKey, flight, mutex)
+          lead.hold(mutex)
           // We hold the lock: another process may have created the value while we waited for it.
           const current =
             acquisition.current !== undefined ? acquisition.current : await host.access.read(host.backend(), storeKey)
-          const again = needsTagMarks(current)
-            ? await host.freshness.lookup(current, call.expirationMs)
-            : host.freshness.classify(current, call.expirationMs)
+          let again = host.freshness.lookup(current, call.expirationMs)
+          if (again instanceof Promise) again = await again
           // Made by another process while we waited for the lock (a forced refresh only takes a newer one).
           if (again.state === 'fresh' && (call.forceRefresh !== true || again.stored.ct > stampOf(lookup))) {
             flight?.settle({ kind: 'value', value: again.value })
@@ -327,10 +312,8 @@ export class DogpileLock {
 
       report.regenerating(key, lookup, span)
       const produced = await this.#produce(call, lead, span, lookup)
+      // #produce settled the flight (the waiters' answer) as it answered.
       detached = produced.detached
-      // #produce settled the flight as it answered; this is for the waiters' sake should it ever not have.
-      if (flight !== undefined && !flight.settled)
-        flight.settle({ kind: 'value', value: produced.value, source: produced.source })
       report.leaderAnswered(span)
       note(call.info, RESULT_OF[produced.source], produced.source === 'created')
       return produced.value
@@ -393,12 +376,8 @@ export class DogpileLock {
   }
 
   /** Releases the backend's lock without storing; a failure is reported (the lock expires by itself). */
-  async release(mutex: CacheMutex): Promise<void> {
-    try {
-      await mutex.release()
-    } catch (error) {
-      this.host.report.backendError('unlock', error)
-    }
+  release(mutex: CacheMutex): Promise<void> {
+    return releaseQuietly(this.host, mutex)
   }
 
   /** Step 4: passes the regeneration of a stale value to the async creation runner; true when the runner took it. */
@@ -570,14 +549,14 @@ export class DogpileLock {
     const flight = this.flights.begin(call.storeKey)
     const lookup: Lookup = { state: 'fresh', value: current.payload, stored: current }
     void (async () => {
-      let lead = new Leadership(host, this.flights, call.storeKey, flight, undefined)
+      const lead = new Leadership(host, this.flights, call.storeKey, flight)
       let detached = false
       try {
         const mutex = host.backend().getMutex?.(call.storeKey)
         if (mutex) {
           const acquisition = await this.acquire(mutex, call.key, false, undefined)
           if (acquisition !== undefined && !acquisition.acquired) return
-          if (acquisition !== undefined) lead = new Leadership(host, this.flights, call.storeKey, flight, mutex)
+          if (acquisition !== undefined) lead.hold(mutex)
         }
         detached = (await this.#produce(call, lead, undefined, lookup)).detached
       } catch (error) {
@@ -595,6 +574,8 @@ export class DogpileLock {
  * wake-up in one step where the backend can), else with `setIfNotNewer`. `finish` lets go of both, once.
  */
 class Leadership {
+  /** the backend's lock, once held (`hold`) */
+  mutex: CacheMutex | undefined
   #released = false
   #finished: Promise<void> | undefined
 
@@ -603,8 +584,12 @@ class Leadership {
     private readonly flights: FlightTable,
     readonly storeKey: string,
     readonly flight: Flight | undefined,
-    readonly mutex: CacheMutex | undefined,
   ) {}
+
+  /** The backend's lock was taken: stores go through its release, and `finish` releases it. */
+  hold(mutex: CacheMutex): void {
+    this.mutex = mutex
+  }
 
   /**
    * Stores `value` unless a value created after `since` is there; a failure is reported, never thrown (but a
@@ -649,11 +634,7 @@ class Leadership {
   }
 
   async #release(): Promise<void> {
-    try {
-      await this.mutex!.release()
-    } catch (error) {
-      this.host.report.backendError('unlock', error)
-    }
+    await releaseQuietly(this.host, this.mutex!)
     this.#endFlight()
   }
 
@@ -666,12 +647,16 @@ class Leadership {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve()
-const REREAD: FlightOutcome = Object.freeze({ kind: 'reread' })
 
-/** Whether judging `stored` may need tag marks this process does not know yet (`Freshness.lookup` loads them). */
-function needsTagMarks(stored: CachedValue | NoValue): boolean {
-  return stored !== NO_VALUE && stored.ext?.tags !== undefined
+/** Releases a backend's lock without storing; a failure is reported (the lock expires by itself). */
+async function releaseQuietly(host: LockHost, mutex: CacheMutex): Promise<void> {
+  try {
+    await mutex.release()
+  } catch (error) {
+    host.report.backendError('unlock', error)
+  }
 }
+const REREAD: FlightOutcome = Object.freeze({ kind: 'reread' })
 
 /** The creation time of what a lookup found (0 when nothing). */
 function stampOf(lookup: Lookup): number {

@@ -46,11 +46,6 @@ export class Flight<T = unknown> {
   }
 
   /** Resolves the flight once; later calls are ignored (the first outcome is the truth). */
-  /** Whether the flight has its outcome. */
-  get settled(): boolean {
-    return this.#settled
-  }
-
   settle(outcome: FlightOutcome<T>): void {
     if (this.#settled) return
     this.#settled = true

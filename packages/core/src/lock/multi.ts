@@ -1,5 +1,5 @@
 import type { CacheMutex } from '../backends/api.js'
-import { NO_VALUE, type CachedValue } from '../cached-value.js'
+import { NO_VALUE, type CachedValue, type NoValue } from '../cached-value.js'
 import { describeValue } from '../describe-value.js'
 import { ValidationError } from '../errors.js'
 import type { NotFresh, Stale } from '../freshness.js'
@@ -68,7 +68,7 @@ export async function getOrCreateMulti<T>(
       policy,
       startedAt: undefined,
     }
-    waits.push(lock.createOrJoin(single, lookup, tiers[i]).then((value) => void values.set(key, value)))
+    waits.push(lock.createOrJoin(single, lookup, tiers[i] ?? 'l2').then((value) => void values.set(key, value)))
   })
 
   if (toCreate.length > 0) {
@@ -89,6 +89,8 @@ async function leadMulti<T>(
   const results = new Map<string, unknown>()
   const flights = new Map<string, Flight>()
   const mutexes: CacheMutex[] = []
+  /** what each lock's acquisition read with it (undefined: the backend did not read it) */
+  const current = new Map<Pending, CachedValue | NoValue | undefined>()
   if (host.coalesce()) for (const { storeKey } of entries) flights.set(storeKey, lock.flights.begin(storeKey))
   try {
     // Backend locks in sorted key order (entries are sorted), so two multi-callers cannot deadlock.
@@ -116,15 +118,24 @@ async function leadMulti<T>(
           flights.get(entry.storeKey)?.settle({ kind: 'reread' })
           continue
         }
-        if (acquisition !== undefined) mutexes.push(mutex!)
+        if (acquisition !== undefined) {
+          mutexes.push(mutex!)
+          current.set(entry, acquisition.current)
+        }
         pending.push(entry)
       }
       if (mutexes.length > 0 && pending.length > 0) {
-        // Some may have been created by another process while we waited for their locks.
-        const again = await host.access.readMulti(
-          host.backend(),
-          pending.map((entry) => entry.storeKey),
-        )
+        // Some may have been created by another process while we waited for their locks. The backends read the
+        // value with the lock; only what they did not read is read now.
+        const unread = pending.filter((entry) => current.get(entry) === undefined)
+        if (unread.length > 0) {
+          const read = await host.access.readMulti(
+            host.backend(),
+            unread.map((entry) => entry.storeKey),
+          )
+          unread.forEach((entry, i) => current.set(entry, read[i] ?? NO_VALUE))
+        }
+        const again = pending.map((entry) => current.get(entry)!)
         await host.freshness.loadTagsOf(again)
         pending = pending.filter((entry, i) => {
           const lookup = host.freshness.classify(again[i] ?? NO_VALUE, expirationMs)
