@@ -45,10 +45,8 @@ export async function getMulti<T>(
   assertKeyList(keys, 'getMulti')
   const backend = host.backend()
   const expirationMs = callExpirationMs(options?.expirationTime, host.defaults().expirationMs)
-  const { values: stored, tiers } = await host.access.readMultiThrough(
-    backend,
-    keys.map((key) => host.storeKey(key)),
-  )
+  const storeKeys = keys.map((key) => host.storeKey(key))
+  const { values: stored, tiers } = await host.access.readMultiThrough(backend, storeKeys)
   await host.freshness.loadTagsOf(stored)
   const lookups = stored.map((value) => host.freshness.classify(value ?? NO_VALUE, expirationMs))
   // Copies from this process's memory that are not fresh are checked against the backend (as in get()).
@@ -58,7 +56,7 @@ export async function getMulti<T>(
   if (recheck.length > 0) {
     const again = await host.access.readMulti(
       backend,
-      recheck.map((i) => host.storeKey(keys[i]!)),
+      recheck.map((i) => storeKeys[i]!),
     )
     await host.freshness.loadTagsOf(again)
     recheck.forEach((i, j) => {

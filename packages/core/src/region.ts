@@ -273,7 +273,9 @@ export class CacheRegion {
    * `lock/dogpile.ts`.
    */
   getOrCreate<T>(key: string, creator: Creator<T>, options?: GetOrCreateOptions<T>): Promise<T> {
-    if (!GET_OR_CREATE_CHANNEL.hasSubscribers && !this.#callScopes) {
+    // Observed only with a channel subscriber, or with backend spans on and an OpenTelemetry SDK registered (the
+    // same test as `RegionOperations.observed`, the field read first so that the common region pays nothing more).
+    if (!GET_OR_CREATE_CHANNEL.hasSubscribers && (!this.#callScopes || !this.#operations.observed('getOrCreate'))) {
       // The common call, checked inline: no options, no key mangler, a configured region.
       if (
         options === undefined &&
