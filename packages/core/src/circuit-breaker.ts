@@ -42,7 +42,7 @@ export interface BreakerPolicy {
 export const DEFAULT_BREAKER: BreakerPolicy = Object.freeze({ failures: 5, windowMs: 10_000, coolDownMs: 1000 })
 
 /** What the breaker reads to probe a backend whose circuit is open (a reserved key: normally absent). */
-export const PROBE_KEY = 'corral:circuit-probe'
+const PROBE_KEY = 'corral:circuit-probe'
 
 /** A call refused because the circuit is open: the backend was not asked. */
 export class CircuitOpenError extends BackendError {}
@@ -176,7 +176,7 @@ export class CircuitBreaker {
  * the configured backend. `increment` and `setMultiWithTtl` exist only when the backend has them, so the region's
  * feature checks see what the real backend can do.
  */
-export class CircuitBreakerBackend extends ProxyBackend {
+class CircuitBreakerBackend extends ProxyBackend {
   readonly breaker: CircuitBreaker
   readonly increment?: CacheBackend['increment']
   readonly setMultiWithTtl?: CacheBackend['setMultiWithTtl']

@@ -13,6 +13,7 @@ import type { KeyGenerator, KeyMangler, MultiKeyGenerator } from './keys.js'
 import type { AsyncCreationRunner } from './lock/async-runner.js'
 import type { RegionRegistry } from './registry.js'
 import type { HotKeyTrackerOptions } from './telemetry/hot-keys.js'
+import type { Tier } from './telemetry/events.js'
 import type { Logger } from './telemetry/instrumentation.js'
 import { RESILIENCE_OPTION_NAMES } from './policy.js'
 
@@ -158,7 +159,7 @@ export interface GetOrCreateResult<T> {
    */
   result: 'hit' | 'stale' | 'miss' | 'failSafe'
   /** where a hit came from: `l1` this process's memory, `l2` the shared backend; undefined for other results */
-  tier: 'l1' | 'l2' | undefined
+  tier: Tier | undefined
   /** whether this caller ran the creator */
   created: boolean
 }

@@ -6,7 +6,7 @@ import { endWithError } from './span-errors.js'
  * The server a backend talks to, in OpenTelemetry's database semantic conventions: `db.system.name`, and
  * `server.address` / `server.port` / `db.namespace` when the backend talks to one server it can name.
  */
-export interface BackendPeer {
+interface BackendPeer {
   readonly system: string
   readonly address?: string
   readonly port?: number
@@ -26,7 +26,7 @@ const peers = new WeakMap<CacheBackend, BackendPeer | null>()
  * The peer of `backend` (through proxies), or `null` for an in-process backend (one with a synchronous read:
  * memory, null), whose calls are no round trips and get no CLIENT span. Computed once per backend.
  */
-export function backendPeer(backend: CacheBackend): BackendPeer | null {
+function backendPeer(backend: CacheBackend): BackendPeer | null {
   let peer = peers.get(backend)
   if (peer === undefined) {
     peer = describePeer(backend)

@@ -10,6 +10,8 @@
  * on it, for example).
  */
 import diagnosticsChannel, { type TracingChannel } from 'node:diagnostics_channel'
+import type { GetOrCreateResult } from '../region-options.js'
+import type { Tier } from './events.js'
 
 /** The region operations that publish a tracing channel, by the method's name. */
 export type RegionOperation =
@@ -44,9 +46,9 @@ export interface RegionOperationMessage {
    * `getOrCreate`, set before `asyncEnd` when the call succeeded: how the value was obtained — `hit`, `stale`,
    * `miss` (a new value, from this caller's creator or the one it waited for) or `failSafe`
    */
-  outcome?: 'hit' | 'stale' | 'miss' | 'failSafe'
+  outcome?: GetOrCreateResult<unknown>['result']
   /** `getOrCreate`: where a hit came from, `l1` (this process's memory) or `l2` (the shared backend) */
-  tier?: 'l1' | 'l2' | undefined
+  tier?: Tier | undefined
   /** `getOrCreate`: whether this caller ran the creator */
   created?: boolean
   /** set by Node.js on `asyncEnd`: what the operation resolved to (a `getOrCreate`'s value) */

@@ -5,7 +5,7 @@ import type { CircuitState } from './events.js'
 import type { RegionStats } from './stats.js'
 
 /** `corral_circuit_state`'s value of each state of the circuit breaker. */
-export const CIRCUIT_STATE_VALUES: Readonly<Record<CircuitState, number>> = { closed: 0, 'half-open': 1, open: 2 }
+const CIRCUIT_STATE_VALUES: Readonly<Record<CircuitState, number>> = { closed: 0, 'half-open': 1, open: 2 }
 
 /** What the metrics read from a region at scrape time. */
 export interface RegionMetricsSource {
@@ -31,7 +31,7 @@ export const LOCK_WAIT_BUCKETS = [
  * rate (and Grafana's "Backend errors" panel) reads 0 rather than "No data" before the first failure. Other
  * operations (`invalidate`, `subscribe`, ...) appear with their first failure.
  */
-export const BACKEND_OPERATIONS = ['get', 'getMulti', 'set', 'setMulti', 'delete', 'lock', 'unlock'] as const
+const BACKEND_OPERATIONS = ['get', 'getMulti', 'set', 'setMulti', 'delete', 'lock', 'unlock'] as const
 
 /**
  * The histograms a region observes. `trace` is the span the observation belongs to: when it is sampled, its trace
@@ -217,7 +217,7 @@ export class CorralMetrics {
 }
 
 /** The exemplar labels of a sampled span (OpenMetrics' `trace_id` and `span_id`), else undefined. */
-export function exemplarOf(trace: SpanContext | undefined): { trace_id: string; span_id: string } | undefined {
+function exemplarOf(trace: SpanContext | undefined): { trace_id: string; span_id: string } | undefined {
   if (trace === undefined || (trace.traceFlags & TraceFlags.SAMPLED) === 0 || !isSpanContextValid(trace))
     return undefined
   return { trace_id: trace.traceId, span_id: trace.spanId }

@@ -14,7 +14,7 @@ const SPAN_NAMES: Readonly<Partial<Record<RegionOperation, OperationSpanName>>> 
 }
 
 /** What a message says of its call besides the operation, region and backend. */
-export type OperationFields = Pick<RegionOperationMessage, 'key' | 'keys' | 'tags' | 'hard'>
+type OperationFields = Pick<RegionOperationMessage, 'key' | 'keys' | 'tags' | 'hard'>
 
 /**
  * How a region's public operations are observed from outside: their `diagnostics_channel` tracing channel and their

@@ -12,7 +12,7 @@ import { VERSION } from '../version.js'
 import { COUNTER_METRICS, seriesOf, type CounterMetricName, type CounterName } from './counters.js'
 import { LOCK_WAIT_BUCKETS, REGENERATION_BUCKETS, type RegionMetricsSource, type RegionObservers } from './metrics.js'
 
-export const METER_NAME = '@corral/core'
+const METER_NAME = '@corral/core'
 
 type LabelOf<Metric extends CounterMetricName> = (typeof COUNTER_METRICS)[Metric]['labels'][number]
 
@@ -76,7 +76,7 @@ interface CounterSeries {
  * the provider is re-checked once a second while any region reports here, and the instruments are made again
  * on a new one; counters are cumulative since the region's start, so nothing is lost in between.
  */
-export class OpenTelemetryMetrics {
+class OpenTelemetryMetrics {
   private readonly sources = new Set<RegionMetricsSource>()
   private instruments: Instruments | undefined
   private watch: ReturnType<typeof setInterval> | undefined
