@@ -147,11 +147,15 @@ export class FileBackend implements CacheBackend {
   attach(context: BackendContext): void {
     this.#serializer = context.serializer
     this.#errors.context = context
-    let ttl = serverTtlSeconds('file', 'fileExpirationTime', this.#ttlArgument, context.expirationTime)
-    // Fail-safe serves values up to maxStaleAge old: keep them at least that long.
-    if (this.#ttlArgument === undefined && ttl !== undefined && context.failSafeMaxStaleAge !== undefined)
-      ttl = Math.max(ttl, context.failSafeMaxStaleAge)
-    this.#ttlMs = milliseconds(ttl)
+    this.#ttlMs = milliseconds(
+      serverTtlSeconds(
+        'file',
+        'fileExpirationTime',
+        this.#ttlArgument,
+        context.expirationTime,
+        context.failSafeMaxStaleAge,
+      ),
+    )
   }
 
   /** How long values are kept, in milliseconds (`undefined`: until evicted). */

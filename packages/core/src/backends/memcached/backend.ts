@@ -195,13 +195,13 @@ export class MemcachedBackend implements CacheBackend {
   attach(context: BackendContext): void {
     this.#serializer = context.serializer
     this.#errors.context = context
-    const derived = serverTtlSeconds('memcached', 'memcachedExpireTime', this.#ttlArgument, context.expirationTime)
-    // Fail-safe serves values up to maxStaleAge old: a derived server expiry keeps them that long (plus a minute).
-    const keep = context.failSafeMaxStaleAge
-    this.#ttlSeconds =
-      this.#ttlArgument === undefined && derived !== undefined && keep !== undefined && Number.isFinite(keep)
-        ? Math.max(derived, keep + 60)
-        : derived
+    this.#ttlSeconds = serverTtlSeconds(
+      'memcached',
+      'memcachedExpireTime',
+      this.#ttlArgument,
+      context.expirationTime,
+      context.failSafeMaxStaleAge,
+    )
   }
 
   /** The key memcached stores `key` under: as is when memcached can hold it, else its SHA-1. */
