@@ -30,10 +30,10 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type { Database, RootDatabase } from 'lmdb'
-import { FORMAT_VERSION } from '../../cached-value.js'
-import { FUTURE_CREATION_TOLERANCE_MS } from '../../freshness.js'
+import { storedCreationTime } from '../../cached-value.js'
 import { NOT_INVALIDATED } from '../../invalidation.js'
 import type { InvalidationState } from '../api.js'
+import { createdAfter } from '../shared/distributed.js'
 import { Signals } from './signals.js'
 
 type Lmdb = typeof import('lmdb')
@@ -292,7 +292,7 @@ export class FileStore {
       if (lock !== undefined && lock.expiresAt > now) return held(lock, now)
       const current = parseRecord(this.#values.getBinary(storedValue), now)
       if (lock === undefined && producedSince !== undefined && current?.kind === KIND_VALUE) {
-        const ct = creationTime(current.body)
+        const ct = storedCreationTime(current.body)
         if (ct !== undefined && ct >= producedSince) return { acquired: false, produced: current }
       }
       this.#locks.putSync(storedLock, lockBytes({ token, expiresAt: now + timeoutMs, traceparent }))
@@ -518,8 +518,7 @@ class WriteTxn {
     const now = Date.now()
     const record = parseRecord(this.values.getBinary(key), now)
     if (record?.kind !== KIND_VALUE) return true
-    const ct = creationTime(record.body)
-    return ct === undefined || ct <= since || ct > now + FUTURE_CREATION_TOLERANCE_MS
+    return !createdAfter(record.body, since, now)
   }
 
   put(key: Buffer, kind: number, expiresAt: number, body: Uint8Array): void {
@@ -594,21 +593,6 @@ function parseRecord(bytes: Buffer | undefined, now: number): StoredRecord | und
   const expiresAt = bytes.readDoubleLE(4)
   if (expiresAt !== 0 && expiresAt <= now) return undefined
   return { kind, expiresAt, body: bytes.subarray(HEADER_BYTES) }
-}
-
-const ENVELOPE_PREFIX = Buffer.from(`c${FORMAT_VERSION}:`, 'latin1')
-
-/** The creation time in a value's envelope (`c<version>:<ct>:...`), without decoding it. */
-export function creationTime(body: Buffer): number | undefined {
-  if (
-    body.length <= ENVELOPE_PREFIX.length ||
-    body.compare(ENVELOPE_PREFIX, 0, ENVELOPE_PREFIX.length, 0, ENVELOPE_PREFIX.length) !== 0
-  )
-    return undefined
-  const end = body.indexOf(0x3a, ENVELOPE_PREFIX.length) // ':'
-  if (end < 0 || end > ENVELOPE_PREFIX.length + 32) return undefined
-  const ct = Number(body.toString('latin1', ENVELOPE_PREFIX.length, end))
-  return Number.isFinite(ct) ? ct : undefined
 }
 
 function held(lock: LockRecord, now: number): LockTry {

@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { NO_VALUE, type CachedValue, type NoValue } from '../../cached-value.js'
 import type { AcquireOptions, CacheMutex, FencedStore, LockAcquisition, LockHolder } from '../api.js'
-import { jittered, sleep, waitForLock, type LockAttempt } from '../shared/distributed.js'
+import { createdAfter, jittered, sleep, waitForLock, type LockAttempt } from '../shared/distributed.js'
 import type { MemcachedBackend } from './backend.js'
 import { mayHaveRun } from './transport.js'
-import { createdAfter } from './fence.js'
 import { TRACEPARENT, formatLock, parseLock, type LockValue } from './lock-value.js'
 import {
   OP_ADD,

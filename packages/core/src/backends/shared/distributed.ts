@@ -5,6 +5,8 @@
 import { createRequire } from 'node:module'
 import { parseDuration, parseExpiration } from '../../durations.js'
 import { describeValue } from '../../describe-value.js'
+import { storedCreationTime } from '../../cached-value.js'
+import { FUTURE_CREATION_TOLERANCE_MS } from '../../freshness.js'
 import { ValidationError } from '../../errors.js'
 import type { BackendContext } from '../api.js'
 
@@ -56,6 +58,25 @@ export function serverTtlSeconds(
   if (regionExpiration === undefined || !Number.isFinite(regionExpiration)) return undefined
   const keep = failSafeMaxStaleAge !== undefined && Number.isFinite(failSafeMaxStaleAge) ? failSafeMaxStaleAge : 0
   return Math.max(2 * regionExpiration, keep) + 60
+}
+
+/**
+ * A time to live in seconds as whole milliseconds, at least 1 (so a tiny TTL still expires, and Redis's PX / PEXPIRE
+ * reject 0); `undefined` (no expiry) stays `undefined`.
+ */
+export function ttlMilliseconds(seconds: number | undefined): number | undefined {
+  return seconds === undefined ? undefined : Math.max(1, Math.ceil(seconds * 1000))
+}
+
+/**
+ * The rule of a fenced write: whether the stored bytes are a value created after `since` (bytes that are no value
+ * never are), in which case a value created earlier must not replace them. A creation time more than the tolerance
+ * ahead of this host's clock is not believed, as in the region's freshness rule, so a host with a fast clock cannot
+ * pin its value against every later write.
+ */
+export function createdAfter(data: Uint8Array, since: number, now = Date.now()): boolean {
+  const ct = storedCreationTime(data)
+  return ct !== undefined && ct > since && ct <= now + FUTURE_CREATION_TOLERANCE_MS
 }
 
 /** `{ host, port }` from an object or a `'host:port'` string. */
