@@ -15,7 +15,7 @@ import { describeValue } from '../../describe-value.js'
 import { BackendError, ValidationError } from '../../errors.js'
 import type { BackendContext, CacheBackend, CacheMutex, FencedStore, RegionInvalidator } from '../api.js'
 import { readArguments } from '../arguments.js'
-import { ErrorThrottle, durationMs, loadOptionalPeer, serverTtlSeconds } from '../shared/distributed.js'
+import { ErrorThrottle, durationMs, loadOptionalPeer, serverTtlSeconds, ttlMilliseconds } from '../shared/distributed.js'
 import { InvalidatorSet } from '../shared/mirrored-invalidator.js'
 import { TAG_MARK_GRACE_MS } from '../shared/tag-marks.js'
 import { FileInvalidator } from './invalidator.js'
@@ -121,7 +121,7 @@ export class FileBackend implements CacheBackend {
     this.lockPollIntervalMs = durationMs('file', 'lockPollInterval', args.lockPollInterval, 0.1)
     this.invalidationPollIntervalMs = durationMs('file', 'invalidationPollInterval', args.invalidationPollInterval, 1)
     this.#ttlArgument = args.fileExpirationTime
-    this.#ttlMs = milliseconds(serverTtlSeconds('file', 'fileExpirationTime', this.#ttlArgument, undefined))
+    this.#ttlMs = ttlMilliseconds(serverTtlSeconds('file', 'fileExpirationTime', this.#ttlArgument, undefined))
 
     prepareDirectory(this.path)
     const lmdb = loadOptionalPeer<Lmdb>('file', 'lmdb')
@@ -147,7 +147,7 @@ export class FileBackend implements CacheBackend {
   attach(context: BackendContext): void {
     this.#serializer = context.serializer
     this.#errors.context = context
-    this.#ttlMs = milliseconds(
+    this.#ttlMs = ttlMilliseconds(
       serverTtlSeconds(
         'file',
         'fileExpirationTime',
@@ -221,7 +221,7 @@ export class FileBackend implements CacheBackend {
   }
 
   async setMultiWithTtl(entries: ReadonlyArray<readonly [string, CachedValue]>, ttlSeconds: number): Promise<void> {
-    this.#setMany(entries, milliseconds(ttlSeconds))
+    this.#setMany(entries, ttlMilliseconds(ttlSeconds))
   }
 
   #setMany(entries: ReadonlyArray<readonly [string, CachedValue]>, ttlMs: number | undefined): void {
@@ -241,7 +241,7 @@ export class FileBackend implements CacheBackend {
   async increment(key: string, by: number, ttlSeconds?: number): Promise<number> {
     if (!Number.isSafeInteger(by))
       throw new ValidationError(`file backend: increment by a whole number; got ${describeValue(by)}`)
-    return this.store.increment(key, by, this.#expiresAt(milliseconds(ttlSeconds)))
+    return this.store.increment(key, by, this.#expiresAt(ttlMilliseconds(ttlSeconds)))
   }
 
   async delete(key: string): Promise<void> {
@@ -390,8 +390,4 @@ function prepareDirectory(directory: string): void {
 
 function shortHash(text: string): string {
   return createHash('sha1').update(text).digest('hex').slice(0, 24)
-}
-
-function milliseconds(seconds: number | undefined): number | undefined {
-  return seconds === undefined ? undefined : Math.max(1, Math.ceil(seconds * 1000))
 }

@@ -22,6 +22,7 @@ import {
   loadOptionalPeer,
   parseHostList,
   serverTtlSeconds,
+  ttlMilliseconds,
   type LockWaiter,
 } from '../shared/distributed.js'
 import { InvalidatorSet } from '../shared/mirrored-invalidator.js'
@@ -197,7 +198,7 @@ export class RedisBackend implements CacheBackend {
     this.invalidationPollIntervalMs = durationMs('redis', 'invalidationPollInterval', args.invalidationPollInterval, 1)
     this.#ttlArgument = args.redisExpirationTime
     // Validate now, so a bad value fails at configure time rather than at the first write.
-    this.#ttlMs = pxMilliseconds(serverTtlSeconds('redis', 'redisExpirationTime', this.#ttlArgument, undefined))
+    this.#ttlMs = ttlMilliseconds(serverTtlSeconds('redis', 'redisExpirationTime', this.#ttlArgument, undefined))
 
     if (args.tls !== undefined && typeof args.tls !== 'boolean' && (args.tls === null || typeof args.tls !== 'object'))
       throw new ValidationError(
@@ -297,7 +298,7 @@ export class RedisBackend implements CacheBackend {
   attach(context: BackendContext): void {
     this.#serializer = context.serializer
     this.#errors.context = context
-    this.#ttlMs = pxMilliseconds(
+    this.#ttlMs = ttlMilliseconds(
       serverTtlSeconds(
         'redis',
         'redisExpirationTime',
@@ -376,7 +377,7 @@ export class RedisBackend implements CacheBackend {
   }
 
   async setMultiWithTtl(entries: ReadonlyArray<readonly [string, CachedValue]>, ttlSeconds: number): Promise<void> {
-    await this.#setMany(entries, pxMilliseconds(ttlSeconds))
+    await this.#setMany(entries, ttlMilliseconds(ttlSeconds))
   }
 
   async #setMany(entries: ReadonlyArray<readonly [string, CachedValue]>, ttl: number | undefined): Promise<void> {
@@ -420,7 +421,7 @@ export class RedisBackend implements CacheBackend {
       const value = current === null ? 0 : Number.parseInt(current, 10)
       return Number.isFinite(value) ? value : 0
     }
-    const ttl = pxMilliseconds(ttlSeconds)
+    const ttl = ttlMilliseconds(ttlSeconds)
     return Number(await this.evalScript(INCREMENT, [full], [String(by), ttl === undefined ? '' : String(ttl)]))
   }
 
@@ -804,14 +805,6 @@ export class RedisBackend implements CacheBackend {
     this.client.off('error', this.#onError)
     if (this.#ownsClient) this.client.on('error', () => {})
   }
-}
-
-/**
- * A time to live in seconds as Redis's PX / PEXPIRE argument: whole milliseconds, at least 1 (Redis rejects 0);
- * `undefined` (no expiry) stays `undefined`.
- */
-function pxMilliseconds(seconds: number | undefined): number | undefined {
-  return seconds === undefined ? undefined : Math.max(1, Math.ceil(seconds * 1000))
 }
 
 /** The latest creation time a fence believes: later ones come from a clock that runs ahead (see `freshness.ts`). */
