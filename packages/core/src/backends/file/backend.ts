@@ -15,7 +15,13 @@ import { describeValue } from '../../describe-value.js'
 import { BackendError, ValidationError } from '../../errors.js'
 import type { BackendContext, CacheBackend, CacheMutex, FencedStore, RegionInvalidator } from '../api.js'
 import { readArguments } from '../arguments.js'
-import { ErrorThrottle, durationMs, loadOptionalPeer, serverTtlSeconds, ttlMilliseconds } from '../shared/distributed.js'
+import {
+  ErrorThrottle,
+  durationMs,
+  loadOptionalPeer,
+  serverTtlSeconds,
+  ttlMilliseconds,
+} from '../shared/distributed.js'
 import { InvalidatorSet } from '../shared/mirrored-invalidator.js'
 import { TAG_MARK_GRACE_MS } from '../shared/tag-marks.js'
 import { FileInvalidator } from './invalidator.js'

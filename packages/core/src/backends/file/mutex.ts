@@ -5,9 +5,6 @@ import { jittered, waitForLock, type LockAttempt, type LockWaiter } from '../sha
 import type { FileBackend } from './backend.js'
 import type { LockTry } from './store.js'
 
-/** How long past its deadline a waiter still waits for a lock that is about to run out. */
-const LOCK_GRACE_MS = 100
-
 /**
  * The lock of one key across the processes of the machine: a record `{ token, expires at, traceparent }` in the
  * store's `locks` table, taken in a write transaction when it is absent or expired (which also reads the value,
@@ -46,7 +43,6 @@ export class FileMutex implements CacheMutex {
       await waitForLock(attempt, this.#waiter(), {
         lockTimeoutMs: this.backend.lockTimeoutMs,
         nextDelayMs: () => jittered(this.backend.lockPollIntervalMs),
-        graceMs: LOCK_GRACE_MS,
       })
     }
     return this.#answer(found, token, lastHolder)

@@ -60,6 +60,16 @@ export function serverTtlSeconds(
   return Math.max(2 * regionExpiration, keep) + 60
 }
 
+const TRACEPARENT = /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/
+
+/**
+ * `s` when it is a W3C traceparent, else `undefined`: what a lock holder names itself by in a lock value or a
+ * release message that other processes parse (anything else could break their format).
+ */
+export function validTraceparent(s: string | undefined): string | undefined {
+  return s !== undefined && TRACEPARENT.test(s) ? s : undefined
+}
+
 /**
  * A time to live in seconds as whole milliseconds, at least 1 (so a tiny TTL still expires, and Redis's PX / PEXPIRE
  * reject 0); `undefined` (no expiry) stays `undefined`.
@@ -169,12 +179,18 @@ export const STALLED_LOCK_TIMEOUTS = 3
 /** ...and in no case waits longer than this many lock timeouts in all (holder after holder, none producing). */
 export const MAX_WAIT_LOCK_TIMEOUTS = 10
 
+/** How long past its expiry a waiter still gives a holder's lock that is about to run out (timers and clocks). */
+export const LOCK_GRACE_MS = 100
+
 export interface WaitForLockOptions {
   lockTimeoutMs: number
   /** the pause before the next attempt when nothing wakes the waiter earlier (`round` resets on progress) */
   nextDelayMs: (round: number) => number
-  /** slack for clocks and timers: a holder's lock is given this long past its expiry before it counts as stuck */
-  graceMs: number
+  /**
+   * slack for clocks and timers: a holder's lock is given this long past its expiry before it counts as stuck
+   * (`LOCK_GRACE_MS` unless given)
+   */
+  graceMs?: number
 }
 
 /**
@@ -199,7 +215,7 @@ export async function waitForLock(
   waiter: LockWaiter,
   options: WaitForLockOptions,
 ): Promise<boolean> {
-  const { lockTimeoutMs, graceMs } = options
+  const { lockTimeoutMs, graceMs = LOCK_GRACE_MS } = options
   const started = performance.now()
   const stallMs = STALLED_LOCK_TIMEOUTS * lockTimeoutMs
   const hardLimit = started + MAX_WAIT_LOCK_TIMEOUTS * lockTimeoutMs
