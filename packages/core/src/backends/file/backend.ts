@@ -289,47 +289,35 @@ export class FileBackend implements CacheBackend {
 
   getMutex(key: string): CacheMutex | undefined {
     if (!this.distributedLock) return undefined
-    return new FileMutex(this, key, key)
+    return new FileMutex(this, key)
   }
 
   /** @internal */
-  lockAttempt(
-    lockKey: string,
-    valueKey: string,
-    token: string,
-    traceparent: string | undefined,
-    producedSince: number | undefined,
-  ): LockTry {
-    return this.store.tryLock(lockKey, valueKey, token, this.lockTimeoutMs, traceparent, producedSince)
+  lockAttempt(key: string, token: string, traceparent: string | undefined, producedSince: number | undefined): LockTry {
+    return this.store.tryLock(key, token, this.lockTimeoutMs, traceparent, producedSince)
   }
 
   /** @internal */
-  lockRelease(
-    lockKey: string,
-    token: string,
-    valueKey: string,
-    store: FencedStore | undefined,
-  ): { released: boolean; stored: boolean } {
+  lockRelease(key: string, token: string, store: FencedStore | undefined): { released: boolean; stored: boolean } {
     const fenced =
       store === undefined
         ? undefined
         : {
-            key: valueKey,
             expiresAt: this.#expiresAt(this.#ttlMs),
             body: encodeCachedValue(store.value, this.#serializer),
             since: store.since,
           }
-    return this.store.unlock(lockKey, token, fenced)
+    return this.store.unlock(key, token, fenced)
   }
 
   /** @internal */
-  lockHeld(lockKey: string): boolean {
-    return this.store.lockHeld(lockKey)
+  lockHeld(key: string): boolean {
+    return this.store.lockHeld(key)
   }
 
-  /** @internal the signal file that wakes the waiters of a lock */
-  lockSignal(lockKey: string): string {
-    return `l-${shortHash(lockKey)}`
+  /** @internal the signal file that wakes the waiters of a key's lock */
+  lockSignal(key: string): string {
+    return `l-${shortHash(key)}`
   }
 
   /** @internal the signal file of a region's marks (`r`) or tag marks (`t`) */

@@ -260,86 +260,84 @@ export class FileStore {
   // ------------------------------------------------------------ locks
 
   /**
-   * One attempt to take the lock `lockKey` for `token`, expiring `timeoutMs` from now. When `producedSince` is
-   * given (a waiter) and the lock is free with a value created at or after it under `valueKey`, that value is
+   * One attempt to take the lock of `key` for `token`, expiring `timeoutMs` from now. When `producedSince` is
+   * given (a waiter) and the lock is free with a value created at or after it under `key`, that value is
    * returned instead: its creator released the lock with it.
    */
   tryLock(
-    lockKey: string,
-    valueKey: string,
+    key: string,
     token: string,
     timeoutMs: number,
     traceparent: string | undefined,
     producedSince: number | undefined,
   ): LockTry {
-    const storedLock = storedKey(lockKey)
-    const storedValue = storedKey(valueKey)
+    // A key's lock and its value are stored under the same key, in their own tables.
+    const stored = storedKey(key)
     if (producedSince !== undefined) {
       // A waiter's attempt: a read first, since a live holder (the common answer) then costs no write transaction.
       this.#env.resetReadTxn()
       const now = Date.now()
-      const seen = parseLock(this.#locks.getBinary(storedLock))
+      const seen = parseLock(this.#locks.getBinary(stored))
       if (seen !== undefined && seen !== 'foreign' && seen.expiresAt > now) return held(seen, now)
     }
     return this.#write(() => {
       const now = Date.now()
-      const lock = parseLock(this.#locks.getBinary(storedLock))
+      const lock = parseLock(this.#locks.getBinary(stored))
       if (lock === 'foreign') {
         // Someone else's bytes under our lock: give them an expiry, as a holder that died would have.
-        this.#locks.putSync(storedLock, lockBytes({ token: 'foreign', expiresAt: now + timeoutMs }))
+        this.#locks.putSync(stored, lockBytes({ token: 'foreign', expiresAt: now + timeoutMs }))
         return { acquired: false, remainingMs: timeoutMs, holder: 'foreign', traceparent: undefined }
       }
       if (lock !== undefined && lock.expiresAt > now) return held(lock, now)
-      const current = parseRecord(this.#values.getBinary(storedValue), now)
+      const current = parseRecord(this.#values.getBinary(stored), now)
       if (lock === undefined && producedSince !== undefined && current?.kind === KIND_VALUE) {
         const ct = storedCreationTime(current.body)
         if (ct !== undefined && ct >= producedSince) return { acquired: false, produced: current }
       }
-      this.#locks.putSync(storedLock, lockBytes({ token, expiresAt: now + timeoutMs, traceparent }))
+      this.#locks.putSync(stored, lockBytes({ token, expiresAt: now + timeoutMs, traceparent }))
       return { acquired: true, current }
     })
   }
 
   /**
-   * Releases the lock if `token` still holds it (even past its expiry, as long as nobody took it over). With
-   * `store`, first writes the value, fenced: only while the lock is ours and no value created after `since` is
+   * Releases the lock of `key` if `token` still holds it (even past its expiry, as long as nobody took it over).
+   * With `store`, first writes the value of `key`, fenced: only while the lock is ours and no value created after `since` is
    * stored. `released`: the lock was ours; `stored`: the value was written.
    */
   unlock(
-    lockKey: string,
+    key: string,
     token: string,
-    store?: { key: string; expiresAt: number; body: Uint8Array; since: number },
+    store?: { expiresAt: number; body: Uint8Array; since: number },
   ): { released: boolean; stored: boolean } {
-    const storedLock = storedKey(lockKey)
+    const storedLockAndValue = storedKey(key)
     return this.#write((txn) => {
-      const lock = parseLock(this.#locks.getBinary(storedLock))
+      const lock = parseLock(this.#locks.getBinary(storedLockAndValue))
       if (lock === undefined || lock === 'foreign' || lock.token !== token) return { released: false, stored: false }
       let stored = false
       // A lapsed lock (past its expiry, even if nobody took it over) is released but stores nothing: its holder
       // stalled, and what it made may be older than what was written meanwhile without the lock.
       if (store !== undefined && lock.expiresAt > Date.now()) {
-        const storedValue = storedKey(store.key)
-        if (txn.notNewer(storedValue, store.since)) {
-          txn.put(storedValue, KIND_VALUE, store.expiresAt, store.body)
+        if (txn.notNewer(storedLockAndValue, store.since)) {
+          txn.put(storedLockAndValue, KIND_VALUE, store.expiresAt, store.body)
           stored = true
         }
       }
-      this.#locks.removeSync(storedLock)
+      this.#locks.removeSync(storedLockAndValue)
       return { released: true, stored }
     })
   }
 
-  /** Whether a live holder has the lock. */
-  lockHeld(lockKey: string): boolean {
+  /** Whether a live holder has the lock of `key`. */
+  lockHeld(key: string): boolean {
     this.#env.resetReadTxn()
-    const lock = parseLock(this.#locks.getBinary(storedKey(lockKey)))
+    const lock = parseLock(this.#locks.getBinary(storedKey(key)))
     return lock === 'foreign' || (lock !== undefined && lock.expiresAt > Date.now())
   }
 
   /** @internal for tests: makes the lock held by `token` for `ttlMs`, whoever holds it now */
-  forceLock(lockKey: string, token: string, ttlMs: number): void {
+  forceLock(key: string, token: string, ttlMs: number): void {
     this.#write(() => {
-      this.#locks.putSync(storedKey(lockKey), lockBytes({ token, expiresAt: Date.now() + ttlMs }))
+      this.#locks.putSync(storedKey(key), lockBytes({ token, expiresAt: Date.now() + ttlMs }))
     })
   }
 
@@ -357,8 +355,8 @@ export class FileStore {
   }
 
   /** @internal for tests: writes raw bytes as the lock record of a key */
-  writeRawLock(lockKey: string, bytes: Uint8Array): void {
-    this.#write(() => this.#locks.putSync(storedKey(lockKey), Buffer.from(bytes)))
+  writeRawLock(key: string, bytes: Uint8Array): void {
+    this.#write(() => this.#locks.putSync(storedKey(key), Buffer.from(bytes)))
   }
 
   // ------------------------------------------------------------ invalidation marks
