@@ -14,7 +14,15 @@ import { type Duration } from '../../durations.js'
 import { describeValue } from '../../describe-value.js'
 import { BackendError, ValidationError } from '../../errors.js'
 import { FUTURE_CREATION_TOLERANCE_MS } from '../../freshness.js'
-import type { BackendContext, CacheBackend, CacheMutex, FencedStore, LockHolder, RegionInvalidator } from '../api.js'
+import type {
+  BackendContext,
+  CacheBackend,
+  CacheMutex,
+  FencedStore,
+  L1Bus,
+  LockHolder,
+  RegionInvalidator,
+} from '../api.js'
 import { readArguments } from '../arguments.js'
 import {
   ErrorThrottle,
@@ -27,6 +35,7 @@ import {
 } from '../shared/distributed.js'
 import { InvalidatorSet } from '../shared/mirrored-invalidator.js'
 import { TAG_MARK_GRACE_MS } from '../shared/tag-marks.js'
+import { RedisBus } from './bus.js'
 import { RedisInvalidator } from './invalidator.js'
 import { RedisMutex, holderOf, traceparentField } from './mutex.js'
 import { ACQUIRE, INCREMENT, RELEASE, RELEASED_STORED, SET_IF_NOT_NEWER, type Script } from './scripts.js'
@@ -662,6 +671,11 @@ export class RedisBackend implements CacheBackend {
   }
 
   // ---------------------------------------------------------------- pub/sub
+
+  /** The L1 bus of regions with an L1 in front of this backend: pub/sub on its own connections. */
+  createBus(): L1Bus {
+    return new RedisBus(this)
+  }
 
   /**
    * @internal Subscribes `handler` to `channel` on the backend's one subscriber connection (messages as UTF-8
