@@ -455,11 +455,17 @@ export class FileStore {
   sweep(): void {
     if (this.#closed) return
     this.#env.readerCheck()
+    // Only a value's record header tells whether it expired: the scan copies just that, not the whole value.
     this.#sweepCursor.values = this.#write((txn) =>
-      scan(this.#values, this.#sweepCursor.values, (key, bytes, now) => {
-        const record = parseRecord(bytes, now)
-        if (record === undefined && hasMagic(bytes)) txn.remove(key)
-      }),
+      scan(
+        this.#values,
+        this.#sweepCursor.values,
+        (key, header, now) => {
+          const record = parseRecord(header, now)
+          if (record === undefined && hasMagic(header)) txn.remove(key)
+        },
+        HEADER_BYTES,
+      ),
     )
     this.#sweepCursor.locks = this.#write(() =>
       scan(this.#locks, this.#sweepCursor.locks, (key, bytes, now) => {
@@ -477,13 +483,15 @@ export class FileStore {
 }
 
 /**
- * Scans up to `SWEEP_BATCH` entries of `db` from `after` (exclusive), calling `visit` on each; returns where the
- * next scan starts (`undefined`: the table's beginning).
+ * Scans up to `SWEEP_BATCH` entries of `db` from `after` (exclusive), calling `visit` on each with a copy of its
+ * bytes (of the first `copyBytes` only, when given); returns where the next scan starts (`undefined`: the table's
+ * beginning).
  */
 function scan(
   db: Database<Buffer, Buffer>,
   after: Buffer | undefined,
   visit: (key: Buffer, bytes: Buffer, now: number) => void,
+  copyBytes?: number,
 ): Buffer | undefined {
   const now = Date.now()
   const entries: Array<{ key: Buffer; value: Buffer }> = []
@@ -491,7 +499,8 @@ function scan(
     after === undefined ? { limit: SWEEP_BATCH + 1 } : { start: after, limit: SWEEP_BATCH + 1 },
   )) {
     if (after !== undefined && entries.length === 0 && Buffer.compare(entry.key, after) === 0) continue
-    entries.push({ key: Buffer.from(entry.key), value: Buffer.from(entry.value) })
+    const value = copyBytes === undefined ? entry.value : entry.value.subarray(0, copyBytes)
+    entries.push({ key: Buffer.from(entry.key), value: Buffer.from(value) })
     if (entries.length === SWEEP_BATCH) break
   }
   for (const { key, value } of entries) visit(key, value, now)
