@@ -47,7 +47,7 @@ const RECORD_MAGIC_1 = 0x46
 /** magic (2), format (1), kind (1), expiresAt (float64), write sequence (float64) */
 const HEADER_BYTES = 20
 export const KIND_VALUE = 0x76 // 'v'
-export const KIND_COUNTER = 0x6e // 'n'
+const KIND_COUNTER = 0x6e // 'n'
 
 /** Keys longer than this (in UTF-8 bytes) are stored as a SHA-1 (LMDB keys are at most 1978 bytes). */
 const MAX_KEY_BYTES = 1024
@@ -185,10 +185,6 @@ export class FileStore {
     clearTimeout(this.#sweeper)
     this.signals.close()
     await this.#env.close()
-  }
-
-  get closed(): boolean {
-    return this.#closed
   }
 
   #report(error: unknown): void {

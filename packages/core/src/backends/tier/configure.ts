@@ -32,7 +32,7 @@ export interface L1Options {
   bus?: string
 }
 
-export const DEFAULT_L1_MAX_ENTRIES = 10_000
+const DEFAULT_L1_MAX_ENTRIES = 10_000
 const L1_OPTION_NAMES = ['maxEntries', 'maxAge', 'bus']
 
 export interface ResolvedL1 {
