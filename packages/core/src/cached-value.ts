@@ -174,6 +174,23 @@ function decodeExtensions(text: string): ValueExtensions | null {
   return ext
 }
 
+const HEADER_PREFIX_BYTES = Buffer.from(HEADER_PREFIX, 'latin1')
+/** far more digits than any creation time has: a longer field is not a header */
+const MAX_CT_CHARS = 32
+
+/**
+ * The creation time in the header of bytes written by `encodeCachedValue` (`c<version>:<ct>:...`), read without
+ * decoding the value (for the backends' fenced writes); `undefined` for bytes that are not a value of this format.
+ */
+export function storedCreationTime(data: Uint8Array): number | undefined {
+  const prefix = HEADER_PREFIX_BYTES.length
+  if (data.length <= prefix || Buffer.compare(data.subarray(0, prefix), HEADER_PREFIX_BYTES) !== 0) return undefined
+  const end = data.indexOf(0x3a /* ':' */, prefix)
+  if (end <= prefix || end > prefix + MAX_CT_CHARS) return undefined
+  const ct = Number(Buffer.from(data.buffer, data.byteOffset + prefix, end - prefix).toString('latin1'))
+  return Number.isFinite(ct) ? ct : undefined
+}
+
 /**
  * Decodes bytes written by `encodeCachedValue`. Anything else (another format version, bytes written by some
  * other program, a payload the serializer rejects) is `NO_VALUE`: the caller regenerates instead of crashing.

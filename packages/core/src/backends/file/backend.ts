@@ -15,7 +15,13 @@ import { describeValue } from '../../describe-value.js'
 import { BackendError, ValidationError } from '../../errors.js'
 import type { BackendContext, CacheBackend, CacheMutex, FencedStore, RegionInvalidator } from '../api.js'
 import { readArguments } from '../arguments.js'
-import { ErrorThrottle, durationMs, loadOptionalPeer, serverTtlSeconds } from '../shared/distributed.js'
+import {
+  ErrorThrottle,
+  durationMs,
+  loadOptionalPeer,
+  serverTtlSeconds,
+  ttlMilliseconds,
+} from '../shared/distributed.js'
 import { InvalidatorSet } from '../shared/mirrored-invalidator.js'
 import { TAG_MARK_GRACE_MS } from '../shared/tag-marks.js'
 import { FileInvalidator } from './invalidator.js'
@@ -121,7 +127,7 @@ export class FileBackend implements CacheBackend {
     this.lockPollIntervalMs = durationMs('file', 'lockPollInterval', args.lockPollInterval, 0.1)
     this.invalidationPollIntervalMs = durationMs('file', 'invalidationPollInterval', args.invalidationPollInterval, 1)
     this.#ttlArgument = args.fileExpirationTime
-    this.#ttlMs = milliseconds(serverTtlSeconds('file', 'fileExpirationTime', this.#ttlArgument, undefined))
+    this.#ttlMs = ttlMilliseconds(serverTtlSeconds('file', 'fileExpirationTime', this.#ttlArgument, undefined))
 
     prepareDirectory(this.path)
     const lmdb = loadOptionalPeer<Lmdb>('file', 'lmdb')
@@ -147,11 +153,15 @@ export class FileBackend implements CacheBackend {
   attach(context: BackendContext): void {
     this.#serializer = context.serializer
     this.#errors.context = context
-    let ttl = serverTtlSeconds('file', 'fileExpirationTime', this.#ttlArgument, context.expirationTime)
-    // Fail-safe serves values up to maxStaleAge old: keep them at least that long.
-    if (this.#ttlArgument === undefined && ttl !== undefined && context.failSafeMaxStaleAge !== undefined)
-      ttl = Math.max(ttl, context.failSafeMaxStaleAge)
-    this.#ttlMs = milliseconds(ttl)
+    this.#ttlMs = ttlMilliseconds(
+      serverTtlSeconds(
+        'file',
+        'fileExpirationTime',
+        this.#ttlArgument,
+        context.expirationTime,
+        context.failSafeMaxStaleAge,
+      ),
+    )
   }
 
   /** How long values are kept, in milliseconds (`undefined`: until evicted). */
@@ -217,7 +227,7 @@ export class FileBackend implements CacheBackend {
   }
 
   async setMultiWithTtl(entries: ReadonlyArray<readonly [string, CachedValue]>, ttlSeconds: number): Promise<void> {
-    this.#setMany(entries, milliseconds(ttlSeconds))
+    this.#setMany(entries, ttlMilliseconds(ttlSeconds))
   }
 
   #setMany(entries: ReadonlyArray<readonly [string, CachedValue]>, ttlMs: number | undefined): void {
@@ -237,7 +247,7 @@ export class FileBackend implements CacheBackend {
   async increment(key: string, by: number, ttlSeconds?: number): Promise<number> {
     if (!Number.isSafeInteger(by))
       throw new ValidationError(`file backend: increment by a whole number; got ${describeValue(by)}`)
-    return this.store.increment(key, by, this.#expiresAt(milliseconds(ttlSeconds)))
+    return this.store.increment(key, by, this.#expiresAt(ttlMilliseconds(ttlSeconds)))
   }
 
   async delete(key: string): Promise<void> {
@@ -279,47 +289,35 @@ export class FileBackend implements CacheBackend {
 
   getMutex(key: string): CacheMutex | undefined {
     if (!this.distributedLock) return undefined
-    return new FileMutex(this, key, key)
+    return new FileMutex(this, key)
   }
 
   /** @internal */
-  lockAttempt(
-    lockKey: string,
-    valueKey: string,
-    token: string,
-    traceparent: string | undefined,
-    producedSince: number | undefined,
-  ): LockTry {
-    return this.store.tryLock(lockKey, valueKey, token, this.lockTimeoutMs, traceparent, producedSince)
+  lockAttempt(key: string, token: string, traceparent: string | undefined, producedSince: number | undefined): LockTry {
+    return this.store.tryLock(key, token, this.lockTimeoutMs, traceparent, producedSince)
   }
 
   /** @internal */
-  lockRelease(
-    lockKey: string,
-    token: string,
-    valueKey: string,
-    store: FencedStore | undefined,
-  ): { released: boolean; stored: boolean } {
+  lockRelease(key: string, token: string, store: FencedStore | undefined): { released: boolean; stored: boolean } {
     const fenced =
       store === undefined
         ? undefined
         : {
-            key: valueKey,
             expiresAt: this.#expiresAt(this.#ttlMs),
             body: encodeCachedValue(store.value, this.#serializer),
             since: store.since,
           }
-    return this.store.unlock(lockKey, token, fenced)
+    return this.store.unlock(key, token, fenced)
   }
 
   /** @internal */
-  lockHeld(lockKey: string): boolean {
-    return this.store.lockHeld(lockKey)
+  lockHeld(key: string): boolean {
+    return this.store.lockHeld(key)
   }
 
-  /** @internal the signal file that wakes the waiters of a lock */
-  lockSignal(lockKey: string): string {
-    return `l-${shortHash(lockKey)}`
+  /** @internal the signal file that wakes the waiters of a key's lock */
+  lockSignal(key: string): string {
+    return `l-${shortHash(key)}`
   }
 
   /** @internal the signal file of a region's marks (`r`) or tag marks (`t`) */
@@ -386,8 +384,4 @@ function prepareDirectory(directory: string): void {
 
 function shortHash(text: string): string {
   return createHash('sha1').update(text).digest('hex').slice(0, 24)
-}
-
-function milliseconds(seconds: number | undefined): number | undefined {
-  return seconds === undefined ? undefined : Math.max(1, Math.ceil(seconds * 1000))
 }

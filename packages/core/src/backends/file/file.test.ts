@@ -240,6 +240,17 @@ describe('file backend', () => {
     expect(backend.store.stats().count).toBe(1)
   })
 
+  it("keeps values as long as the region's fail-safe may serve them", async () => {
+    const region = newRegion().region.configure('file', {
+      expirationTime: 60,
+      failSafe: { maxStaleAge: '2h' },
+      arguments: { path: path.join(root, `failsafe-${randomUUID().slice(0, 8)}`) },
+    })
+    // 2 h + 60 s rather than the 2 × 60 s + 60 s derived from the expiration time alone.
+    expect((region.backend as FileBackend).storeTtlMs).toBe(7_260_000)
+    await region.close()
+  })
+
   it('reads a store written by another program, or in another format, as misses', async () => {
     const dir = path.join(root, 'foreign')
     mkdirSync(dir, { recursive: true })

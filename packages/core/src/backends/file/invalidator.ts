@@ -50,10 +50,12 @@ export class FileInvalidator extends MirroredInvalidator {
   }
 
   protected async writeMark(hard: boolean, at: number): Promise<void> {
-    const merged = this.backend.store.mergeRegionMarks(
-      this.regionName,
-      hard ? { hardAt: at, softAt: 0 } : { hardAt: 0, softAt: at },
-    )
+    this.#merge(hard ? { hardAt: at, softAt: 0 } : { hardAt: 0, softAt: at })
+  }
+
+  /** Max-merges marks into the store in one write transaction, applies the result and wakes the other processes. */
+  #merge(marks: InvalidationState): void {
+    const merged = this.backend.store.mergeRegionMarks(this.regionName, marks)
     this.local.apply(true, merged.hardAt)
     this.local.apply(false, merged.softAt)
     this.backend.signals.toggle(this.#regionSignal)
@@ -64,8 +66,7 @@ export class FileInvalidator extends MirroredInvalidator {
   }
 
   protected async writeBackMarks(local: InvalidationState): Promise<void> {
-    await this.writeMark(true, local.hardAt)
-    await this.writeMark(false, local.softAt)
+    this.#merge(local)
   }
 
   protected async fetchTags(tags: readonly string[]): Promise<void> {

@@ -5,9 +5,6 @@ import { jittered, waitForLock, type LockAttempt, type LockWaiter } from '../sha
 import type { FileBackend } from './backend.js'
 import type { LockTry } from './store.js'
 
-/** How long past its deadline a waiter still waits for a lock that is about to run out. */
-const LOCK_GRACE_MS = 100
-
 /**
  * The lock of one key across the processes of the machine: a record `{ token, expires at, traceparent }` in the
  * store's `locks` table, taken in a write transaction when it is absent or expired (which also reads the value,
@@ -23,21 +20,20 @@ export class FileMutex implements CacheMutex {
 
   constructor(
     private readonly backend: FileBackend,
-    /** the value's key */
+    /** the value's key, which also names its lock */
     private readonly key: string,
-    private readonly lockKey: string,
   ) {}
 
   async acquire({ wait, holder }: AcquireOptions): Promise<LockAcquisition> {
     const token = randomBytes(12).toString('hex')
     const traceparent = holder?.traceparent
-    let found = this.backend.lockAttempt(this.lockKey, this.key, token, traceparent, undefined)
+    let found = this.backend.lockAttempt(this.key, token, traceparent, undefined)
     let lastHolder = 'traceparent' in found ? found.traceparent : undefined
     if (wait && 'remainingMs' in found) {
       // Values created from now on were made by a holder we waited for (or by a set() meanwhile): either will do.
       const since = Date.now()
       const attempt = async (): Promise<LockAttempt> => {
-        found = this.backend.lockAttempt(this.lockKey, this.key, token, traceparent, since)
+        found = this.backend.lockAttempt(this.key, token, traceparent, since)
         // Taken, or released with a value: the wait is over either way.
         if (!('remainingMs' in found)) return { acquired: true }
         lastHolder = found.traceparent ?? lastHolder
@@ -46,7 +42,6 @@ export class FileMutex implements CacheMutex {
       await waitForLock(attempt, this.#waiter(), {
         lockTimeoutMs: this.backend.lockTimeoutMs,
         nextDelayMs: () => jittered(this.backend.lockPollIntervalMs),
-        graceMs: LOCK_GRACE_MS,
       })
     }
     return this.#answer(found, token, lastHolder)
@@ -71,7 +66,7 @@ export class FileMutex implements CacheMutex {
   /** Waits for the lock's signal: registered, then announced, before the next attempt (see `Signals`). */
   #waiter(): LockWaiter {
     const signals = this.backend.signals
-    const name = this.backend.lockSignal(this.lockKey)
+    const name = this.backend.lockSignal(this.key)
     let wake: (() => void) | undefined
     let woken = false
     const unlisten = signals.listen(name, () => {
@@ -110,13 +105,13 @@ export class FileMutex implements CacheMutex {
     const token = this.#token
     if (token === undefined) return false
     // If this throws, the lock stays ours: a release without a value tries again (or it expires).
-    const { released, stored } = this.backend.lockRelease(this.lockKey, token, this.key, store)
+    const { released, stored } = this.backend.lockRelease(this.key, token, store)
     this.#token = undefined
-    if (released) this.backend.signals.fire(this.backend.lockSignal(this.lockKey))
+    if (released) this.backend.signals.fire(this.backend.lockSignal(this.key))
     return stored
   }
 
   async locked(): Promise<boolean> {
-    return this.backend.lockHeld(this.lockKey)
+    return this.backend.lockHeld(this.key)
   }
 }

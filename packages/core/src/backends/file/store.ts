@@ -30,10 +30,10 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type { Database, RootDatabase } from 'lmdb'
-import { FORMAT_VERSION } from '../../cached-value.js'
-import { FUTURE_CREATION_TOLERANCE_MS } from '../../freshness.js'
+import { storedCreationTime } from '../../cached-value.js'
 import { NOT_INVALIDATED } from '../../invalidation.js'
 import type { InvalidationState } from '../api.js'
+import { createdAfter } from '../shared/distributed.js'
 import { Signals } from './signals.js'
 
 type Lmdb = typeof import('lmdb')
@@ -47,7 +47,7 @@ const RECORD_MAGIC_1 = 0x46
 /** magic (2), format (1), kind (1), expiresAt (float64), write sequence (float64) */
 const HEADER_BYTES = 20
 export const KIND_VALUE = 0x76 // 'v'
-export const KIND_COUNTER = 0x6e // 'n'
+const KIND_COUNTER = 0x6e // 'n'
 
 /** Keys longer than this (in UTF-8 bytes) are stored as a SHA-1 (LMDB keys are at most 1978 bytes). */
 const MAX_KEY_BYTES = 1024
@@ -187,10 +187,6 @@ export class FileStore {
     await this.#env.close()
   }
 
-  get closed(): boolean {
-    return this.#closed
-  }
-
   #report(error: unknown): void {
     for (const report of this.#errors) report(error)
   }
@@ -260,86 +256,84 @@ export class FileStore {
   // ------------------------------------------------------------ locks
 
   /**
-   * One attempt to take the lock `lockKey` for `token`, expiring `timeoutMs` from now. When `producedSince` is
-   * given (a waiter) and the lock is free with a value created at or after it under `valueKey`, that value is
+   * One attempt to take the lock of `key` for `token`, expiring `timeoutMs` from now. When `producedSince` is
+   * given (a waiter) and the lock is free with a value created at or after it under `key`, that value is
    * returned instead: its creator released the lock with it.
    */
   tryLock(
-    lockKey: string,
-    valueKey: string,
+    key: string,
     token: string,
     timeoutMs: number,
     traceparent: string | undefined,
     producedSince: number | undefined,
   ): LockTry {
-    const storedLock = storedKey(lockKey)
-    const storedValue = storedKey(valueKey)
+    // A key's lock and its value are stored under the same key, in their own tables.
+    const stored = storedKey(key)
     if (producedSince !== undefined) {
       // A waiter's attempt: a read first, since a live holder (the common answer) then costs no write transaction.
       this.#env.resetReadTxn()
       const now = Date.now()
-      const seen = parseLock(this.#locks.getBinary(storedLock))
+      const seen = parseLock(this.#locks.getBinary(stored))
       if (seen !== undefined && seen !== 'foreign' && seen.expiresAt > now) return held(seen, now)
     }
     return this.#write(() => {
       const now = Date.now()
-      const lock = parseLock(this.#locks.getBinary(storedLock))
+      const lock = parseLock(this.#locks.getBinary(stored))
       if (lock === 'foreign') {
         // Someone else's bytes under our lock: give them an expiry, as a holder that died would have.
-        this.#locks.putSync(storedLock, lockBytes({ token: 'foreign', expiresAt: now + timeoutMs }))
+        this.#locks.putSync(stored, lockBytes({ token: 'foreign', expiresAt: now + timeoutMs }))
         return { acquired: false, remainingMs: timeoutMs, holder: 'foreign', traceparent: undefined }
       }
       if (lock !== undefined && lock.expiresAt > now) return held(lock, now)
-      const current = parseRecord(this.#values.getBinary(storedValue), now)
+      const current = parseRecord(this.#values.getBinary(stored), now)
       if (lock === undefined && producedSince !== undefined && current?.kind === KIND_VALUE) {
-        const ct = creationTime(current.body)
+        const ct = storedCreationTime(current.body)
         if (ct !== undefined && ct >= producedSince) return { acquired: false, produced: current }
       }
-      this.#locks.putSync(storedLock, lockBytes({ token, expiresAt: now + timeoutMs, traceparent }))
+      this.#locks.putSync(stored, lockBytes({ token, expiresAt: now + timeoutMs, traceparent }))
       return { acquired: true, current }
     })
   }
 
   /**
-   * Releases the lock if `token` still holds it (even past its expiry, as long as nobody took it over). With
-   * `store`, first writes the value, fenced: only while the lock is ours and no value created after `since` is
+   * Releases the lock of `key` if `token` still holds it (even past its expiry, as long as nobody took it over).
+   * With `store`, first writes the value of `key`, fenced: only while the lock is ours and no value created after `since` is
    * stored. `released`: the lock was ours; `stored`: the value was written.
    */
   unlock(
-    lockKey: string,
+    key: string,
     token: string,
-    store?: { key: string; expiresAt: number; body: Uint8Array; since: number },
+    store?: { expiresAt: number; body: Uint8Array; since: number },
   ): { released: boolean; stored: boolean } {
-    const storedLock = storedKey(lockKey)
+    const storedLockAndValue = storedKey(key)
     return this.#write((txn) => {
-      const lock = parseLock(this.#locks.getBinary(storedLock))
+      const lock = parseLock(this.#locks.getBinary(storedLockAndValue))
       if (lock === undefined || lock === 'foreign' || lock.token !== token) return { released: false, stored: false }
       let stored = false
       // A lapsed lock (past its expiry, even if nobody took it over) is released but stores nothing: its holder
       // stalled, and what it made may be older than what was written meanwhile without the lock.
       if (store !== undefined && lock.expiresAt > Date.now()) {
-        const storedValue = storedKey(store.key)
-        if (txn.notNewer(storedValue, store.since)) {
-          txn.put(storedValue, KIND_VALUE, store.expiresAt, store.body)
+        if (txn.notNewer(storedLockAndValue, store.since)) {
+          txn.put(storedLockAndValue, KIND_VALUE, store.expiresAt, store.body)
           stored = true
         }
       }
-      this.#locks.removeSync(storedLock)
+      this.#locks.removeSync(storedLockAndValue)
       return { released: true, stored }
     })
   }
 
-  /** Whether a live holder has the lock. */
-  lockHeld(lockKey: string): boolean {
+  /** Whether a live holder has the lock of `key`. */
+  lockHeld(key: string): boolean {
     this.#env.resetReadTxn()
-    const lock = parseLock(this.#locks.getBinary(storedKey(lockKey)))
+    const lock = parseLock(this.#locks.getBinary(storedKey(key)))
     return lock === 'foreign' || (lock !== undefined && lock.expiresAt > Date.now())
   }
 
   /** @internal for tests: makes the lock held by `token` for `ttlMs`, whoever holds it now */
-  forceLock(lockKey: string, token: string, ttlMs: number): void {
+  forceLock(key: string, token: string, ttlMs: number): void {
     this.#write(() => {
-      this.#locks.putSync(storedKey(lockKey), lockBytes({ token, expiresAt: Date.now() + ttlMs }))
+      this.#locks.putSync(storedKey(key), lockBytes({ token, expiresAt: Date.now() + ttlMs }))
     })
   }
 
@@ -357,8 +351,8 @@ export class FileStore {
   }
 
   /** @internal for tests: writes raw bytes as the lock record of a key */
-  writeRawLock(lockKey: string, bytes: Uint8Array): void {
-    this.#write(() => this.#locks.putSync(storedKey(lockKey), Buffer.from(bytes)))
+  writeRawLock(key: string, bytes: Uint8Array): void {
+    this.#write(() => this.#locks.putSync(storedKey(key), Buffer.from(bytes)))
   }
 
   // ------------------------------------------------------------ invalidation marks
@@ -457,11 +451,17 @@ export class FileStore {
   sweep(): void {
     if (this.#closed) return
     this.#env.readerCheck()
+    // Only a value's record header tells whether it expired: the scan copies just that, not the whole value.
     this.#sweepCursor.values = this.#write((txn) =>
-      scan(this.#values, this.#sweepCursor.values, (key, bytes, now) => {
-        const record = parseRecord(bytes, now)
-        if (record === undefined && hasMagic(bytes)) txn.remove(key)
-      }),
+      scan(
+        this.#values,
+        this.#sweepCursor.values,
+        (key, header, now) => {
+          const record = parseRecord(header, now)
+          if (record === undefined && hasMagic(header)) txn.remove(key)
+        },
+        HEADER_BYTES,
+      ),
     )
     this.#sweepCursor.locks = this.#write(() =>
       scan(this.#locks, this.#sweepCursor.locks, (key, bytes, now) => {
@@ -479,13 +479,15 @@ export class FileStore {
 }
 
 /**
- * Scans up to `SWEEP_BATCH` entries of `db` from `after` (exclusive), calling `visit` on each; returns where the
- * next scan starts (`undefined`: the table's beginning).
+ * Scans up to `SWEEP_BATCH` entries of `db` from `after` (exclusive), calling `visit` on each with a copy of its
+ * bytes (of the first `copyBytes` only, when given); returns where the next scan starts (`undefined`: the table's
+ * beginning).
  */
 function scan(
   db: Database<Buffer, Buffer>,
   after: Buffer | undefined,
   visit: (key: Buffer, bytes: Buffer, now: number) => void,
+  copyBytes?: number,
 ): Buffer | undefined {
   const now = Date.now()
   const entries: Array<{ key: Buffer; value: Buffer }> = []
@@ -493,7 +495,8 @@ function scan(
     after === undefined ? { limit: SWEEP_BATCH + 1 } : { start: after, limit: SWEEP_BATCH + 1 },
   )) {
     if (after !== undefined && entries.length === 0 && Buffer.compare(entry.key, after) === 0) continue
-    entries.push({ key: Buffer.from(entry.key), value: Buffer.from(entry.value) })
+    const value = copyBytes === undefined ? entry.value : entry.value.subarray(0, copyBytes)
+    entries.push({ key: Buffer.from(entry.key), value: Buffer.from(value) })
     if (entries.length === SWEEP_BATCH) break
   }
   for (const { key, value } of entries) visit(key, value, now)
@@ -518,8 +521,7 @@ class WriteTxn {
     const now = Date.now()
     const record = parseRecord(this.values.getBinary(key), now)
     if (record?.kind !== KIND_VALUE) return true
-    const ct = creationTime(record.body)
-    return ct === undefined || ct <= since || ct > now + FUTURE_CREATION_TOLERANCE_MS
+    return !createdAfter(record.body, since, now)
   }
 
   put(key: Buffer, kind: number, expiresAt: number, body: Uint8Array): void {
@@ -594,21 +596,6 @@ function parseRecord(bytes: Buffer | undefined, now: number): StoredRecord | und
   const expiresAt = bytes.readDoubleLE(4)
   if (expiresAt !== 0 && expiresAt <= now) return undefined
   return { kind, expiresAt, body: bytes.subarray(HEADER_BYTES) }
-}
-
-const ENVELOPE_PREFIX = Buffer.from(`c${FORMAT_VERSION}:`, 'latin1')
-
-/** The creation time in a value's envelope (`c<version>:<ct>:...`), without decoding it. */
-export function creationTime(body: Buffer): number | undefined {
-  if (
-    body.length <= ENVELOPE_PREFIX.length ||
-    body.compare(ENVELOPE_PREFIX, 0, ENVELOPE_PREFIX.length, 0, ENVELOPE_PREFIX.length) !== 0
-  )
-    return undefined
-  const end = body.indexOf(0x3a, ENVELOPE_PREFIX.length) // ':'
-  if (end < 0 || end > ENVELOPE_PREFIX.length + 32) return undefined
-  const ct = Number(body.toString('latin1', ENVELOPE_PREFIX.length, end))
-  return Number.isFinite(ct) ? ct : undefined
 }
 
 function held(lock: LockRecord, now: number): LockTry {

@@ -14,11 +14,11 @@ import { describeValue } from '../../describe-value.js'
 import { BackendError, ValidationError } from '../../errors.js'
 import type { BackendContext, CacheBackend, CacheMutex, RegionInvalidator } from '../api.js'
 import { readArguments } from '../arguments.js'
-import { ErrorThrottle, durationMs, loadOptionalPeer, serverTtlSeconds } from '../shared/distributed.js'
+import { ErrorThrottle, createdAfter, durationMs, loadOptionalPeer, serverTtlSeconds } from '../shared/distributed.js'
 import { InvalidatorSet } from '../shared/mirrored-invalidator.js'
 import { TAG_MARK_GRACE_MS } from '../shared/tag-marks.js'
 import { AbandonedLocks } from './abandoned-locks.js'
-import { FENCED_WRITE_ATTEMPTS, createdAfter } from './fence.js'
+import { FENCED_WRITE_ATTEMPTS } from './fence.js'
 import { MemcachedInvalidator } from './invalidator.js'
 import { MemcachedMutex } from './mutex.js'
 import {
@@ -195,13 +195,13 @@ export class MemcachedBackend implements CacheBackend {
   attach(context: BackendContext): void {
     this.#serializer = context.serializer
     this.#errors.context = context
-    const derived = serverTtlSeconds('memcached', 'memcachedExpireTime', this.#ttlArgument, context.expirationTime)
-    // Fail-safe serves values up to maxStaleAge old: a derived server expiry keeps them that long (plus a minute).
-    const keep = context.failSafeMaxStaleAge
-    this.#ttlSeconds =
-      this.#ttlArgument === undefined && derived !== undefined && keep !== undefined && Number.isFinite(keep)
-        ? Math.max(derived, keep + 60)
-        : derived
+    this.#ttlSeconds = serverTtlSeconds(
+      'memcached',
+      'memcachedExpireTime',
+      this.#ttlArgument,
+      context.expirationTime,
+      context.failSafeMaxStaleAge,
+    )
   }
 
   /** The key memcached stores `key` under: as is when memcached can hold it, else its SHA-1. */

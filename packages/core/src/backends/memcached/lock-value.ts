@@ -4,6 +4,8 @@
  * clock) is when others may take the lock over. Earlier versions wrote `<token>:<expiresAtMs>`, which reads the
  * same; they read the new form with the traceparent as part of the token, which is just as good.
  */
+import { validTraceparent } from '../shared/distributed.js'
+
 export interface LockValue {
   readonly token: string
   readonly traceparent?: string
@@ -12,13 +14,12 @@ export interface LockValue {
 }
 
 const LOCK_VALUE = /^([^\s:]{1,128})(?::([^\s:]{1,128}))?:(\d{1,16})$/
-export const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/
 
 /** A lock value, or `undefined` when it is not one Corral writes (a foreign or corrupt key). */
 export function parseLock(data: Buffer): LockValue | undefined {
   const match = LOCK_VALUE.exec(data.toString('latin1'))
   if (!match) return undefined
-  const traceparent = match[2] !== undefined && TRACEPARENT.test(match[2]) ? match[2] : undefined
+  const traceparent = validTraceparent(match[2])
   return { token: match[1]!, ...(traceparent && { traceparent }), expiresAt: Number(match[3]) }
 }
 

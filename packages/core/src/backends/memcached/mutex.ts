@@ -1,11 +1,17 @@
 import { randomBytes } from 'node:crypto'
 import { NO_VALUE, type CachedValue, type NoValue } from '../../cached-value.js'
 import type { AcquireOptions, CacheMutex, FencedStore, LockAcquisition, LockHolder } from '../api.js'
-import { jittered, sleep, waitForLock, type LockAttempt } from '../shared/distributed.js'
+import {
+  createdAfter,
+  jittered,
+  sleep,
+  validTraceparent,
+  waitForLock,
+  type LockAttempt,
+} from '../shared/distributed.js'
 import type { MemcachedBackend } from './backend.js'
 import { mayHaveRun } from './transport.js'
-import { createdAfter } from './fence.js'
-import { TRACEPARENT, formatLock, parseLock, type LockValue } from './lock-value.js'
+import { formatLock, parseLock, type LockValue } from './lock-value.js'
 import {
   OP_ADD,
   OP_SET,
@@ -21,8 +27,6 @@ import {
   type Response,
 } from './protocol.js'
 
-/** How long past its deadline a waiter still waits for a lock that is about to run out. */
-const LOCK_GRACE_MS = 100
 /**
  * How far apart the hosts' clocks may be. Others judge a lock expired by its recorded deadline on their own
  * clock, so a holder trusts its lock without looking only while it is younger than its timeout by this margin
@@ -97,10 +101,9 @@ export class MemcachedMutex implements CacheMutex {
   ) {}
 
   async acquire({ wait, holder }: AcquireOptions): Promise<LockAcquisition> {
-    const traceparent = holder?.traceparent
     const search: Search = {
       token: randomBytes(12).toString('hex'),
-      traceparent: traceparent !== undefined && TRACEPARENT.test(traceparent) ? traceparent : undefined,
+      traceparent: validTraceparent(holder?.traceparent),
       wait,
       since: Date.now(),
       look: false,
@@ -113,7 +116,6 @@ export class MemcachedMutex implements CacheMutex {
             lockTimeoutMs: this.backend.lockTimeoutMs,
             // jittered exponential backoff: 10ms, 20ms, 40ms ... up to lockPollInterval
             nextDelayMs: (round) => jittered(Math.min(this.backend.lockPollIntervalMs, 10 * 2 ** Math.min(round, 16))),
-            graceMs: LOCK_GRACE_MS,
           },
         )
       : (await this.#attempt(search)).acquired

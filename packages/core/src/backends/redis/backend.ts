@@ -14,7 +14,15 @@ import { type Duration } from '../../durations.js'
 import { describeValue } from '../../describe-value.js'
 import { BackendError, ValidationError } from '../../errors.js'
 import { FUTURE_CREATION_TOLERANCE_MS } from '../../freshness.js'
-import type { BackendContext, CacheBackend, CacheMutex, FencedStore, LockHolder, RegionInvalidator } from '../api.js'
+import type {
+  BackendContext,
+  CacheBackend,
+  CacheMutex,
+  FencedStore,
+  L1Bus,
+  LockHolder,
+  RegionInvalidator,
+} from '../api.js'
 import { readArguments } from '../arguments.js'
 import {
   ErrorThrottle,
@@ -22,10 +30,12 @@ import {
   loadOptionalPeer,
   parseHostList,
   serverTtlSeconds,
+  ttlMilliseconds,
   type LockWaiter,
 } from '../shared/distributed.js'
 import { InvalidatorSet } from '../shared/mirrored-invalidator.js'
 import { TAG_MARK_GRACE_MS } from '../shared/tag-marks.js'
+import { RedisBus } from './bus.js'
 import { RedisInvalidator } from './invalidator.js'
 import { RedisMutex, holderOf, traceparentField } from './mutex.js'
 import { ACQUIRE, INCREMENT, RELEASE, RELEASED_STORED, SET_IF_NOT_NEWER, type Script } from './scripts.js'
@@ -197,7 +207,7 @@ export class RedisBackend implements CacheBackend {
     this.invalidationPollIntervalMs = durationMs('redis', 'invalidationPollInterval', args.invalidationPollInterval, 1)
     this.#ttlArgument = args.redisExpirationTime
     // Validate now, so a bad value fails at configure time rather than at the first write.
-    this.#ttlMs = pxMilliseconds(serverTtlSeconds('redis', 'redisExpirationTime', this.#ttlArgument, undefined))
+    this.#ttlMs = ttlMilliseconds(serverTtlSeconds('redis', 'redisExpirationTime', this.#ttlArgument, undefined))
 
     if (args.tls !== undefined && typeof args.tls !== 'boolean' && (args.tls === null || typeof args.tls !== 'object'))
       throw new ValidationError(
@@ -297,7 +307,7 @@ export class RedisBackend implements CacheBackend {
   attach(context: BackendContext): void {
     this.#serializer = context.serializer
     this.#errors.context = context
-    this.#ttlMs = pxMilliseconds(
+    this.#ttlMs = ttlMilliseconds(
       serverTtlSeconds(
         'redis',
         'redisExpirationTime',
@@ -376,7 +386,7 @@ export class RedisBackend implements CacheBackend {
   }
 
   async setMultiWithTtl(entries: ReadonlyArray<readonly [string, CachedValue]>, ttlSeconds: number): Promise<void> {
-    await this.#setMany(entries, pxMilliseconds(ttlSeconds))
+    await this.#setMany(entries, ttlMilliseconds(ttlSeconds))
   }
 
   async #setMany(entries: ReadonlyArray<readonly [string, CachedValue]>, ttl: number | undefined): Promise<void> {
@@ -420,7 +430,7 @@ export class RedisBackend implements CacheBackend {
       const value = current === null ? 0 : Number.parseInt(current, 10)
       return Number.isFinite(value) ? value : 0
     }
-    const ttl = pxMilliseconds(ttlSeconds)
+    const ttl = ttlMilliseconds(ttlSeconds)
     return Number(await this.evalScript(INCREMENT, [full], [String(by), ttl === undefined ? '' : String(ttl)]))
   }
 
@@ -662,6 +672,11 @@ export class RedisBackend implements CacheBackend {
 
   // ---------------------------------------------------------------- pub/sub
 
+  /** The L1 bus of regions with an L1 in front of this backend: pub/sub on its own connections. */
+  createBus(): L1Bus {
+    return new RedisBus(this)
+  }
+
   /**
    * @internal Subscribes `handler` to `channel` on the backend's one subscriber connection (messages as UTF-8
    * text). One handler per channel; the subscription is renewed whenever the connection comes back.
@@ -804,14 +819,6 @@ export class RedisBackend implements CacheBackend {
     this.client.off('error', this.#onError)
     if (this.#ownsClient) this.client.on('error', () => {})
   }
-}
-
-/**
- * A time to live in seconds as Redis's PX / PEXPIRE argument: whole milliseconds, at least 1 (Redis rejects 0);
- * `undefined` (no expiry) stays `undefined`.
- */
-function pxMilliseconds(seconds: number | undefined): number | undefined {
-  return seconds === undefined ? undefined : Math.max(1, Math.ceil(seconds * 1000))
 }
 
 /** The latest creation time a fence believes: later ones come from a clock that runs ahead (see `freshness.ts`). */

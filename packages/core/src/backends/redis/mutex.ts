@@ -1,10 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { AcquireOptions, CacheMutex, FencedStore, LockAcquisition, LockHolder } from '../api.js'
-import { jittered, waitForLock } from '../shared/distributed.js'
+import { jittered, validTraceparent, waitForLock } from '../shared/distributed.js'
 import type { RedisBackend, RedisLockAttempt } from './backend.js'
-
-/** Slack for timers and clocks when a waiter decides a holder's lock should have run out. */
-const LOCK_GRACE_MS = 100
 
 /**
  * The Redis lock of one key, two round trips around a creator:
@@ -52,7 +49,6 @@ export class RedisMutex implements CacheMutex {
     const acquired = await waitForLock(async () => (last = await attempt()), waiter, {
       lockTimeoutMs: this.backend.lockTimeoutMs,
       nextDelayMs: () => jittered(this.backend.lockPollIntervalMs),
-      graceMs: LOCK_GRACE_MS,
     })
     if (acquired && last.acquired) return this.#taken(token, last)
     const released = waiter.released
@@ -93,17 +89,15 @@ export class RedisMutex implements CacheMutex {
   }
 }
 
-const TRACEPARENT = /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/
-
 /** The holder's traceparent as the lock value and release messages carry it: `-` when there is none. */
 export function traceparentField(holder: LockHolder | undefined): string {
-  const traceparent = holder?.traceparent
-  return traceparent !== undefined && TRACEPARENT.test(traceparent) ? traceparent : '-'
+  return validTraceparent(holder?.traceparent) ?? '-'
 }
 
 /** The holder named by a traceparent field, or `undefined`. */
 export function holderOf(field: string | undefined): LockHolder | undefined {
-  return field !== undefined && TRACEPARENT.test(field) ? { traceparent: field } : undefined
+  const traceparent = validTraceparent(field)
+  return traceparent === undefined ? undefined : { traceparent }
 }
 
 function notAcquired(attempt: RedisLockAttempt): LockAcquisition {

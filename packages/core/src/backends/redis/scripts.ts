@@ -57,9 +57,7 @@ if corral and ARGV[3] == '1' and string.sub(holder, -2) ~= ' w' then
 end
 return {0, ttl, holder}`)
 
-/** What `RELEASE` returns. */
-export const RELEASE_LOST = -1
-export const RELEASED = 0
+/** What `RELEASE` returns when it stored the value (otherwise 0: released only, or -1: the lock was not ours). */
 export const RELEASED_STORED = 1
 
 /**

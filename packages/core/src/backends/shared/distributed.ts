@@ -5,6 +5,8 @@
 import { createRequire } from 'node:module'
 import { parseDuration, parseExpiration } from '../../durations.js'
 import { describeValue } from '../../describe-value.js'
+import { storedCreationTime } from '../../cached-value.js'
+import { FUTURE_CREATION_TOLERANCE_MS } from '../../freshness.js'
 import { ValidationError } from '../../errors.js'
 import type { BackendContext } from '../api.js'
 
@@ -56,6 +58,35 @@ export function serverTtlSeconds(
   if (regionExpiration === undefined || !Number.isFinite(regionExpiration)) return undefined
   const keep = failSafeMaxStaleAge !== undefined && Number.isFinite(failSafeMaxStaleAge) ? failSafeMaxStaleAge : 0
   return Math.max(2 * regionExpiration, keep) + 60
+}
+
+const TRACEPARENT = /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/
+
+/**
+ * `s` when it is a W3C traceparent, else `undefined`: what a lock holder names itself by in a lock value or a
+ * release message that other processes parse (anything else could break their format).
+ */
+export function validTraceparent(s: string | undefined): string | undefined {
+  return s !== undefined && TRACEPARENT.test(s) ? s : undefined
+}
+
+/**
+ * A time to live in seconds as whole milliseconds, at least 1 (so a tiny TTL still expires, and Redis's PX / PEXPIRE
+ * reject 0); `undefined` (no expiry) stays `undefined`.
+ */
+export function ttlMilliseconds(seconds: number | undefined): number | undefined {
+  return seconds === undefined ? undefined : Math.max(1, Math.ceil(seconds * 1000))
+}
+
+/**
+ * The rule of a fenced write: whether the stored bytes are a value created after `since` (bytes that are no value
+ * never are), in which case a value created earlier must not replace them. A creation time more than the tolerance
+ * ahead of this host's clock is not believed, as in the region's freshness rule, so a host with a fast clock cannot
+ * pin its value against every later write.
+ */
+export function createdAfter(data: Uint8Array, since: number, now = Date.now()): boolean {
+  const ct = storedCreationTime(data)
+  return ct !== undefined && ct > since && ct <= now + FUTURE_CREATION_TOLERANCE_MS
 }
 
 /** `{ host, port }` from an object or a `'host:port'` string. */
@@ -148,12 +179,18 @@ export const STALLED_LOCK_TIMEOUTS = 3
 /** ...and in no case waits longer than this many lock timeouts in all (holder after holder, none producing). */
 export const MAX_WAIT_LOCK_TIMEOUTS = 10
 
+/** How long past its expiry a waiter still gives a holder's lock that is about to run out (timers and clocks). */
+export const LOCK_GRACE_MS = 100
+
 export interface WaitForLockOptions {
   lockTimeoutMs: number
   /** the pause before the next attempt when nothing wakes the waiter earlier (`round` resets on progress) */
   nextDelayMs: (round: number) => number
-  /** slack for clocks and timers: a holder's lock is given this long past its expiry before it counts as stuck */
-  graceMs: number
+  /**
+   * slack for clocks and timers: a holder's lock is given this long past its expiry before it counts as stuck
+   * (`LOCK_GRACE_MS` unless given)
+   */
+  graceMs?: number
 }
 
 /**
@@ -178,7 +215,7 @@ export async function waitForLock(
   waiter: LockWaiter,
   options: WaitForLockOptions,
 ): Promise<boolean> {
-  const { lockTimeoutMs, graceMs } = options
+  const { lockTimeoutMs, graceMs = LOCK_GRACE_MS } = options
   const started = performance.now()
   const stallMs = STALLED_LOCK_TIMEOUTS * lockTimeoutMs
   const hardLimit = started + MAX_WAIT_LOCK_TIMEOUTS * lockTimeoutMs

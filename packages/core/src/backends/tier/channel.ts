@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { L1Bus } from '../api.js'
+import { chunks } from '../shared/tag-marks.js'
 
 /** What the channel tells its tier. */
 export interface ChannelListener {
@@ -100,13 +101,14 @@ export class CoherenceChannel {
       const keys = all ? [] : [...this.#unsent, ...batch.keys]
       this.#unsent.clear()
       this.#unsentOverflow = false
-      const messages = all ? [this.#encode(undefined)] : chunk(keys).map((part) => this.#encode(part))
+      const parts = all ? [] : chunks(keys, KEYS_PER_MESSAGE)
+      const messages = all ? [this.#encode(undefined)] : parts.map((part) => this.#encode(part))
       const results = await Promise.allSettled(messages.map((message) => this.bus.publish(this.topic, message)))
       const failed = results.findIndex((result) => result.status === 'rejected')
       if (failed < 0) return
       this.reportError('l1Publish', (results[failed] as PromiseRejectedResult).reason)
       if (all) this.#unsentOverflow = true
-      else results.forEach((result, i) => result.status === 'rejected' && this.#keepUnsent(chunkAt(keys, i)))
+      else results.forEach((result, i) => result.status === 'rejected' && this.#keepUnsent(parts[i]!))
       this.#scheduleRetry()
     } finally {
       batch.resolve()
@@ -178,14 +180,4 @@ export class CoherenceChannel {
       this.reportError('l1Unsubscribe', error)
     }
   }
-}
-
-function chunk(keys: readonly string[]): string[][] {
-  const parts: string[][] = []
-  for (let i = 0; i < keys.length; i += KEYS_PER_MESSAGE) parts.push(keys.slice(i, i + KEYS_PER_MESSAGE))
-  return parts
-}
-
-function chunkAt(keys: readonly string[], index: number): readonly string[] {
-  return keys.slice(index * KEYS_PER_MESSAGE, (index + 1) * KEYS_PER_MESSAGE)
 }

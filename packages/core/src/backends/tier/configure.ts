@@ -32,7 +32,7 @@ export interface L1Options {
   bus?: string
 }
 
-export const DEFAULT_L1_MAX_ENTRIES = 10_000
+const DEFAULT_L1_MAX_ENTRIES = 10_000
 const L1_OPTION_NAMES = ['maxEntries', 'maxAge', 'bus']
 
 export interface ResolvedL1 {
@@ -121,17 +121,12 @@ function busFor(backend: CacheBackend, l1: ResolvedL1, region: string): L1Bus | 
     throw new ValidationError(
       `${where}: l1 is an in-process tier in front of a backend that processes share (redis, memcached); the ${backend.name} backend ${backend instanceof NullBackend ? 'stores nothing' : 'is in this process already'}`,
     )
-  if (backend instanceof RedisBackend) {
-    if (l1.busUrl !== undefined)
-      throw new ValidationError(
-        `${where}: l1.bus is for backends without pub/sub (memcached); a redis region announces changes on its own connection`,
-      )
-    return new RedisBus(backend)
-  }
   const own = backend.createBus?.()
   if (own !== undefined) {
     if (l1.busUrl !== undefined)
-      throw new ValidationError(`${where}: the ${backend.name} backend has a bus of its own; leave out l1.bus`)
+      throw new ValidationError(
+        `${where}: l1.bus is for backends without pub/sub (memcached); a ${backend.name} region announces changes on its own connection`,
+      )
     return own
   }
   if (l1.busUrl !== undefined) return new RedisBus(new RedisBackend({ url: l1.busUrl }), true)
