@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll } from 'vitest'
+import type { ConformanceInstance, ControlledServer } from '../packages/core/src/testing/conformance.js'
 import { startRedis, type RedisServer } from './servers.js'
 
 /** The redis-server of one test file, and a plain client on it to look at what the tests did. */
@@ -47,6 +48,30 @@ export function redisSuite(): RedisSuite {
         if (match && !['info', 'config', 'config|resetstat'].includes(match[1]!)) calls[match[1]!] = Number(match[2])
       }
       return calls
+    },
+  }
+}
+
+/**
+ * A redis-server of the conformance fault tests' own (`ConformanceOptions.faults.startServer`): `create` makes a
+ * backend on it (with `keyPrefix`, as another process would use it); locks are held by hand under that prefix.
+ */
+export async function startControlledRedis(
+  keyPrefix: string,
+  create: (url: string, keyPrefix: string, args?: Record<string, unknown>) => Promise<ConformanceInstance>,
+): Promise<ControlledServer> {
+  const own = await startRedis()
+  const control = new Redis(own.url, { lazyConnect: true })
+  control.on('error', () => {}) // it reconnects by itself after the server's restarts
+  return {
+    control: own,
+    create: (args) => create(own.url, keyPrefix, args),
+    holdLock: async (key, ttlMs) => {
+      await control.set(`${keyPrefix}corral:lock:${key}`, 'someone else', 'PX', ttlMs)
+    },
+    close: async () => {
+      control.disconnect()
+      await own.stop()
     },
   }
 }

@@ -64,7 +64,7 @@ export interface ConformanceOptions {
 /** Control over the real server a distributed backend talks to. */
 export interface ServerControl {
   /** The server goes away abruptly, as in a crash (SIGKILL): connections drop and new ones are refused. */
-  stop(): Promise<void>
+  kill(): Promise<void>
   /** Freezes the server (SIGSTOP): connections stay open and nothing is answered. */
   pause(): Promise<void>
   /** Thaws a paused server (SIGCONT); it answers what it was sent meanwhile. */
@@ -74,7 +74,9 @@ export interface ServerControl {
 }
 
 /** A server of the fault tests' own, with the backends that use it. */
-export interface ControlledServer extends ServerControl {
+export interface ControlledServer {
+  /** Its faults: a crash, a freeze, a restart. A test-support server (`startRedis()`, `startMemcached()`) is one. */
+  readonly control: ServerControl
   /** A new backend instance on this server; `args` as for `ConformanceOptions.create`. */
   create(args?: Record<string, unknown>): Promise<ConformanceInstance>
   /**
@@ -783,7 +785,7 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
               const waiting = region.getOrCreate(w, () => 'W')
               await sleep(50)
 
-              await server.stop()
+              await server.control.kill()
               const started = performance.now()
               expect(await waiting).toBe('W')
               for (let i = 0; i < 20; i++) expect(await region.getOrCreate(key(`b${i}`), () => `B${i}`)).toBe(`B${i}`)
@@ -798,7 +800,7 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
               expect(new Set(backendErrors.map((e) => e.operation))).toContain('get')
               await expect(region.invalidate()).rejects.toMatchObject({ code: 'E_BACKEND' })
 
-              await server.restart()
+              await server.control.restart()
               await eventually(
                 async () => {
                   await region.getOrCreate(after, () => 'stored')
@@ -830,7 +832,7 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
           })
 
           it('answers while the server is down at startup, then connects when it comes up', async () => {
-            await server.stop()
+            await server.control.kill()
             const { region, backendErrors } = await faultRegion()
             const x = key('x')
             const started = performance.now()
@@ -838,7 +840,7 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
             expect(await region.getOrCreate(x, () => 'X2')).toBe('X2')
             expect(performance.now() - started).toBeLessThan(1500)
             expect(backendErrors.length).toBeGreaterThan(0)
-            await server.restart()
+            await server.control.restart()
             await eventually(
               async () => {
                 await region.getOrCreate(x, () => 'X3')
@@ -857,7 +859,7 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
             const [before, during] = [key('before'), key('during')]
             try {
               expect(await region.getOrCreate(before, () => 'B1')).toBe('B1')
-              await server.pause()
+              await server.control.pause()
               const started = performance.now()
               expect(await region.getOrCreate(during, () => 'D1')).toBe('D1')
               const frozenMs = performance.now() - started
@@ -865,7 +867,7 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
               expect(frozenMs).toBeLessThan(faults.frozenBudgetMs ?? 5000)
               expect(new Set(backendErrors.map((e) => e.operation))).toContain('get')
             } finally {
-              await server.resume()
+              await server.control.resume()
             }
             try {
               // Thawed: what was stored before is read again, and new values are stored.

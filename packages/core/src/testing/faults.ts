@@ -280,7 +280,7 @@ export function describeFaultSuite(name: string, options: FaultSuiteOptions): vo
 
       scenario('the server killed (SIGKILL) and restarted', async ({ server }) => {
         const control = controlOf(server)
-        await control.stop()
+        await control.kill()
         await sleep(outageMs)
         await control.restart()
         return { endedAt: preciseNow() }

@@ -57,6 +57,7 @@ async function startControlledMemcached(): Promise<ControlledServer> {
   const lockKey = (key: string) =>
     new MemcachedBackend({ servers: own.servers, keyPrefix: 'faults:' }).keyFor(`corral:lock:${key}`)
   return {
+    control: own,
     create: async (args) => ({
       backend: new MemcachedBackend({ servers: own.servers, keyPrefix: 'faults:', ...args }),
     }),
@@ -66,10 +67,6 @@ async function startControlledMemcached(): Promise<ControlledServer> {
         expires: Math.ceil(ttlMs / 1000) + 1,
       })
     },
-    stop: () => own.kill(),
-    pause: () => own.pause(),
-    resume: () => own.resume(),
-    restart: () => own.restart(),
     close: async () => {
       control.close()
       await own.stop()

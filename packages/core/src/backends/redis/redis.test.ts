@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
 import { startRedis } from '../../../../../test-support/servers.js'
-import { redisSuite } from '../../../../../test-support/redis-suite.js'
+import { redisSuite, startControlledRedis } from '../../../../../test-support/redis-suite.js'
 import { CachedValue, NO_VALUE, jsonSerializer } from '../../cached-value.js'
 import type { BackendContext } from '../api.js'
 import { ValidationError } from '../../errors.js'
 import { RegionRegistry } from '../../registry.js'
-import { describeBackendConformance, eventually, type ControlledServer } from '../../testing/conformance.js'
+import { describeBackendConformance, eventually } from '../../testing/conformance.js'
 import { measureWaiterLatency, reportFigure } from '../../testing/measure.js'
 import { describeMultiProcess } from '../../testing/multiprocess.js'
 import { loadOptionalPeer } from '../shared/distributed.js'
@@ -27,29 +27,14 @@ describeBackendConformance('redis', {
       ? suite.raw.set(lockKey, 'held by hand')
       : suite.raw.set(lockKey, 'held by hand', 'PX', ttlMs))
   },
-  faults: { startServer: startControlledRedis, shortTimeouts: { commandTimeout: 0.2 } },
+  faults: {
+    startServer: () =>
+      startControlledRedis('faults:', async (url, keyPrefix, args) => ({
+        backend: new RedisBackend({ url, keyPrefix, ...args }),
+      })),
+    shortTimeouts: { commandTimeout: 0.2 },
+  },
 })
-
-/** A Redis server of the fault tests' own, and backends on it (as another process would use it). */
-async function startControlledRedis(): Promise<ControlledServer> {
-  const own = await startRedis()
-  const control = new Redis(own.url, { lazyConnect: true })
-  control.on('error', () => {}) // it reconnects by itself after the server's restarts
-  return {
-    create: async (args) => ({ backend: new RedisBackend({ url: own.url, keyPrefix: 'faults:', ...args }) }),
-    holdLock: async (key, ttlMs) => {
-      await control.set(`faults:corral:lock:${key}`, 'someone else', 'PX', ttlMs)
-    },
-    stop: () => own.kill(),
-    pause: () => own.pause(),
-    resume: () => own.resume(),
-    restart: () => own.restart(),
-    close: async () => {
-      control.disconnect()
-      await own.stop()
-    },
-  }
-}
 
 describeMultiProcess('redis', {
   backend: 'redis',
