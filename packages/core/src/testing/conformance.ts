@@ -61,6 +61,25 @@ export interface ConformanceOptions {
   faults?: FaultOptions
 }
 
+/**
+ * Bytes someone else may leave under a key, each of which a backend reads as a miss: not this format at all (binary,
+ * plain text, nothing), this format's header over a broken value (its creation time not a number, a truncated body,
+ * flags that are not JSON), and whole values of a future and of an older format. The headers carry `createdAt`.
+ * Used by the conformance suite and the fault suite's corrupt-bytes scenario.
+ */
+export function garbageBytes(createdAt: number): Buffer[] {
+  return [
+    Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x0a, 0x80]),
+    Buffer.from(`c${FORMAT_VERSION}:notanumber:v\n{"key":"x","version":1,"pid":1}`),
+    Buffer.from(`c${FORMAT_VERSION}:${createdAt}:v\n{"truncated": `),
+    Buffer.from(`c${FORMAT_VERSION}:${createdAt}:v:{not json\n{}`),
+    Buffer.from(`c${FORMAT_VERSION + 1}:${createdAt}:v\n"a future format"`),
+    Buffer.from(`c${FORMAT_VERSION - 1}:${createdAt}:v\n"an older format"`),
+    Buffer.from('plain text someone SET by hand'),
+    Buffer.alloc(0),
+  ]
+}
+
 /** Control over the real server a distributed backend talks to. */
 export interface ServerControl {
   /** The server goes away abruptly, as in a crash (SIGKILL): connections drop and new ones are refused. */
@@ -286,15 +305,7 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
       const writeRaw = options.writeRaw
       it('garbage bytes written by someone else read as a miss, and getOrCreate replaces them', async () => {
         const { region, backend } = await regionFor(60)
-        const garbage: Buffer[] = [
-          Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x0a, 0x80]),
-          Buffer.from(`c${FORMAT_VERSION}:notanumber:v\n"x"`),
-          Buffer.from(`c${FORMAT_VERSION}:1700000000000:v\n{"truncated": `),
-          Buffer.from(`c${FORMAT_VERSION + 1}:1700000000000:v\n"a future format"`),
-          Buffer.from('c1:1700000000000:v\n"an older format"'),
-          Buffer.from('plain text someone SET by hand'),
-          Buffer.alloc(0),
-        ]
+        const garbage = garbageBytes(1_700_000_000_000)
         const keys = garbage.map((_, i) => key(`garbage-${i}`))
         await Promise.all(garbage.map((bytes, i) => writeRaw(keys[i]!, bytes)))
         for (const k of keys) expect(await backend.get(k)).toBe(NO_VALUE)

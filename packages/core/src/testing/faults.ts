@@ -24,7 +24,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { ServerControl } from './conformance.js'
+import { garbageBytes, type ServerControl } from './conformance.js'
 import { preciseNow, type LoadReport, type VersionedValue } from './fault-load.js'
 import { reportFigure } from './measure.js'
 import { startWorkers, Worker } from './workers.js'
@@ -121,15 +121,7 @@ const ORDER_MARGIN_MS = 2
 const RESUMED_SHARE = 0.5
 const RATE_WINDOW_MS = 200
 
-const GARBAGE: Buffer[] = [
-  Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x0a, 0x80]),
-  Buffer.from('c2:notanumber:v\n{"key":"x","version":1,"pid":1}'),
-  Buffer.from(`c2:${Date.now()}:v\n{"truncated": `),
-  Buffer.from(`c2:${Date.now()}:v:{not json\n{}`),
-  Buffer.from(`c9:${Date.now()}:v\n"a future format"`),
-  Buffer.from('plain text someone SET by hand'),
-  Buffer.alloc(0),
-]
+const GARBAGE = garbageBytes(Date.now())
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
