@@ -1,13 +1,13 @@
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll } from 'vitest'
 import type { ConformanceInstance, ControlledServer } from '../packages/core/src/testing/conformance.js'
-import { startRedis, type RedisServer } from './servers.js'
+import { commandStats, resetCommandStats, startRedis, type RedisServer } from './servers.js'
 
 /** The redis-server of one test file, and a plain client on it to look at what the tests did. */
 export interface RedisSuite {
   readonly server: RedisServer
   readonly raw: Redis
-  /** Commands the server executed while `work` ran (INFO commandstats), without the test's own INFO / CONFIG. */
+  /** Commands the server executed while `work` ran (INFO commandstats), without the reset and read themselves. */
   commandsDuring(work: () => Promise<unknown>): Promise<Record<string, number>>
 }
 
@@ -38,16 +38,10 @@ export function redisSuite(): RedisSuite {
       return started(raw)
     },
     async commandsDuring(work) {
-      const client = started(raw)
-      await client.config('RESETSTAT')
+      const target = started(server)
+      await resetCommandStats(target)
       await work()
-      const info = await client.info('commandstats')
-      const calls: Record<string, number> = {}
-      for (const line of info.split('\n')) {
-        const match = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim())
-        if (match && !['info', 'config', 'config|resetstat'].includes(match[1]!)) calls[match[1]!] = Number(match[2])
-      }
-      return calls
+      return await commandStats(target)
     },
   }
 }

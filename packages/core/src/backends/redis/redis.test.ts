@@ -130,14 +130,15 @@ describe('redis backend', () => {
     const keys = Array.from({ length: 100 }, (_, i) => `k${i}`)
     await region.getOrCreate('warm', () => 0)
 
-    const before = await commandStats()
-    for (const key of keys) await region.getOrCreate(key, () => key)
-    const afterMisses = await commandStats()
-    for (const key of keys) expect(await region.getOrCreate(key, () => 'again')).toBe(key)
-    const afterHits = await commandStats()
+    const misses = await suite.commandsDuring(async () => {
+      for (const key of keys) await region.getOrCreate(key, () => key)
+    })
+    const hits = await suite.commandsDuring(async () => {
+      for (const key of keys) expect(await region.getOrCreate(key, () => 'again')).toBe(key)
+    })
 
-    const perMiss = diff(afterMisses, before, keys.length)
-    const perHit = diff(afterHits, afterMisses, keys.length)
+    const perMiss = perOperation(misses, keys.length)
+    const perHit = perOperation(hits, keys.length)
     reportFigure('redis commands per hit', perHit)
     reportFigure('redis commands per miss (commands inside the Lua scripts included)', perMiss)
     expect(perHit).toEqual({ get: 1 })
@@ -271,21 +272,17 @@ describe('group invalidation on redis', () => {
     for (const [i, key] of keys.entries()) await writer.set(key, key, { tags: [`item:${i}`, 'catalog'] })
     await reader.get('warm-up') // connected, subscribed, region marks loaded
 
-    const before = await commandStats()
-    for (const key of keys) expect(await reader.getOrCreate(key, () => 'again')).toBe(key)
-    const afterCold = await commandStats()
-    for (const key of keys) expect(await reader.getOrCreate(key, () => 'again')).toBe(key)
-    const afterWarm = await commandStats()
+    const readAll = async () => {
+      for (const key of keys) expect(await reader.getOrCreate(key, () => 'again')).toBe(key)
+    }
+    const cold = perOperation(await suite.commandsDuring(readAll), keys.length)
+    const warm = perOperation(await suite.commandsDuring(readAll), keys.length)
     // A third process reads them all at once: one MGET for the values, one for their 101 tags.
     const third = make()
     await third.get('warm-up')
-    const beforeMulti = await commandStats()
-    expect(await third.getMulti(keys)).toEqual(keys)
-    const afterMulti = await commandStats()
-
-    const cold = diff(afterCold, before, keys.length)
-    const warm = diff(afterWarm, afterCold, keys.length)
-    const multi = diff(afterMulti, beforeMulti, 1)
+    const multi = await suite.commandsDuring(async () => {
+      expect(await third.getMulti(keys)).toEqual(keys)
+    })
     reportFigure('redis commands per tagged hit, tags not mirrored yet (2 tags, one shared)', cold)
     reportFigure('redis commands per tagged hit, tags mirrored', warm)
     reportFigure('redis commands for a getMulti of 100 tagged values, tags not mirrored', multi)
@@ -299,11 +296,12 @@ describe('group invalidation on redis', () => {
     const { writer, reader } = pair('tagshare:')
     await writer.set('shared', 'v', { tags: ['a', 'b', 'c'] })
     await reader.get('warm-up')
-    const before = await commandStats()
-    const values = await Promise.all(Array.from({ length: 20 }, () => reader.get('shared')))
-    const after = await commandStats()
+    let values: unknown[] = []
+    const commands = await suite.commandsDuring(async () => {
+      values = await Promise.all(Array.from({ length: 20 }, () => reader.get('shared')))
+    })
     expect(values).toEqual(Array(20).fill('v'))
-    expect(diff(after, before, 1)).toEqual({ get: 20, mget: 1 })
+    expect(commands).toEqual({ get: 20, mget: 1 })
     await Promise.all([writer.close(), reader.close()])
   })
 
@@ -402,20 +400,7 @@ function attachContext(): BackendContext {
   return { regionName: 'direct', expirationTime: 60, serializer: jsonSerializer, reportError: () => {} }
 }
 
-async function commandStats(): Promise<Record<string, number>> {
-  const text = await suite.raw.info('commandstats')
-  const out: Record<string, number> = {}
-  for (const match of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out[match[1]!] = Number(match[2])
-  return out
-}
-
-/** Commands per operation between two INFO commandstats snapshots (the INFO calls themselves left out). */
-function diff(after: Record<string, number>, before: Record<string, number>, operations: number) {
-  const out: Record<string, number> = {}
-  for (const [name, calls] of Object.entries(after)) {
-    if (name === 'info') continue
-    const delta = calls - (before[name] ?? 0)
-    if (delta > 0) out[name] = delta / operations
-  }
-  return out
+/** Commands per operation, from `suite.commandsDuring` of `operations` operations. */
+function perOperation(commands: Record<string, number>, operations: number): Record<string, number> {
+  return Object.fromEntries(Object.entries(commands).map(([name, calls]) => [name, calls / operations]))
 }
