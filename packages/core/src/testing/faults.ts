@@ -227,7 +227,10 @@ export function describeFaultSuite(name: string, options: FaultSuiteOptions): vo
             workers.reduce((sum, w, i) => sum + w.unhandled.length - unhandledBefore[i]!, 0) +
             (happened.extra ?? []).reduce((sum, e) => sum + e.worker.unhandled.length, 0)
           const delivered = reports.filter((r): r is LoadReport => r !== undefined)
+          // Found once: counted in the figures, and the first few described beside them.
+          const regressions = versionRegressions(readsOf(delivered))
           const figures = analyze(delivered, {
+            regressions,
             boundMs,
             expectedErrors: new Set(expected.errors ?? []),
             outcome: happened,
@@ -240,7 +243,7 @@ export function describeFaultSuite(name: string, options: FaultSuiteOptions): vo
             ...figures,
             hitsResumeMs: Number.isFinite(figures.hitsResumeMs) ? figures.hitsResumeMs : 'never',
           })
-          const problems = describeProblems(delivered, happened, boundMs)
+          const problems = describeProblems(delivered, regressions, happened, boundMs)
           if (problems.length > 0) console.log(`[corral-faults] ${name} / ${title}:\n  ${problems.join('\n  ')}`)
 
           // Soft: a scenario lists every invariant it broke, not only the first.
@@ -393,6 +396,8 @@ export function describeFaultSuite(name: string, options: FaultSuiteOptions): vo
 }
 
 interface AnalysisContext {
+  /** `versionRegressions(readsOf(reports))` */
+  regressions: readonly Regression[]
   boundMs: number
   expectedErrors: ReadonlySet<string>
   outcome: FaultOutcome
@@ -453,7 +458,7 @@ export function analyze(reports: readonly LoadReport[], context: AnalysisContext
     stranded,
     maxLatencyMs,
     wrongValues,
-    versionRegressions: versionRegressions(readsOf(reports)).length,
+    versionRegressions: context.regressions.length,
     lateOverwrites,
     lockTimeouts,
     expectedErrors: expectedCount,
@@ -547,7 +552,12 @@ function hitsResume(reports: readonly LoadReport[], context: AnalysisContext): n
 }
 
 /** A few lines on what went wrong, to read beside the figure. */
-function describeProblems(reports: readonly LoadReport[], outcome: FaultOutcome, boundMs: number): string[] {
+function describeProblems(
+  reports: readonly LoadReport[],
+  regressions: readonly Regression[],
+  outcome: FaultOutcome,
+  boundMs: number,
+): string[] {
   const lines: string[] = []
   const outcomes = new Map<string, number>()
   for (const report of reports) {
@@ -559,7 +569,6 @@ function describeProblems(reports: readonly LoadReport[], outcome: FaultOutcome,
     }
   }
   for (const [result, count] of outcomes) lines.push(`outcome ${result}: ${count}`)
-  const regressions = versionRegressions(readsOf(reports))
   for (const { key, read, newer } of regressions.slice(0, 5)) {
     const value = (r: Read) => `${r.version} (${r.kind} by ${r.writer})`
     lines.push(
