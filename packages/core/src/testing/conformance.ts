@@ -130,6 +130,13 @@ export interface FaultOptions {
 /** One `acquire` of the lock: whether it was taken. */
 const take = async (mutex: CacheMutex, wait: boolean): Promise<boolean> => (await mutex.acquire({ wait })).acquired
 
+/** The backend's mutex for `k` (a distributed-lock backend always has one). */
+function mutex(backend: CacheBackend, k: string): CacheMutex {
+  const m = backend.getMutex?.(k)
+  if (!m) throw new Error('getMutex returned no mutex')
+  return m
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Polls `check` until it holds (or fails after `timeoutMs`). */
@@ -384,12 +391,6 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
 
     if (capabilities.distributedLock) {
       describe('distributed lock', () => {
-        const mutex = (backend: CacheBackend, k: string): CacheMutex => {
-          const m = backend.getMutex?.(k)
-          if (!m) throw new Error('getMutex returned no mutex')
-          return m
-        }
-
         it('is exclusive across instances, reported by locked(), and per key', async () => {
           const [one, two] = [await backendFor(), await backendFor()]
           const [k, other] = [key('lock'), key('lock-other')]
@@ -460,12 +461,6 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
         })
       })
       describe('distributed lock: fenced stores, bounded foreign locks, no false timeouts', () => {
-        const mutex = (backend: CacheBackend, k: string): CacheMutex => {
-          const m = backend.getMutex?.(k)
-          if (!m) throw new Error('getMutex returned no mutex')
-          return m
-        }
-
         /** The payload under `k` and its creation time, or NO_VALUE. */
         const stored = async (backend: CacheBackend, k: string) => {
           const value = await backend.get(k)
