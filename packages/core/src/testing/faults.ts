@@ -425,7 +425,7 @@ function readsOf(reports: readonly LoadReport[]): Read[] {
 }
 
 /** The figures of one scenario from every worker's report. */
-export function analyze(reports: readonly LoadReport[], context: AnalysisContext): ScenarioFigures {
+function analyze(reports: readonly LoadReport[], context: AnalysisContext): ScenarioFigures {
   const { boundMs, expectedErrors, outcome } = context
   let calls = 0
   let stranded = 0
@@ -482,7 +482,7 @@ interface Read {
 }
 
 /** A read that saw an older version than `newer`, a read that had ended before it began. */
-export interface Regression {
+interface Regression {
   key: number
   read: Read
   newer: Read
@@ -494,7 +494,7 @@ export interface Regression {
  * takes effect at some moment before it returns, so a value it wrote may legitimately land after a newer one for
  * as long as the call had not returned when that newer one was read: such reads are not counted.
  */
-export function versionRegressions(reads: readonly Read[]): Regression[] {
+function versionRegressions(reads: readonly Read[]): Regression[] {
   const found: Regression[] = []
   const byKey = new Map<number, Read[]>()
   for (const read of reads) {
