@@ -315,7 +315,8 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
     let stale = 0
     for (;;) {
       const value = await target.get(String(request.key))
-      if (JSON.stringify(value === NO_VALUE ? null : value) === expected) return { seenAt: preciseNow(), staleReads: stale }
+      if (JSON.stringify(value === NO_VALUE ? null : value) === expected)
+        return { seenAt: preciseNow(), staleReads: stale }
       stale++
       if (Date.now() > deadline)
         throw new Error(`${String(request.key)} did not read as ${expected} within ${timeoutMs} ms`)

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
-import { startRedis } from '../../../../../test-support/servers.js'
 import { redisSuite, startControlledRedis } from '../../../../../test-support/redis-suite.js'
 import { CachedValue, NO_VALUE, jsonSerializer } from '../../cached-value.js'
 import type { BackendContext } from '../api.js'
