@@ -20,7 +20,7 @@ import {
   type CacheMutex,
   type NoValue,
 } from '../index.js'
-import { reportFigure } from './measure.js'
+import { measureWaiterLatency, reportFigure } from './measure.js'
 
 export interface ConformanceInstance {
   backend: CacheBackend
@@ -54,6 +54,13 @@ export interface ConformanceOptions {
    * when `ttlMs` is undefined. Used to check that such a lock blocks for at most one lock timeout.
    */
   writeForeignLock?: (key: string, ttlMs: number | undefined) => Promise<void>
+  /**
+   * Distributed locks: adds a test that a waiter on another instance gets the value soon after the creator finishes
+   * (`measureWaiterLatency` over `trials` trials): no waiter runs its own creator, and the p99 stays under `p99Ms`.
+   * `args` are the two instances' backend arguments (e.g. a 1 s `lockPollInterval`, so that only a wake-up can be
+   * fast); `label` names the printed figure.
+   */
+  waiterLatency?: { label: string; trials: number; p99Ms: number; args?: Record<string, unknown> }
   /**
    * Distributed backends: the fault tests (a lock holder that died, a lock someone keeps re-taking, the server
    * crashing, freezing and restarting under a region), run against a server of their own.
@@ -705,6 +712,28 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
           await a.close?.()
           await b.close?.()
         }
+      })
+    }
+
+    if (capabilities.distributedLock && options.waiterLatency) {
+      const { label, trials, p99Ms, args } = options.waiterLatency
+      it('a waiter on another instance sees the value soon after the creator finishes', async () => {
+        const name = `latency-${randomUUID().slice(0, 8)}`
+        const regionOn = async () => {
+          const instance = await create(args)
+          open.push(instance)
+          const region = new RegionRegistry().createRegion({ name }).configure(instance.backend, { expirationTime: 60 })
+          instance.cleanup = chain(
+            () => region.close(),
+            instance.cleanup ?? (() => instance.backend.close?.() ?? Promise.resolve()),
+          )
+          return region
+        }
+        const [a, b] = [await regionOn(), await regionOn()]
+        const result = await measureWaiterLatency(a, b, trials)
+        reportFigure(label, { p50: result.p50, p99: result.p99, max: Math.max(...result.latencies) })
+        expect(result.waiterRuns).toBe(0)
+        expect(result.p99).toBeLessThan(p99Ms)
       })
     }
 
