@@ -40,9 +40,6 @@ export interface WireCounts {
 export interface MemcachedWireCounter extends HostPort {
   /** `'host:port'` of the proxy, as memjs wants it */
   readonly servers: string
-  /** What was sent since the last `reset()`. */
-  counts(): WireCounts
-  reset(): void
   /** Runs `work` and returns what it sent. */
   measure(work: () => Promise<void>): Promise<WireCounts>
   close(): Promise<void>
@@ -112,8 +109,6 @@ export async function startMemcachedWireCounter(target: HostPort): Promise<Memca
     host: LOOPBACK,
     port,
     servers: `${LOOPBACK}:${port}`,
-    counts,
-    reset,
     async measure(work) {
       reset()
       await work()

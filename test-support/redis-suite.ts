@@ -1,12 +1,13 @@
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll } from 'vitest'
-import { startRedis, type RedisServer } from './servers.js'
+import type { ConformanceInstance, ControlledServer } from '../packages/core/src/testing/conformance.js'
+import { commandStats, resetCommandStats, startRedis, type RedisServer } from './servers.js'
 
 /** The redis-server of one test file, and a plain client on it to look at what the tests did. */
 export interface RedisSuite {
   readonly server: RedisServer
   readonly raw: Redis
-  /** Commands the server executed while `work` ran (INFO commandstats), without the test's own INFO / CONFIG. */
+  /** Commands the server executed while `work` ran (INFO commandstats), without the reset and read themselves. */
   commandsDuring(work: () => Promise<unknown>): Promise<Record<string, number>>
 }
 
@@ -37,16 +38,34 @@ export function redisSuite(): RedisSuite {
       return started(raw)
     },
     async commandsDuring(work) {
-      const client = started(raw)
-      await client.config('RESETSTAT')
+      const target = started(server)
+      await resetCommandStats(target)
       await work()
-      const info = await client.info('commandstats')
-      const calls: Record<string, number> = {}
-      for (const line of info.split('\n')) {
-        const match = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim())
-        if (match && !['info', 'config', 'config|resetstat'].includes(match[1]!)) calls[match[1]!] = Number(match[2])
-      }
-      return calls
+      return await commandStats(target)
+    },
+  }
+}
+
+/**
+ * A redis-server of the conformance fault tests' own (`ConformanceOptions.faults.startServer`): `create` makes a
+ * backend on it (with `keyPrefix`, as another process would use it); locks are held by hand under that prefix.
+ */
+export async function startControlledRedis(
+  keyPrefix: string,
+  create: (url: string, keyPrefix: string, args?: Record<string, unknown>) => Promise<ConformanceInstance>,
+): Promise<ControlledServer> {
+  const own = await startRedis()
+  const control = new Redis(own.url, { lazyConnect: true })
+  control.on('error', () => {}) // it reconnects by itself after the server's restarts
+  return {
+    control: own,
+    create: (args) => create(own.url, keyPrefix, args),
+    holdLock: async (key, ttlMs) => {
+      await control.set(`${keyPrefix}corral:lock:${key}`, 'someone else', 'PX', ttlMs)
+    },
+    close: async () => {
+      control.disconnect()
+      await own.stop()
     },
   }
 }

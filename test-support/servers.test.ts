@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
 import path from 'node:path'
@@ -21,6 +21,7 @@ import {
   startRedisCluster,
   startRedisSentinel,
 } from './servers.js'
+import { processState } from './servers/processes.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 
@@ -38,20 +39,10 @@ function probePort(port: number): Promise<'open' | 'refused'> {
   })
 }
 
-/** The process's state letter in /proc/<pid>/stat ('S' sleeping, 'T' stopped, ...). */
-function processState(pid: number): string {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
-}
-
 /** True while the pid exists and is not a zombie (a container's PID 1 may never reap orphans). */
 function isRunning(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
-  } catch {
-    return false
-  }
+  const state = processState(pid)
+  return state !== undefined && state !== 'Z'
 }
 
 async function eventually(check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {

@@ -18,7 +18,14 @@ export { MissingBinaryError, requireBinary } from './servers/binaries.js'
 export { LOOPBACK, freeClusterPort, freePort, isPortFree, type HostPort } from './servers/ports.js'
 export { ServerStartError } from './servers/processes.js'
 export { RespError, parseInfo, redisCommand, respPipeline, type RespValue } from './servers/resp.js'
-export { startRedis, type RedisServer, type StartRedisOptions } from './servers/redis.js'
+export {
+  commandStats,
+  resetCommandStats,
+  startRedis,
+  type RedisServer,
+  UNCOUNTED_COMMANDS,
+  type StartRedisOptions,
+} from './servers/redis.js'
 export { startRedisCluster, type RedisCluster, type StartRedisClusterOptions } from './servers/cluster.js'
 export { startRedisSentinel, type RedisSentinel, type StartRedisSentinelOptions } from './servers/sentinel.js'
 export { startMemcached, type MemcachedServer, type StartMemcachedOptions } from './servers/memcached.js'

@@ -17,7 +17,7 @@ export interface TypecheckOptions {
   sources?: ReadonlyMap<string, string>
 }
 
-export function compilerOptionsOf(tsconfig: string, overrides: ts.CompilerOptions = {}): ts.CompilerOptions {
+function compilerOptionsOf(tsconfig: string, overrides: ts.CompilerOptions = {}): ts.CompilerOptions {
   const parsed = ts.getParsedCommandLineOfConfigFile(
     tsconfig,
     {},

@@ -1,9 +1,12 @@
 /** Talking to the benchmark's own redis-server outside the libraries under test (raw RESP connections). */
 import net from 'node:net'
-import { parseInfo, redisCommand, type HostPort } from '../../test-support/servers.ts'
-
-/** Commands the benchmark itself sends to read the statistics: never charged to a library. */
-const OWN_COMMANDS = new Set(['info', 'config', 'config|resetstat', 'flushall'])
+import {
+  commandStats as serverStats,
+  redisCommand,
+  resetCommandStats as resetServerStats,
+  UNCOUNTED_COMMANDS,
+  type HostPort,
+} from '../../test-support/servers.ts'
 
 export function target(url: string): HostPort {
   const parsed = new URL(url)
@@ -16,20 +19,12 @@ export async function flushAll(url: string): Promise<void> {
 
 /** Zeroes the server's per-command counters (`CONFIG RESETSTAT`). */
 export async function resetCommandStats(url: string): Promise<void> {
-  await redisCommand(target(url), ['CONFIG', 'RESETSTAT'])
+  await resetServerStats(target(url))
 }
 
 /** Calls per command since the last reset, from `INFO commandstats`, without the benchmark's own commands. */
 export async function commandStats(url: string): Promise<Record<string, number>> {
-  const info = parseInfo(String(await redisCommand(target(url), ['INFO', 'commandstats'])))
-  const calls: Record<string, number> = {}
-  for (const [field, value] of Object.entries(info)) {
-    if (!field.startsWith('cmdstat_')) continue
-    const name = field.slice('cmdstat_'.length)
-    const count = Number(/calls=(\d+)/.exec(value)?.[1] ?? 0)
-    if (!OWN_COMMANDS.has(name) && count > 0) calls[name] = count
-  }
-  return calls
+  return await serverStats(target(url))
 }
 
 export interface CommandCounts {
@@ -102,7 +97,7 @@ class Monitor {
         this.fenceSeen?.()
         continue
       }
-      if (source === 'lua' || OWN_COMMANDS.has(name)) continue
+      if (source === 'lua' || UNCOUNTED_COMMANDS.has(name)) continue
       this.sent[name] = (this.sent[name] ?? 0) + 1
     }
   }

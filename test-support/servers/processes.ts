@@ -5,7 +5,7 @@
  * handlers (e.g. it is SIGKILLed by a timeout).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, openSync, rmSync } from 'node:fs'
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import type net from 'node:net'
 import os from 'node:os'
@@ -421,6 +421,19 @@ export class ManagedServer {
 }
 
 /**
+ * The process's state letter in /proc/<pid>/stat ('S' sleeping, 'T' stopped, 'Z' zombie, ...); undefined once it
+ * is gone, or where there is no /proc.
+ */
+export function processState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+  } catch {
+    return undefined
+  }
+}
+
+/**
  * Waits (up to a second) until the process is stopped (`'T'`) or no longer stopped (`'running'`), as Linux reports
  * it in /proc/<pid>/stat: a signal is delivered asynchronously. Where /proc is missing it returns at once.
  */
@@ -428,13 +441,8 @@ async function waitForProcessState(pid: number | undefined, state: 'T' | 'runnin
   if (pid === undefined) return
   const deadline = Date.now() + 1000
   for (;;) {
-    let current: string
-    try {
-      const text = await readFile(`/proc/${pid}/stat`, 'utf8')
-      current = text.slice(text.lastIndexOf(')') + 2, text.lastIndexOf(')') + 3)
-    } catch {
-      return
-    }
+    const current = processState(pid)
+    if (current === undefined) return
     const stopped = current === 'T' || current === 't'
     if ((state === 'T') === stopped || Date.now() > deadline) return
     await sleep(1)

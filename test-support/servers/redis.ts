@@ -2,7 +2,7 @@
 import { LOOPBACK, type HostPort } from './ports.js'
 import { ManagedServer, makeTempDir, removeDir, startOnFreePort, type ServerControls } from './processes.js'
 import { requireBinary } from './binaries.js'
-import { redisCommand } from './resp.js'
+import { parseInfo, redisCommand } from './resp.js'
 
 export interface RedisServer extends HostPort, ServerControls {
   /** redis://[:password@]127.0.0.1:port */
@@ -105,4 +105,28 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
     await removeDir(dir)
     throw err
   }
+}
+
+/** Commands that reset and read the statistics (and a benchmark's FLUSHALL between runs): never counted. */
+export const UNCOUNTED_COMMANDS: ReadonlySet<string> = new Set(['info', 'config', 'config|resetstat', 'flushall'])
+
+/** Zeroes the server's per-command counters (`CONFIG RESETSTAT`). */
+export async function resetCommandStats(server: HostPort): Promise<void> {
+  await redisCommand(server, ['CONFIG', 'RESETSTAT'])
+}
+
+/**
+ * Calls per command since the last reset, from `INFO commandstats` (commands run inside Lua scripts included),
+ * without the reset and read themselves. Used by the tests (`redisSuite().commandsDuring`) and the benchmarks.
+ */
+export async function commandStats(server: HostPort): Promise<Record<string, number>> {
+  const info = parseInfo(String(await redisCommand(server, ['INFO', 'commandstats'])))
+  const calls: Record<string, number> = {}
+  for (const [field, value] of Object.entries(info)) {
+    if (!field.startsWith('cmdstat_')) continue
+    const name = field.slice('cmdstat_'.length)
+    const count = Number(/calls=(\d+)/.exec(value)?.[1] ?? 0)
+    if (!UNCOUNTED_COMMANDS.has(name) && count > 0) calls[name] = count
+  }
+  return calls
 }

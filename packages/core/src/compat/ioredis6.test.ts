@@ -7,10 +7,11 @@
 import { createRequire } from 'node:module'
 import { Redis, type RedisOptions } from 'ioredis6'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startControlledRedis } from '../../../../test-support/redis-suite.js'
 import { startRedis, type RedisServer } from '../../../../test-support/servers.js'
 import { RegionRegistry } from '../index.js'
 import { RedisBackend, type RedisBackendOptions } from '../backends/redis/index.js'
-import { describeBackendConformance, type ConformanceInstance, type ControlledServer } from '../testing/index.js'
+import { describeBackendConformance, type ConformanceInstance } from '../testing/index.js'
 
 const version = (createRequire(import.meta.url)('ioredis6/package.json') as { version: string }).version
 
@@ -98,25 +99,7 @@ describeBackendConformance('redis (ioredis 6 client)', {
     await raw.set(`conf6:${key}`, bytes)
   },
   faults: {
-    startServer: async (): Promise<ControlledServer> => {
-      const own = await startRedis()
-      const control = new Redis(own.url, { lazyConnect: true })
-      control.on('error', () => {})
-      return {
-        create: (args) => backendOn(own.url, 'faults6:', args),
-        holdLock: async (key, ttlMs) => {
-          await control.set(`faults6:corral:lock:${key}`, 'someone else', 'PX', ttlMs)
-        },
-        stop: () => own.kill(),
-        pause: () => own.pause(),
-        resume: () => own.resume(),
-        restart: () => own.restart(),
-        close: async () => {
-          control.disconnect()
-          await own.stop()
-        },
-      }
-    },
+    startServer: () => startControlledRedis('faults6:', backendOn),
     shortTimeouts: { commandTimeout: 0.2 },
   },
 })

@@ -20,7 +20,7 @@ import {
   type CacheMutex,
   type NoValue,
 } from '../index.js'
-import { reportFigure } from './measure.js'
+import { measureWaiterLatency, reportFigure } from './measure.js'
 
 export interface ConformanceInstance {
   backend: CacheBackend
@@ -55,16 +55,42 @@ export interface ConformanceOptions {
    */
   writeForeignLock?: (key: string, ttlMs: number | undefined) => Promise<void>
   /**
+   * Distributed locks: adds a test that a waiter on another instance gets the value soon after the creator finishes
+   * (`measureWaiterLatency` over `trials` trials): no waiter runs its own creator, and the p99 stays under `p99Ms`.
+   * `args` are the two instances' backend arguments (e.g. a 1 s `lockPollInterval`, so that only a wake-up can be
+   * fast); `label` names the printed figure.
+   */
+  waiterLatency?: { label: string; trials: number; p99Ms: number; args?: Record<string, unknown> }
+  /**
    * Distributed backends: the fault tests (a lock holder that died, a lock someone keeps re-taking, the server
    * crashing, freezing and restarting under a region), run against a server of their own.
    */
   faults?: FaultOptions
 }
 
+/**
+ * Bytes someone else may leave under a key, each of which a backend reads as a miss: not this format at all (binary,
+ * plain text, nothing), this format's header over a broken value (its creation time not a number, a truncated body,
+ * flags that are not JSON), and whole values of a future and of an older format. The headers carry `createdAt`.
+ * Used by the conformance suite and the fault suite's corrupt-bytes scenario.
+ */
+export function garbageBytes(createdAt: number): Buffer[] {
+  return [
+    Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x0a, 0x80]),
+    Buffer.from(`c${FORMAT_VERSION}:notanumber:v\n{"key":"x","version":1,"pid":1}`),
+    Buffer.from(`c${FORMAT_VERSION}:${createdAt}:v\n{"truncated": `),
+    Buffer.from(`c${FORMAT_VERSION}:${createdAt}:v:{not json\n{}`),
+    Buffer.from(`c${FORMAT_VERSION + 1}:${createdAt}:v\n"a future format"`),
+    Buffer.from(`c${FORMAT_VERSION - 1}:${createdAt}:v\n"an older format"`),
+    Buffer.from('plain text someone SET by hand'),
+    Buffer.alloc(0),
+  ]
+}
+
 /** Control over the real server a distributed backend talks to. */
 export interface ServerControl {
   /** The server goes away abruptly, as in a crash (SIGKILL): connections drop and new ones are refused. */
-  stop(): Promise<void>
+  kill(): Promise<void>
   /** Freezes the server (SIGSTOP): connections stay open and nothing is answered. */
   pause(): Promise<void>
   /** Thaws a paused server (SIGCONT); it answers what it was sent meanwhile. */
@@ -74,7 +100,9 @@ export interface ServerControl {
 }
 
 /** A server of the fault tests' own, with the backends that use it. */
-export interface ControlledServer extends ServerControl {
+export interface ControlledServer {
+  /** Its faults: a crash, a freeze, a restart. A test-support server (`startRedis()`, `startMemcached()`) is one. */
+  readonly control: ServerControl
   /** A new backend instance on this server; `args` as for `ConformanceOptions.create`. */
   create(args?: Record<string, unknown>): Promise<ConformanceInstance>
   /**
@@ -108,6 +136,13 @@ export interface FaultOptions {
 
 /** One `acquire` of the lock: whether it was taken. */
 const take = async (mutex: CacheMutex, wait: boolean): Promise<boolean> => (await mutex.acquire({ wait })).acquired
+
+/** The backend's mutex for `k` (a distributed-lock backend always has one). */
+function mutex(backend: CacheBackend, k: string): CacheMutex {
+  const m = backend.getMutex?.(k)
+  if (!m) throw new Error('getMutex returned no mutex')
+  return m
+}
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -284,15 +319,7 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
       const writeRaw = options.writeRaw
       it('garbage bytes written by someone else read as a miss, and getOrCreate replaces them', async () => {
         const { region, backend } = await regionFor(60)
-        const garbage: Buffer[] = [
-          Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x0a, 0x80]),
-          Buffer.from(`c${FORMAT_VERSION}:notanumber:v\n"x"`),
-          Buffer.from(`c${FORMAT_VERSION}:1700000000000:v\n{"truncated": `),
-          Buffer.from(`c${FORMAT_VERSION + 1}:1700000000000:v\n"a future format"`),
-          Buffer.from('c1:1700000000000:v\n"an older format"'),
-          Buffer.from('plain text someone SET by hand'),
-          Buffer.alloc(0),
-        ]
+        const garbage = garbageBytes(1_700_000_000_000)
         const keys = garbage.map((_, i) => key(`garbage-${i}`))
         await Promise.all(garbage.map((bytes, i) => writeRaw(keys[i]!, bytes)))
         for (const k of keys) expect(await backend.get(k)).toBe(NO_VALUE)
@@ -371,12 +398,6 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
 
     if (capabilities.distributedLock) {
       describe('distributed lock', () => {
-        const mutex = (backend: CacheBackend, k: string): CacheMutex => {
-          const m = backend.getMutex?.(k)
-          if (!m) throw new Error('getMutex returned no mutex')
-          return m
-        }
-
         it('is exclusive across instances, reported by locked(), and per key', async () => {
           const [one, two] = [await backendFor(), await backendFor()]
           const [k, other] = [key('lock'), key('lock-other')]
@@ -447,12 +468,6 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
         })
       })
       describe('distributed lock: fenced stores, bounded foreign locks, no false timeouts', () => {
-        const mutex = (backend: CacheBackend, k: string): CacheMutex => {
-          const m = backend.getMutex?.(k)
-          if (!m) throw new Error('getMutex returned no mutex')
-          return m
-        }
-
         /** The payload under `k` and its creation time, or NO_VALUE. */
         const stored = async (backend: CacheBackend, k: string) => {
           const value = await backend.get(k)
@@ -700,6 +715,28 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
       })
     }
 
+    if (capabilities.distributedLock && options.waiterLatency) {
+      const { label, trials, p99Ms, args } = options.waiterLatency
+      it('a waiter on another instance sees the value soon after the creator finishes', async () => {
+        const name = `latency-${randomUUID().slice(0, 8)}`
+        const regionOn = async () => {
+          const instance = await create(args)
+          open.push(instance)
+          const region = new RegionRegistry().createRegion({ name }).configure(instance.backend, { expirationTime: 60 })
+          instance.cleanup = chain(
+            () => region.close(),
+            instance.cleanup ?? (() => instance.backend.close?.() ?? Promise.resolve()),
+          )
+          return region
+        }
+        const [a, b] = [await regionOn(), await regionOn()]
+        const result = await measureWaiterLatency(a, b, trials)
+        reportFigure(label, { p50: result.p50, p99: result.p99, max: Math.max(...result.latencies) })
+        expect(result.waiterRuns).toBe(0)
+        expect(result.p99).toBeLessThan(p99Ms)
+      })
+    }
+
     if (options.faults) {
       const faults = options.faults
       describe('server faults', () => {
@@ -783,7 +820,7 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
               const waiting = region.getOrCreate(w, () => 'W')
               await sleep(50)
 
-              await server.stop()
+              await server.control.kill()
               const started = performance.now()
               expect(await waiting).toBe('W')
               for (let i = 0; i < 20; i++) expect(await region.getOrCreate(key(`b${i}`), () => `B${i}`)).toBe(`B${i}`)
@@ -798,7 +835,7 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
               expect(new Set(backendErrors.map((e) => e.operation))).toContain('get')
               await expect(region.invalidate()).rejects.toMatchObject({ code: 'E_BACKEND' })
 
-              await server.restart()
+              await server.control.restart()
               await eventually(
                 async () => {
                   await region.getOrCreate(after, () => 'stored')
@@ -830,7 +867,7 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
           })
 
           it('answers while the server is down at startup, then connects when it comes up', async () => {
-            await server.stop()
+            await server.control.kill()
             const { region, backendErrors } = await faultRegion()
             const x = key('x')
             const started = performance.now()
@@ -838,7 +875,7 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
             expect(await region.getOrCreate(x, () => 'X2')).toBe('X2')
             expect(performance.now() - started).toBeLessThan(1500)
             expect(backendErrors.length).toBeGreaterThan(0)
-            await server.restart()
+            await server.control.restart()
             await eventually(
               async () => {
                 await region.getOrCreate(x, () => 'X3')
@@ -857,7 +894,7 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
             const [before, during] = [key('before'), key('during')]
             try {
               expect(await region.getOrCreate(before, () => 'B1')).toBe('B1')
-              await server.pause()
+              await server.control.pause()
               const started = performance.now()
               expect(await region.getOrCreate(during, () => 'D1')).toBe('D1')
               const frozenMs = performance.now() - started
@@ -865,7 +902,7 @@ export function describeBackendConformance(name: string, options: ConformanceOpt
               expect(frozenMs).toBeLessThan(faults.frozenBudgetMs ?? 5000)
               expect(new Set(backendErrors.map((e) => e.operation))).toContain('get')
             } finally {
-              await server.resume()
+              await server.control.resume()
             }
             try {
               // Thawed: what was stored before is read again, and new values are stored.

@@ -47,7 +47,7 @@ export interface Injection {
  * `outcome`: '' when it answered a well-formed value (or a miss, for get), else an error code, 'injected' or
  * 'wrong:<what>'.
  */
-export type CallRecord = [
+type CallRecord = [
   op: 'g' | 'c' | 's',
   key: number,
   start: number,
@@ -76,7 +76,7 @@ export interface LoadReport {
 }
 
 /** Marks an error a creator threw on purpose. */
-export class InjectedCreatorError extends Error {
+class InjectedCreatorError extends Error {
   override name = 'InjectedCreatorError'
 }
 
@@ -95,7 +95,7 @@ export const preciseNow = () => performance.timeOrigin + performance.now()
 let seq = 0
 
 /** Whether `value` is a well-formed value of `key`; else what is wrong with it. */
-export function checkValue(key: string, value: unknown): string | undefined {
+function checkValue(key: string, value: unknown): string | undefined {
   if (value === null || typeof value !== 'object') return `wrong:not a value (${typeof value})`
   const v = value as Partial<VersionedValue>
   if (typeof v.version !== 'number' || typeof v.pid !== 'number') return 'wrong:malformed value'
@@ -104,7 +104,7 @@ export function checkValue(key: string, value: unknown): string | undefined {
 }
 
 /** What a caller got back as an error, as a short class: a code, 'injected', or the error's name. */
-export function classifyError(error: unknown): string {
+function classifyError(error: unknown): string {
   if (error === undefined || error === null || typeof error !== 'object') return 'injected'
   if (error instanceof InjectedCreatorError) return 'injected'
   if ((error as { injected?: unknown }).injected === true) return 'injected'

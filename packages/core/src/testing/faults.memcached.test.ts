@@ -16,12 +16,7 @@ describeFaultSuite('memcached', {
       writeRaw: async (storeKey, bytes) => {
         await raw.set(naming.keyFor(storeKey), bytes, {})
       },
-      control: {
-        stop: () => server.kill(),
-        pause: () => server.pause(),
-        resume: () => server.resume(),
-        restart: () => server.restart(),
-      },
+      control: server,
       close: async () => {
         raw.close()
         await naming.close()

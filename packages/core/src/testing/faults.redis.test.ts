@@ -14,12 +14,7 @@ describeFaultSuite('redis', {
       writeRaw: async (storeKey, bytes) => {
         await raw.set(`faults:${storeKey}`, bytes)
       },
-      control: {
-        stop: () => server.kill(),
-        pause: () => server.pause(),
-        resume: () => server.resume(),
-        restart: () => server.restart(),
-      },
+      control: server,
       close: async () => {
         raw.disconnect()
         await server.stop()

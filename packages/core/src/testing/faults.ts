@@ -24,7 +24,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { ServerControl } from './conformance.js'
+import { garbageBytes, type ServerControl } from './conformance.js'
 import { preciseNow, type LoadReport, type VersionedValue } from './fault-load.js'
 import { reportFigure } from './measure.js'
 import { startWorkers, Worker } from './workers.js'
@@ -121,15 +121,7 @@ const ORDER_MARGIN_MS = 2
 const RESUMED_SHARE = 0.5
 const RATE_WINDOW_MS = 200
 
-const GARBAGE: Buffer[] = [
-  Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x0a, 0x80]),
-  Buffer.from('c2:notanumber:v\n{"key":"x","version":1,"pid":1}'),
-  Buffer.from(`c2:${Date.now()}:v\n{"truncated": `),
-  Buffer.from(`c2:${Date.now()}:v:{not json\n{}`),
-  Buffer.from(`c9:${Date.now()}:v\n"a future format"`),
-  Buffer.from('plain text someone SET by hand'),
-  Buffer.alloc(0),
-]
+const GARBAGE = garbageBytes(Date.now())
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -235,7 +227,10 @@ export function describeFaultSuite(name: string, options: FaultSuiteOptions): vo
             workers.reduce((sum, w, i) => sum + w.unhandled.length - unhandledBefore[i]!, 0) +
             (happened.extra ?? []).reduce((sum, e) => sum + e.worker.unhandled.length, 0)
           const delivered = reports.filter((r): r is LoadReport => r !== undefined)
+          // Found once: counted in the figures, and the first few described beside them.
+          const regressions = versionRegressions(readsOf(delivered))
           const figures = analyze(delivered, {
+            regressions,
             boundMs,
             expectedErrors: new Set(expected.errors ?? []),
             outcome: happened,
@@ -248,7 +243,7 @@ export function describeFaultSuite(name: string, options: FaultSuiteOptions): vo
             ...figures,
             hitsResumeMs: Number.isFinite(figures.hitsResumeMs) ? figures.hitsResumeMs : 'never',
           })
-          const problems = describeProblems(delivered, happened, boundMs)
+          const problems = describeProblems(delivered, regressions, happened, boundMs)
           if (problems.length > 0) console.log(`[corral-faults] ${name} / ${title}:\n  ${problems.join('\n  ')}`)
 
           // Soft: a scenario lists every invariant it broke, not only the first.
@@ -280,7 +275,7 @@ export function describeFaultSuite(name: string, options: FaultSuiteOptions): vo
 
       scenario('the server killed (SIGKILL) and restarted', async ({ server }) => {
         const control = controlOf(server)
-        await control.stop()
+        await control.kill()
         await sleep(outageMs)
         await control.restart()
         return { endedAt: preciseNow() }
@@ -401,6 +396,8 @@ export function describeFaultSuite(name: string, options: FaultSuiteOptions): vo
 }
 
 interface AnalysisContext {
+  /** `versionRegressions(readsOf(reports))` */
+  regressions: readonly Regression[]
   boundMs: number
   expectedErrors: ReadonlySet<string>
   outcome: FaultOutcome
@@ -428,7 +425,7 @@ function readsOf(reports: readonly LoadReport[]): Read[] {
 }
 
 /** The figures of one scenario from every worker's report. */
-export function analyze(reports: readonly LoadReport[], context: AnalysisContext): ScenarioFigures {
+function analyze(reports: readonly LoadReport[], context: AnalysisContext): ScenarioFigures {
   const { boundMs, expectedErrors, outcome } = context
   let calls = 0
   let stranded = 0
@@ -461,7 +458,7 @@ export function analyze(reports: readonly LoadReport[], context: AnalysisContext
     stranded,
     maxLatencyMs,
     wrongValues,
-    versionRegressions: versionRegressions(readsOf(reports)).length,
+    versionRegressions: context.regressions.length,
     lateOverwrites,
     lockTimeouts,
     expectedErrors: expectedCount,
@@ -485,7 +482,7 @@ interface Read {
 }
 
 /** A read that saw an older version than `newer`, a read that had ended before it began. */
-export interface Regression {
+interface Regression {
   key: number
   read: Read
   newer: Read
@@ -497,7 +494,7 @@ export interface Regression {
  * takes effect at some moment before it returns, so a value it wrote may legitimately land after a newer one for
  * as long as the call had not returned when that newer one was read: such reads are not counted.
  */
-export function versionRegressions(reads: readonly Read[]): Regression[] {
+function versionRegressions(reads: readonly Read[]): Regression[] {
   const found: Regression[] = []
   const byKey = new Map<number, Read[]>()
   for (const read of reads) {
@@ -555,7 +552,12 @@ function hitsResume(reports: readonly LoadReport[], context: AnalysisContext): n
 }
 
 /** A few lines on what went wrong, to read beside the figure. */
-function describeProblems(reports: readonly LoadReport[], outcome: FaultOutcome, boundMs: number): string[] {
+function describeProblems(
+  reports: readonly LoadReport[],
+  regressions: readonly Regression[],
+  outcome: FaultOutcome,
+  boundMs: number,
+): string[] {
   const lines: string[] = []
   const outcomes = new Map<string, number>()
   for (const report of reports) {
@@ -567,7 +569,6 @@ function describeProblems(reports: readonly LoadReport[], outcome: FaultOutcome,
     }
   }
   for (const [result, count] of outcomes) lines.push(`outcome ${result}: ${count}`)
-  const regressions = versionRegressions(readsOf(reports))
   for (const { key, read, newer } of regressions.slice(0, 5)) {
     const value = (r: Read) => `${r.version} (${r.kind} by ${r.writer})`
     lines.push(

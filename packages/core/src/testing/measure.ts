@@ -1,4 +1,5 @@
 import type { CacheRegion } from '../index.js'
+import { preciseNow } from './fault-load.js'
 import { percentile } from './workers.js'
 
 /** Prints a measured figure so that it shows in the test output (grep for [corral-measure]). */
@@ -10,7 +11,6 @@ export function reportFigure(label: string, values: Record<string, number | stri
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-const now = () => performance.timeOrigin + performance.now()
 
 /**
  * How long a waiter takes to get the value once the creator has finished, across two regions on separate
@@ -34,7 +34,7 @@ export async function measureWaiterLatency(
     const created = creator.getOrCreate(key, async () => {
       running()
       await sleep(10)
-      madeAt = now()
+      madeAt = preciseNow()
       return i
     })
     // The waiter comes once the creator holds the lock and runs.
@@ -45,7 +45,7 @@ export async function measureWaiterLatency(
         waiterRuns++
         return -1
       })
-      .then((value) => ({ value, at: now() }))
+      .then((value) => ({ value, at: preciseNow() }))
     const [, { value, at }] = await Promise.all([created, waited])
     if (value !== i) waiterRuns++
     latencies.push(at - madeAt)

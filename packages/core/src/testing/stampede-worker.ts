@@ -57,7 +57,6 @@ const backendErrors: Array<{ region: string; operation: string; message: string 
 let creatorRuns = 0
 const loads = new Map<string, FaultLoad>()
 
-const now = () => performance.timeOrigin + performance.now()
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 function send(message: unknown): void {
@@ -88,7 +87,7 @@ function creator(label: string, creatorMs: number, onStart?: () => void) {
     const run = ++creatorRuns
     onStart?.()
     await sleep(creatorMs)
-    return { label, pid: process.pid, run, madeAt: now() }
+    return { label, pid: process.pid, run, madeAt: preciseNow() }
   }
 }
 
@@ -126,9 +125,9 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
       Array.from({ length: callers }, async (): Promise<CallerResult> => {
         try {
           const value = await target.getOrCreate(String(request.key), make, tagsOf(request))
-          return { latencyMs: performance.now() - started, resolvedAt: now(), value }
+          return { latencyMs: performance.now() - started, resolvedAt: preciseNow(), value }
         } catch (error) {
-          return { latencyMs: performance.now() - started, resolvedAt: now(), error: describeError(error) }
+          return { latencyMs: performance.now() - started, resolvedAt: preciseNow(), error: describeError(error) }
         }
       }),
     )
@@ -183,18 +182,18 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
     const loop = async (offset: number) => {
       for (let i = offset; Date.now() < until; i++) {
         const key = keys[i % keys.length]!
-        const at = now()
+        const at = preciseNow()
         let created = false
         try {
           await target.getOrCreate(key, async () => {
             created = true
-            return { label: 'load', pid: process.pid, run: ++creatorRuns, madeAt: now() }
+            return { label: 'load', pid: process.pid, run: ++creatorRuns, madeAt: preciseNow() }
           })
-          samples.push({ at, ms: now() - at, result: created ? 'created' : 'hit' })
+          samples.push({ at, ms: preciseNow() - at, result: created ? 'created' : 'hit' })
         } catch (error) {
           samples.push({
             at,
-            ms: now() - at,
+            ms: preciseNow() - at,
             result: 'error',
             code: describeError(error).code ?? describeError(error).name,
           })
@@ -283,9 +282,9 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
 
   /** Stores `value` under `key`; tells when the call started and when it resolved. */
   async set(request) {
-    const startedAt = now()
+    const startedAt = preciseNow()
     await region(request.region).set(String(request.key), request.value, tagsOf(request))
-    return { startedAt, doneAt: now() }
+    return { startedAt, doneAt: preciseNow() }
   },
 
   /** Reads `key` `times` times in a row with getOrCreate; counts the hits by tier (and creator runs). */
@@ -316,7 +315,8 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
     let stale = 0
     for (;;) {
       const value = await target.get(String(request.key))
-      if (JSON.stringify(value === NO_VALUE ? null : value) === expected) return { seenAt: now(), staleReads: stale }
+      if (JSON.stringify(value === NO_VALUE ? null : value) === expected)
+        return { seenAt: preciseNow(), staleReads: stale }
       stale++
       if (Date.now() > deadline)
         throw new Error(`${String(request.key)} did not read as ${expected} within ${timeoutMs} ms`)
@@ -345,9 +345,9 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
   },
 
   async invalidateTags(request) {
-    const startedAt = now()
+    const startedAt = preciseNow()
     await region(request.region).invalidateTags(request.tags as string[], { hard: request.hard !== false })
-    return { startedAt, doneAt: now() }
+    return { startedAt, doneAt: preciseNow() }
   },
 
   async dependencyAdd(request) {
@@ -372,7 +372,7 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
     const timeoutMs = Number(request.timeoutMs ?? 5000)
     const deadline = Date.now() + timeoutMs
     for (;;) {
-      if ((await target.get(String(request.key))) === NO_VALUE) return { seenAt: now() }
+      if ((await target.get(String(request.key))) === NO_VALUE) return { seenAt: preciseNow() }
       if (Date.now() > deadline) throw new Error(`${String(request.key)} still read as a hit after ${timeoutMs} ms`)
       await sleep(1)
     }
@@ -380,10 +380,10 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
 
   async invalidate(request) {
     const target = region(request.region)
-    const startedAt = now()
+    const startedAt = preciseNow()
     await target.invalidate({ hard: request.hard !== false })
     const state = target.invalidationState()
-    return { startedAt, doneAt: now(), at: request.hard !== false ? state.hardAt : state.softAt }
+    return { startedAt, doneAt: preciseNow(), at: request.hard !== false ? state.hardAt : state.softAt }
   },
 
   /** Resolves when the region's mark (hard or soft) rises above `above`: when this process saw an invalidation. */
@@ -395,7 +395,7 @@ const handlers: Record<string, (request: Request) => Promise<unknown>> = {
     const deadline = Date.now() + timeoutMs
     for (;;) {
       const value = target.invalidationState()[field]
-      if (value > above) return { seenAt: now(), value }
+      if (value > above) return { seenAt: preciseNow(), value }
       if (Date.now() > deadline) throw new Error(`the ${field} mark did not rise above ${above} within ${timeoutMs} ms`)
       await sleep(1)
     }

@@ -1,14 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
-import { startRedis } from '../../../../../test-support/servers.js'
-import { redisSuite } from '../../../../../test-support/redis-suite.js'
+import { redisSuite, startControlledRedis } from '../../../../../test-support/redis-suite.js'
 import { CachedValue, NO_VALUE, jsonSerializer } from '../../cached-value.js'
 import type { BackendContext } from '../api.js'
 import { ValidationError } from '../../errors.js'
 import { RegionRegistry } from '../../registry.js'
-import { describeBackendConformance, eventually, type ControlledServer } from '../../testing/conformance.js'
-import { measureWaiterLatency, reportFigure } from '../../testing/measure.js'
+import { describeBackendConformance, eventually } from '../../testing/conformance.js'
+import { reportFigure } from '../../testing/measure.js'
 import { describeMultiProcess } from '../../testing/multiprocess.js'
 import { loadOptionalPeer } from '../shared/distributed.js'
 import { RedisBackend } from './index.js'
@@ -18,6 +17,13 @@ const suite = redisSuite()
 describeBackendConformance('redis', {
   create: async (args) => ({ backend: new RedisBackend({ url: suite.server.url, keyPrefix: 'conf:', ...args }) }),
   capabilities: { stores: true, distributedLock: true, bytes: true, sharedInvalidation: true, counters: true },
+  // With a 1 s fallback poll, only the release notification can make this fast.
+  waiterLatency: {
+    label: 'redis waiter latency after the creator finished (ms, two connections)',
+    trials: 100,
+    p99Ms: 100,
+    args: { lockPollInterval: '1s' },
+  },
   writeRaw: async (key, bytes) => {
     await suite.raw.set(`conf:${key}`, bytes)
   },
@@ -27,29 +33,14 @@ describeBackendConformance('redis', {
       ? suite.raw.set(lockKey, 'held by hand')
       : suite.raw.set(lockKey, 'held by hand', 'PX', ttlMs))
   },
-  faults: { startServer: startControlledRedis, shortTimeouts: { commandTimeout: 0.2 } },
+  faults: {
+    startServer: () =>
+      startControlledRedis('faults:', async (url, keyPrefix, args) => ({
+        backend: new RedisBackend({ url, keyPrefix, ...args }),
+      })),
+    shortTimeouts: { commandTimeout: 0.2 },
+  },
 })
-
-/** A Redis server of the fault tests' own, and backends on it (as another process would use it). */
-async function startControlledRedis(): Promise<ControlledServer> {
-  const own = await startRedis()
-  const control = new Redis(own.url, { lazyConnect: true })
-  control.on('error', () => {}) // it reconnects by itself after the server's restarts
-  return {
-    create: async (args) => ({ backend: new RedisBackend({ url: own.url, keyPrefix: 'faults:', ...args }) }),
-    holdLock: async (key, ttlMs) => {
-      await control.set(`faults:corral:lock:${key}`, 'someone else', 'PX', ttlMs)
-    },
-    stop: () => own.kill(),
-    pause: () => own.pause(),
-    resume: () => own.resume(),
-    restart: () => own.restart(),
-    close: async () => {
-      control.disconnect()
-      await own.stop()
-    },
-  }
-}
 
 describeMultiProcess('redis', {
   backend: 'redis',
@@ -145,14 +136,15 @@ describe('redis backend', () => {
     const keys = Array.from({ length: 100 }, (_, i) => `k${i}`)
     await region.getOrCreate('warm', () => 0)
 
-    const before = await commandStats()
-    for (const key of keys) await region.getOrCreate(key, () => key)
-    const afterMisses = await commandStats()
-    for (const key of keys) expect(await region.getOrCreate(key, () => 'again')).toBe(key)
-    const afterHits = await commandStats()
+    const misses = await suite.commandsDuring(async () => {
+      for (const key of keys) await region.getOrCreate(key, () => key)
+    })
+    const hits = await suite.commandsDuring(async () => {
+      for (const key of keys) expect(await region.getOrCreate(key, () => 'again')).toBe(key)
+    })
 
-    const perMiss = diff(afterMisses, before, keys.length)
-    const perHit = diff(afterHits, afterMisses, keys.length)
+    const perMiss = perOperation(misses, keys.length)
+    const perHit = perOperation(hits, keys.length)
     reportFigure('redis commands per hit', perHit)
     reportFigure('redis commands per miss (commands inside the Lua scripts included)', perMiss)
     expect(perHit).toEqual({ get: 1 })
@@ -244,28 +236,6 @@ describe('redis backend', () => {
       await Promise.all([one.close(), two.close()])
     }
   })
-
-  it('a waiter sees the value soon after the creator finishes (release notification, no fixed sleep)', async () => {
-    const name = `latency-${randomUUID().slice(0, 8)}`
-    const a = new RegionRegistry().createRegion({ name }).configure('redis', {
-      expirationTime: 60,
-      arguments: { url: suite.server.url, keyPrefix: 'lat:', lockPollInterval: '1s' },
-    })
-    const b = new RegionRegistry().createRegion({ name }).configure('redis', {
-      expirationTime: 60,
-      arguments: { url: suite.server.url, keyPrefix: 'lat:', lockPollInterval: '1s' },
-    })
-    // With a 1 s fallback poll, only the release notification can make this fast.
-    const result = await measureWaiterLatency(a, b, 100)
-    reportFigure('redis waiter latency after the creator finished (ms, two connections)', {
-      p50: result.p50,
-      p99: result.p99,
-      max: Math.max(...result.latencies),
-    })
-    expect(result.waiterRuns).toBe(0)
-    expect(result.p99).toBeLessThan(100)
-    await Promise.all([a.close(), b.close()])
-  })
 })
 
 describe('group invalidation on redis', () => {
@@ -286,21 +256,17 @@ describe('group invalidation on redis', () => {
     for (const [i, key] of keys.entries()) await writer.set(key, key, { tags: [`item:${i}`, 'catalog'] })
     await reader.get('warm-up') // connected, subscribed, region marks loaded
 
-    const before = await commandStats()
-    for (const key of keys) expect(await reader.getOrCreate(key, () => 'again')).toBe(key)
-    const afterCold = await commandStats()
-    for (const key of keys) expect(await reader.getOrCreate(key, () => 'again')).toBe(key)
-    const afterWarm = await commandStats()
+    const readAll = async () => {
+      for (const key of keys) expect(await reader.getOrCreate(key, () => 'again')).toBe(key)
+    }
+    const cold = perOperation(await suite.commandsDuring(readAll), keys.length)
+    const warm = perOperation(await suite.commandsDuring(readAll), keys.length)
     // A third process reads them all at once: one MGET for the values, one for their 101 tags.
     const third = make()
     await third.get('warm-up')
-    const beforeMulti = await commandStats()
-    expect(await third.getMulti(keys)).toEqual(keys)
-    const afterMulti = await commandStats()
-
-    const cold = diff(afterCold, before, keys.length)
-    const warm = diff(afterWarm, afterCold, keys.length)
-    const multi = diff(afterMulti, beforeMulti, 1)
+    const multi = await suite.commandsDuring(async () => {
+      expect(await third.getMulti(keys)).toEqual(keys)
+    })
     reportFigure('redis commands per tagged hit, tags not mirrored yet (2 tags, one shared)', cold)
     reportFigure('redis commands per tagged hit, tags mirrored', warm)
     reportFigure('redis commands for a getMulti of 100 tagged values, tags not mirrored', multi)
@@ -314,11 +280,12 @@ describe('group invalidation on redis', () => {
     const { writer, reader } = pair('tagshare:')
     await writer.set('shared', 'v', { tags: ['a', 'b', 'c'] })
     await reader.get('warm-up')
-    const before = await commandStats()
-    const values = await Promise.all(Array.from({ length: 20 }, () => reader.get('shared')))
-    const after = await commandStats()
+    let values: unknown[] = []
+    const commands = await suite.commandsDuring(async () => {
+      values = await Promise.all(Array.from({ length: 20 }, () => reader.get('shared')))
+    })
     expect(values).toEqual(Array(20).fill('v'))
-    expect(diff(after, before, 1)).toEqual({ get: 20, mget: 1 })
+    expect(commands).toEqual({ get: 20, mget: 1 })
     await Promise.all([writer.close(), reader.close()])
   })
 
@@ -417,20 +384,7 @@ function attachContext(): BackendContext {
   return { regionName: 'direct', expirationTime: 60, serializer: jsonSerializer, reportError: () => {} }
 }
 
-async function commandStats(): Promise<Record<string, number>> {
-  const text = await suite.raw.info('commandstats')
-  const out: Record<string, number> = {}
-  for (const match of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out[match[1]!] = Number(match[2])
-  return out
-}
-
-/** Commands per operation between two INFO commandstats snapshots (the INFO calls themselves left out). */
-function diff(after: Record<string, number>, before: Record<string, number>, operations: number) {
-  const out: Record<string, number> = {}
-  for (const [name, calls] of Object.entries(after)) {
-    if (name === 'info') continue
-    const delta = calls - (before[name] ?? 0)
-    if (delta > 0) out[name] = delta / operations
-  }
-  return out
+/** Commands per operation, from `suite.commandsDuring` of `operations` operations. */
+function perOperation(commands: Record<string, number>, operations: number): Record<string, number> {
+  return Object.fromEntries(Object.entries(commands).map(([name, calls]) => [name, calls / operations]))
 }
