@@ -24,7 +24,7 @@ import { NO_VALUE } from '@corral/core'
 import { REDIS_ADAPTERS, corralRedis, corralRedisRegion, type RedisAdapter } from '../lib/adapters.js'
 import type { BenchCase } from '../lib/case.js'
 import { countCommands, describeCalls, flushAll, totalCalls, type CommandCounts } from '../lib/redis.js'
-import { median, percentile } from '../lib/stats.js'
+import { callLatency, percentile } from '../lib/stats.js'
 import { formatMs, type Table } from '../lib/table.js'
 import { WorkerPool } from '../lib/worker-pool.js'
 
@@ -67,13 +67,7 @@ async function measureCommandCost(adapter: RedisAdapter, url: string): Promise<C
   try {
     await cache.getOrCreate('warm-key') // connects, and makes 'warm-key' a hit
     // Latency: median of batches after a warm-up batch; loopback round trips on a busy machine are noisy.
-    const batchMs: number[] = []
-    for (let batch = 0; batch <= LATENCY_BATCHES; batch++) {
-      const started = performance.now()
-      for (let i = 0; i < HITS; i++) await cache.getOrCreate('warm-key')
-      if (batch > 0) batchMs.push((performance.now() - started) / HITS)
-    }
-    const hitLatencyMs = median(batchMs)
+    const hitLatencyMs = await readLatency(HITS, () => cache.getOrCreate('warm-key'))
     const hit = await countCommands(url, async () => {
       for (let i = 0; i < HITS; i++) await cache.getOrCreate('warm-key')
     })
@@ -94,14 +88,8 @@ interface TagCost {
 }
 
 /** Median over LATENCY_BATCHES batches (after a warm-up batch) of the mean time of `read(batch, i)`, ms. */
-async function readLatency(reads: number, read: (batch: number, i: number) => Promise<unknown>): Promise<number> {
-  const batchMs: number[] = []
-  for (let batch = 0; batch <= LATENCY_BATCHES; batch++) {
-    const started = performance.now()
-    for (let i = 0; i < reads; i++) await read(batch, i)
-    if (batch > 0) batchMs.push((performance.now() - started) / reads)
-  }
-  return median(batchMs)
+function readLatency(reads: number, read: (batch: number, i: number) => Promise<unknown>): Promise<number> {
+  return callLatency(LATENCY_BATCHES, reads, read)
 }
 
 async function measureTagCost(url: string): Promise<TagCost | { unavailable: string }> {
