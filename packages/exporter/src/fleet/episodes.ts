@@ -24,7 +24,7 @@ import { boundedKey, type PublishedEpisode } from './snapshot.js'
 export const EPISODE_GAP_MS = 10_000
 export const MATCH_SLACK_MS = 1000
 export const MAX_EPISODES = 200
-export const MAX_REGENERATIONS = 256
+const MAX_REGENERATIONS = 256
 
 type Regeneration = NonNullable<PublishedEpisode['regeneration']>
 
