@@ -14,7 +14,7 @@ import { RegionRegistry, type CacheRegion } from '@corral/core'
 import { startMemcachedWireCounter, totalCommands, type WireCounts } from '../../test-support/memcached-wire.ts'
 import { startMemcached } from '../../test-support/servers.ts'
 import type { BenchCase } from '../lib/case.js'
-import { median } from '../lib/stats.js'
+import { callLatency } from '../lib/stats.js'
 import { formatMs, type Table } from '../lib/table.js'
 
 const HITS = 1000
@@ -36,14 +36,8 @@ function region(servers: string, keyPrefix: string): CacheRegion {
 }
 
 /** Median over LATENCY_BATCHES batches (after a warm-up batch) of the mean time of `call(batch, i)`, ms. */
-async function latency(calls: number, call: (batch: number, i: number) => Promise<unknown>): Promise<number> {
-  const batchMs: number[] = []
-  for (let batch = 0; batch <= LATENCY_BATCHES; batch++) {
-    const started = performance.now()
-    for (let i = 0; i < calls; i++) await call(batch, i)
-    if (batch > 0) batchMs.push((performance.now() - started) / calls)
-  }
-  return median(batchMs)
+function latency(calls: number, call: (batch: number, i: number) => Promise<unknown>): Promise<number> {
+  return callLatency(LATENCY_BATCHES, calls, call)
 }
 
 const describeCommands = (commands: Record<string, number>, calls: number) =>

@@ -24,7 +24,7 @@ import { NO_VALUE } from '@corral/core'
 import { REDIS_ADAPTERS, corralRedis, corralRedisRegion, type RedisAdapter } from '../lib/adapters.js'
 import type { BenchCase } from '../lib/case.js'
 import { countCommands, describeCalls, flushAll, totalCalls, type CommandCounts } from '../lib/redis.js'
-import { median, percentile } from '../lib/stats.js'
+import { callLatency, percentile } from '../lib/stats.js'
 import { formatMs, type Table } from '../lib/table.js'
 import { WorkerPool } from '../lib/worker-pool.js'
 
@@ -35,11 +35,11 @@ const MULTI_KEYS = 100
 const TAGS_PER_VALUE = 3
 /** first reads per batch (each of a value whose tags nobody has read yet) */
 const FIRST_READS = 200
-const WAITER_PROCESSES = 4
-const WAITER_CALLERS = 50
+export const WAITER_PROCESSES = 4
+export const WAITER_CALLERS = 50
 /** 50 trials × 3 waiting processes: enough samples for a p99 that is not simply the maximum */
 const WAITER_TRIALS = 50
-const WAITER_CREATOR_MS = 20
+export const WAITER_CREATOR_MS = 20
 
 interface CommandCost {
   id: string
@@ -67,13 +67,7 @@ async function measureCommandCost(adapter: RedisAdapter, url: string): Promise<C
   try {
     await cache.getOrCreate('warm-key') // connects, and makes 'warm-key' a hit
     // Latency: median of batches after a warm-up batch; loopback round trips on a busy machine are noisy.
-    const batchMs: number[] = []
-    for (let batch = 0; batch <= LATENCY_BATCHES; batch++) {
-      const started = performance.now()
-      for (let i = 0; i < HITS; i++) await cache.getOrCreate('warm-key')
-      if (batch > 0) batchMs.push((performance.now() - started) / HITS)
-    }
-    const hitLatencyMs = median(batchMs)
+    const hitLatencyMs = await readLatency(HITS, () => cache.getOrCreate('warm-key'))
     const hit = await countCommands(url, async () => {
       for (let i = 0; i < HITS; i++) await cache.getOrCreate('warm-key')
     })
@@ -94,14 +88,8 @@ interface TagCost {
 }
 
 /** Median over LATENCY_BATCHES batches (after a warm-up batch) of the mean time of `read(batch, i)`, ms. */
-async function readLatency(reads: number, read: (batch: number, i: number) => Promise<unknown>): Promise<number> {
-  const batchMs: number[] = []
-  for (let batch = 0; batch <= LATENCY_BATCHES; batch++) {
-    const started = performance.now()
-    for (let i = 0; i < reads; i++) await read(batch, i)
-    if (batch > 0) batchMs.push((performance.now() - started) / reads)
-  }
-  return median(batchMs)
+function readLatency(reads: number, read: (batch: number, i: number) => Promise<unknown>): Promise<number> {
+  return callLatency(LATENCY_BATCHES, reads, read)
 }
 
 async function measureTagCost(url: string): Promise<TagCost | { unavailable: string }> {
@@ -183,7 +171,7 @@ async function measureGetMulti(url: string): Promise<{ commands: CommandCounts }
   }
 }
 
-interface WaiterLatency {
+export interface WaiterLatency {
   /** per waiting process: store → its first answer (ms) */
   processMs: number[]
   /** per waiting caller: store → its answer (ms) */
@@ -192,15 +180,29 @@ interface WaiterLatency {
   unavailable?: string
 }
 
-async function measureWaiterLatency(url: string): Promise<WaiterLatency> {
+export interface WaiterLatencyOptions {
+  /** the adapter the worker processes use (an id of `lib/adapters.ts`) */
+  adapter: string
+  keyPrefix: string
+  trials: number
+}
+
+/**
+ * `trials` stampedes of WAITER_CALLERS callers in each of WAITER_PROCESSES processes on a new key: how long after the
+ * one creator stored the value each waiting process, and each waiting caller, had it.
+ */
+export async function measureWaiterLatency(
+  url: string,
+  { adapter, keyPrefix, trials }: WaiterLatencyOptions,
+): Promise<WaiterLatency> {
   const result: WaiterLatency = { processMs: [], callerMs: [], creatorRunsPerTrial: [] }
   await flushAll(url)
   const pool = await WorkerPool.start(WAITER_PROCESSES)
   try {
     await pool.setup({
-      adapter: corralRedis.id,
+      adapter,
       url,
-      keyPrefix: 'waiters:',
+      keyPrefix,
       ttlMs: 300_000,
       creatorMs: WAITER_CREATOR_MS,
     })
@@ -209,7 +211,7 @@ async function measureWaiterLatency(url: string): Promise<WaiterLatency> {
     return { ...result, unavailable: (error as Error).message }
   }
   try {
-    for (let trial = 0; trial < WAITER_TRIALS; trial++) {
+    for (let trial = 0; trial < trials; trial++) {
       const results = await pool.run(`waiter-key-${trial}`, WAITER_CALLERS)
       const creators = results.filter((r) => r.creatorCalls > 0)
       result.creatorRunsPerTrial.push(creators.reduce((total, r) => total + r.creatorCalls, 0))
@@ -250,7 +252,11 @@ export const redisCostCase: BenchCase = {
     log('  getMulti')
     const multi = await measureGetMulti(url)
     log('  waiter latency')
-    const waiters = await measureWaiterLatency(url)
+    const waiters = await measureWaiterLatency(url, {
+      adapter: corralRedis.id,
+      keyPrefix: 'waiters:',
+      trials: WAITER_TRIALS,
+    })
 
     const costTable: Table = {
       title: `Redis commands per hit / per miss (${HITS} sequential hits, ${MISSES} sequential misses)`,

@@ -21,10 +21,10 @@ import {
   type RedisAdapter,
 } from '../lib/adapters.js'
 import type { BenchCase } from '../lib/case.js'
-import { commandStats, flushAll, resetCommandStats } from '../lib/redis.js'
+import { commandStats, describeCalls, flushAll, resetCommandStats } from '../lib/redis.js'
 import { collectGarbage, median, percentile, zipfSequence } from '../lib/stats.js'
 import { formatMs, formatRate, formatRatio, type Table } from '../lib/table.js'
-import { WorkerPool } from '../lib/worker-pool.js'
+import { measureWaiterLatency, WAITER_CALLERS, WAITER_PROCESSES } from './redis-cost.js'
 
 const KEY_COUNT = 1000
 const ZIPF_EXPONENT = 1.0
@@ -36,10 +36,8 @@ const WARMUP_ROUNDS = 2
 const ROUNDS = 9
 const TTL_MS = 300_000
 const COMMAND_HITS = 1000
-const WAITER_PROCESSES = 4
-const WAITER_CALLERS = 50
+/** Fewer than redis-cost's 50: the published tier figures were measured with 20 (60 waiting-process samples). */
 const WAITER_TRIALS = 20
-const WAITER_CREATOR_MS = 20
 
 type Pass = (cache: CacheUnderTest, keys: readonly string[]) => Promise<void>
 const AsyncFunction = (async () => {}).constructor as new (...parameters: string[]) => Pass
@@ -166,52 +164,8 @@ async function commandsPerHit(spec: SubjectSpec, url: string): Promise<Record<st
   }
 }
 
-interface WaiterLatency {
-  processMs: number[]
-  creatorRunsPerTrial: number[]
-  unavailable?: string
-}
-
-/** As the redis-cost case's waiter latency, for Corral with an L1. */
-async function waiterLatency(url: string): Promise<WaiterLatency> {
-  const result: WaiterLatency = { processMs: [], creatorRunsPerTrial: [] }
-  await flushAll(url)
-  const pool = await WorkerPool.start(WAITER_PROCESSES)
-  try {
-    await pool.setup({
-      adapter: corralRedisL1.id,
-      url,
-      keyPrefix: 'tier-waiters:',
-      ttlMs: TTL_MS,
-      creatorMs: WAITER_CREATOR_MS,
-    })
-    for (let trial = 0; trial < WAITER_TRIALS; trial++) {
-      const results = await pool.run(`waiter-key-${trial}`, WAITER_CALLERS)
-      const creators = results.filter((r) => r.creatorCalls > 0)
-      result.creatorRunsPerTrial.push(creators.reduce((total, r) => total + r.creatorCalls, 0))
-      const storedAt = creators[0]?.storedAt[0]
-      if (creators.length !== 1 || storedAt === undefined) continue
-      for (const waiting of results.filter((r) => r.creatorCalls === 0 && r.answeredAt.length > 0))
-        result.processMs.push(Math.min(...waiting.answeredAt) - storedAt)
-    }
-    await pool.teardown()
-  } catch (error) {
-    result.unavailable = (error as Error).message
-  } finally {
-    await pool.stop()
-  }
-  return result
-}
-
 const opsOf = (workload: WorkloadResult, id: string) =>
   workload.results.find((result) => result.id === id)?.opsPerSecond ?? Number.NaN
-
-const describeCommands = (calls: Record<string, number>) =>
-  Object.keys(calls).length === 0
-    ? 'none'
-    : Object.entries(calls)
-        .map(([name, count]) => `${name} ${+(count / COMMAND_HITS).toFixed(2)}`)
-        .join(', ')
 
 export const tierCase: BenchCase = {
   id: 'tier',
@@ -235,7 +189,11 @@ export const tierCase: BenchCase = {
     for (const spec of SUBJECTS.filter((s) => s.id !== memoryRegion.id))
       commands[spec.id] = await commandsPerHit(spec, url)
     log('  waiter latency (l1)')
-    const waiters = await waiterLatency(url)
+    const waiters = await measureWaiterLatency(url, {
+      adapter: corralRedisL1.id,
+      keyPrefix: 'tier-waiters:',
+      trials: WAITER_TRIALS,
+    })
 
     const l1 = corralRedisL1.id
     const rows = SUBJECTS.map((spec) => [
@@ -245,7 +203,7 @@ export const tierCase: BenchCase = {
       formatRatio(opsOf(hot, spec.id) / opsOf(hot, memoryRegion.id)),
       spec.id === l1 ? '1.00×' : formatRatio(opsOf(hot, l1) / opsOf(hot, spec.id)),
       spec.id === l1 ? '1.00×' : formatRatio(opsOf(skewed, l1) / opsOf(skewed, spec.id)),
-      spec.id === memoryRegion.id ? 'n/a' : describeCommands(commands[spec.id] ?? {}),
+      spec.id === memoryRegion.id ? 'n/a' : describeCalls(commands[spec.id] ?? {}, COMMAND_HITS),
       spec.deployment,
     ])
     const misses = workloads.flatMap((w) => w.results.filter((r) => r.creatorCallsMeasured > 0))

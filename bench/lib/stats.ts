@@ -12,6 +12,24 @@ export function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!
 }
 
+/**
+ * The latency of one `call(batch, i)`, ms: `calls` sequential calls per batch, a warm-up batch (0) then `batches`
+ * timed ones; the median of the timed batches' mean.
+ */
+export async function callLatency(
+  batches: number,
+  calls: number,
+  call: (batch: number, i: number) => Promise<unknown>,
+): Promise<number> {
+  const batchMs: number[] = []
+  for (let batch = 0; batch <= batches; batch++) {
+    const started = performance.now()
+    for (let i = 0; i < calls; i++) await call(batch, i)
+    if (batch > 0) batchMs.push((performance.now() - started) / calls)
+  }
+  return median(batchMs)
+}
+
 export function sum(values: readonly number[]): number {
   let total = 0
   for (const value of values) total += value

@@ -11,11 +11,11 @@
  *                 stream): polling every 2 s, the stream retried with the same backoff (30 s when unsupported).
  * - unauthorized: the API answered 401; everything stops until a token is entered.
  */
-import { api, errorMessage, isAbort, isUnauthorized, StreamError, streamEvents } from './api'
+import { ApiError, api, errorMessage, isAbort, isUnauthorized, StreamError, streamEvents } from './api'
 import { formatClock, parseInstant } from './format'
 import { appendSample, emptyHistory } from './rates'
 import { mergeHistory, type RangeId } from './server-history'
-import { backoffDelay, stateAfterFailure, throttle } from './schedule'
+import { backoffDelay, type HistoryRequest, historyRequestDue, stateAfterFailure, throttle } from './schedule'
 import type { SseMessage } from './sse'
 import { describeTags } from './tags'
 import {
@@ -175,32 +175,40 @@ function fleetRegionsAsRegions(fleet: FleetJson, local: RegionJson[]): RegionJso
   })
 }
 
-let historyFetchedAt = -Infinity
-let historyFor = ''
+let historyRequest: HistoryRequest = { key: '', startedAt: -Infinity, inFlight: false }
+/** Bumped by every history request: only the answer to the latest one is kept. */
+let historyRequestId = 0
+/** Scopes whose history the exporter answered 404 to (it has history off): not asked again until `start()`. */
+const historyAbsent = new Set<string>()
 
 /**
  * Keeps the charts' server history current: the whole range when the scope or range changed (`force`), else only
- * the samples since the last one, at most every `HISTORY_REFRESH_MS`.
+ * the samples since the last one, at most every `HISTORY_REFRESH_MS` and never twice at once.
  */
 async function refreshHistory(force: boolean): Promise<void> {
   const gen = generation
   const fleetView = scope.peek() === 'fleet'
   const range = historyRange.peek()
-  const key = `${fleetView}:${range}`
-  const current = historyFor === key ? serverHistory.peek() : null
-  if (!force && current && Date.now() - historyFetchedAt < HISTORY_REFRESH_MS) return
-  historyFetchedAt = Date.now()
-  historyFor = key
+  const scopeKey = fleetView ? 'fleet' : 'process'
+  const key = `${scopeKey}:${range}`
+  if (historyAbsent.has(scopeKey)) return
+  if (!historyRequestDue(historyRequest, key, force, Date.now(), HISTORY_REFRESH_MS)) return
+  const current = historyRequest.key === key ? serverHistory.peek() : null
+  const id = ++historyRequestId
+  historyRequest = { key, startedAt: Date.now(), inFlight: true }
   try {
     const since = current?.samples.at(-1)?.at
     const answer = await api.history(fleetView, range, since, token.peek())
-    if (gen !== generation || historyFor !== key) return
+    if (gen !== generation || id !== historyRequestId) return
     serverHistory.value = mergeHistory(current, answer)
     historyError.value = null
   } catch (error) {
-    if (gen !== generation) return
+    if (gen !== generation || id !== historyRequestId) return
     if (isUnauthorized(error)) return unauthorized()
+    if (error instanceof ApiError && error.status === 404) historyAbsent.add(scopeKey)
     historyError.value = errorMessage(error)
+  } finally {
+    if (id === historyRequestId) historyRequest = { ...historyRequest, inFlight: false }
   }
 }
 
@@ -259,6 +267,7 @@ export function start(): void {
   const gen = generation
   failures = 0
   hotKeysFetchedAt = -Infinity
+  historyAbsent.clear()
   batch(() => {
     connection.value = 'connecting'
     connectionDetail.value = ''

@@ -64,6 +64,8 @@ export interface AppendOptions {
   maxSamples?: number
 }
 
+type RegionSamples = ReadonlyArray<{ name: string; stats: Partial<Record<CounterName, unknown>> }>
+
 /**
  * Returns a new history with the sample taken at `t` appended. A sample at the same time as (or before) the
  * last one replaces it, so clocks that do not move never produce a zero-length interval.
@@ -71,16 +73,36 @@ export interface AppendOptions {
 export function appendSample(
   history: SampleHistory,
   t: number,
-  regions: ReadonlyArray<{ name: string; stats: Partial<Record<CounterName, unknown>> }>,
+  regions: RegionSamples,
   options: AppendOptions,
 ): SampleHistory {
-  const previousSample = history.samples[history.samples.length - 1]
-  const adjusted: Record<string, Counters> = { ...previousSample?.regions }
-  const lastRaw: Record<string, Counters> = { ...history.lastRaw }
+  const next: SampleHistory = { samples: [...history.samples], lastRaw: { ...history.lastRaw } }
+  pushSample(next, t, regions)
+  let samples = next.samples
+
+  // Keep one sample older than the window so that the window's first interval has a baseline.
+  const cutoff = t - options.retentionMs
+  let first = 0
+  while (first + 1 < samples.length && (samples[first + 1]?.t ?? Infinity) <= cutoff) first++
+  const max = options.maxSamples ?? Infinity
+  if (samples.length - first > max) first = samples.length - max
+  if (first > 0) samples = samples.slice(first)
+
+  return { samples, lastRaw: next.lastRaw }
+}
+
+/**
+ * Appends the sample taken at `t` to `history` in place, as `appendSample` does but without copying or trimming:
+ * for building a whole history in one pass.
+ */
+export function pushSample(history: SampleHistory, t: number, regions: RegionSamples): void {
+  const { samples, lastRaw } = history
+  const last = samples[samples.length - 1]
+  const adjusted: Record<string, Counters> = { ...last?.regions }
   for (const region of regions) {
     const raw = countersOf(region.stats)
-    const previousRaw = history.lastRaw[region.name]
-    const previous = previousSample?.regions[region.name]
+    const previousRaw = lastRaw[region.name]
+    const previous = last?.regions[region.name]
     const value = zeroCounters()
     if (previous) {
       for (const name of COUNTERS) {
@@ -91,21 +113,8 @@ export function appendSample(
     lastRaw[region.name] = raw
     adjusted[region.name] = value
   }
-
-  let samples = history.samples
-  const last = samples[samples.length - 1]
-  if (last && t <= last.t) samples = samples.slice(0, -1)
-  samples = [...samples, { t: last && t < last.t ? last.t : t, regions: adjusted }]
-
-  // Keep one sample older than the window so that the window's first interval has a baseline.
-  const cutoff = t - options.retentionMs
-  let first = 0
-  while (first + 1 < samples.length && (samples[first + 1]?.t ?? Infinity) <= cutoff) first++
-  const max = options.maxSamples ?? Infinity
-  if (samples.length - first > max) first = samples.length - max
-  if (first > 0) samples = samples.slice(first)
-
-  return { samples, lastRaw }
+  if (last && t <= last.t) samples[samples.length - 1] = { t: last.t, regions: adjusted }
+  else samples.push({ t, regions: adjusted })
 }
 
 /** The counters of one sample, summed over all regions or read for one region (zeros when it is absent). */

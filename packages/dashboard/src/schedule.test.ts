@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { backoffDelay, type Clock, stateAfterFailure, throttle } from './schedule'
+import { backoffDelay, type Clock, historyRequestDue, stateAfterFailure, throttle } from './schedule'
 
 /** A manual clock: timers fire only when `advance` passes their due time. */
 function manualClock() {
@@ -138,5 +138,24 @@ describe('stateAfterFailure', () => {
   })
   it('reports polling at once when the server does not offer the stream', () => {
     expect(stateAfterFailure(1, true)).toBe('polling')
+  })
+})
+
+describe('historyRequestDue', () => {
+  const last = { key: 'process:5m', startedAt: 1000, inFlight: false }
+
+  it('throttles requests for the same scope and range, whether or not a history is held yet', () => {
+    expect(historyRequestDue(last, 'process:5m', false, 2999, 2000)).toBe(false)
+    expect(historyRequestDue(last, 'process:5m', false, 3000, 2000)).toBe(true)
+  })
+
+  it('never runs two requests for the same key at once unless forced', () => {
+    const running = { ...last, inFlight: true }
+    expect(historyRequestDue(running, 'process:5m', false, 60_000, 2000)).toBe(false)
+    expect(historyRequestDue(running, 'process:5m', true, 1001, 2000)).toBe(true)
+  })
+
+  it('asks at once for another scope or range', () => {
+    expect(historyRequestDue({ ...last, inFlight: true }, 'fleet:5m', false, 1001, 2000)).toBe(true)
   })
 })

@@ -97,3 +97,26 @@ export const FAILURES_BEFORE_POLLING = 3
 export function stateAfterFailure(consecutiveFailures: number, unsupported: boolean): 'reconnecting' | 'polling' {
   return unsupported || consecutiveFailures >= FAILURES_BEFORE_POLLING ? 'polling' : 'reconnecting'
 }
+
+/** The last server-history request: what it was for (scope and range), when it started, whether it is running. */
+export interface HistoryRequest {
+  key: string
+  startedAt: number
+  inFlight: boolean
+}
+
+/**
+ * Whether to ask for the server history of `key` now. Forced requests (a new scope or range) always go; others
+ * only when the last request was for another key, or finished and started at least `intervalMs` ago. Whether a
+ * history is held yet does not matter: without one, an unthrottled page would ask on every refresh.
+ */
+export function historyRequestDue(
+  last: HistoryRequest,
+  key: string,
+  force: boolean,
+  now: number,
+  intervalMs: number,
+): boolean {
+  if (force || last.key !== key) return true
+  return !last.inFlight && now - last.startedAt >= intervalMs
+}

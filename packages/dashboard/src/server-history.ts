@@ -5,7 +5,7 @@
  */
 import type { HistoryJson, HistoryQuantilesJson } from '@corral/exporter/api'
 import type { Point } from './chart'
-import { appendSample, emptyHistory, type SampleHistory } from './rates'
+import { emptyHistory, pushSample, type SampleHistory } from './rates'
 
 /** The time ranges a user can choose, with the chart step for each (about 60 to 120 points). */
 export const RANGES = [
@@ -19,12 +19,15 @@ export function rangeOf(id: string): (typeof RANGES)[number] {
   return RANGES.find((r) => r.id === id) ?? RANGES[0]
 }
 
-/** The counter samples of a history, oldest first, as the rate functions take them. */
+/** The counter samples of a history, oldest first, as the rate functions take them (built in one pass). */
 export function samplesFromHistory(history: HistoryJson): SampleHistory {
-  let out = emptyHistory()
+  const out = emptyHistory()
   for (const sample of history.samples) {
-    const regions = sample.regions.map((region) => ({ name: region.name, stats: region }))
-    out = appendSample(out, sample.at, regions, { retentionMs: Number.POSITIVE_INFINITY })
+    pushSample(
+      out,
+      sample.at,
+      sample.regions.map((region) => ({ name: region.name, stats: region })),
+    )
   }
   return out
 }

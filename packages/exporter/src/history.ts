@@ -118,8 +118,8 @@ export class History {
   add(at: number, readings: Map<string, RegionReading>): void {
     const regions: HistoryRegionJson[] = []
     const buckets = new Map<string, RegionBuckets>()
-    let all: RegionBuckets = ZERO_BUCKETS
-    let anyInterval = false
+    /** the regions' intervals summed; undefined when no region has one */
+    let all: RegionBuckets | undefined
     for (const [name, reading] of readings) {
       // A histogram first seen after the first sample started from zero (prom-client has no series before the first
       // observation); at the first sample there is no baseline yet.
@@ -130,16 +130,17 @@ export class History {
         interval = previous ? difference(reading.buckets, previous) : undefined
       }
       if (interval) {
-        anyInterval = true
-        all = {
-          regeneration: addCounts(all.regeneration, interval.regeneration),
-          lockWait: addCounts(all.lockWait, interval.lockWait),
-        }
+        all = all
+          ? {
+              regeneration: addCounts(all.regeneration, interval.regeneration),
+              lockWait: addCounts(all.lockWait, interval.lockWait),
+            }
+          : interval
       }
       regions.push({ name, ...reading.counters, ...quantilesOf(interval) })
     }
     this.previousBuckets = buckets
-    this.ring[this.next] = { at, regions, all: quantilesOf(anyInterval ? all : undefined) }
+    this.ring[this.next] = { at, regions, all: quantilesOf(all) }
     this.next = (this.next + 1) % this.ring.length
     this.count = Math.min(this.count + 1, this.ring.length)
   }

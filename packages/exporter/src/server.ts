@@ -2,7 +2,7 @@
  * `startExporter()`: serves the exporter with @hono/node-server. Without an admin token it listens only on a
  * loopback address; port 0 picks a free port, and the returned `url` names the real one.
  */
-import { createServer, ServerResponse, type Server } from 'node:http'
+import { createServer, ServerResponse, STATUS_CODES, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { ValidationError } from '@corral/core'
@@ -45,13 +45,6 @@ const CLIENT_ERRORS: Record<string, [number, string]> = {
   ERR_HTTP_HEADERS_TIMEOUT: [408, 'the request headers took too long to arrive'],
 }
 
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  408: 'Request Timeout',
-  431: 'Request Header Fields Too Large',
-  500: 'Internal Server Error',
-}
-
 function jsonAnswer(status: number, message: string, security: Record<string, string>): Response {
   return new Response(JSON.stringify({ error: message }), {
     status,
@@ -69,7 +62,7 @@ function rawAnswer(status: number, message: string, security: Record<string, str
     connection: 'close',
   }
   const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}`)
-  return `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\n${lines.join('\r\n')}\r\n\r\n${body}`
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n${lines.join('\r\n')}\r\n\r\n${body}`
 }
 
 function urlHost(hostname: string): string {

@@ -28,20 +28,27 @@ export function fileMode(directory: string): { traffic: RegionTraffic; stop: () 
     latencyMs: [20, 120],
     create: (key) => ({ key, title: `Item ${key.slice(13)}`, price: (key.length * 3.7) % 50 }),
   }
-  return { traffic, stop: restockBursts(region) }
+  return { traffic, stop: slotBursts(region, CATALOG_RESTOCK) }
 }
+
+const CATALOG_RESTOCK = 'catalog:restock-'
 
 /** The key every process restocks in the current slot of the wall clock: the same in every process. */
-export function restockKey(now = Date.now()): string {
-  return `catalog:restock-${Math.floor(now / RESTOCK_EVERY_MS)}`
+export function restockKey(now = Date.now(), keyPrefix = CATALOG_RESTOCK): string {
+  return `${keyPrefix}${Math.floor(now / RESTOCK_EVERY_MS)}`
 }
 
-function restockBursts(region: CacheRegion): () => void {
+/**
+ * A stampede across processes: every `RESTOCK_EVERY_MS` of the wall clock, sends `RESTOCK_CALLERS` callers for the
+ * slot's key (`keyPrefix` and the slot number) to `region`. Every process doing so at once, one runs the creator and
+ * the others wait for it through the backend's lock. The timer does not keep the process alive. Returns a stop.
+ */
+export function slotBursts(region: CacheRegion, keyPrefix: string): () => void {
   let timer: NodeJS.Timeout | undefined
   const schedule = () => {
     timer = setTimeout(
       () => {
-        const key = restockKey()
+        const key = restockKey(Date.now(), keyPrefix)
         const creator = () =>
           new Promise((resolve) => setTimeout(() => resolve({ key, units: 40, by: process.pid }), RESTOCK_CREATOR_MS))
         for (let i = 0; i < RESTOCK_CALLERS; i++) region.getOrCreate(key, creator).catch(() => undefined)

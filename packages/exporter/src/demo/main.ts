@@ -14,7 +14,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { createRegion, regions, type CacheRegion } from '@corral/core'
 import type { ExporterLogger } from '../options.js'
 import { startExporter, type RunningExporter } from '../server.js'
-import { fileMode } from './file-mode.js'
+import { fileMode, slotBursts } from './file-mode.js'
 import { Workload, type RegionTraffic } from './workload.js'
 
 const words = ['red', 'shoes', 'café', 'wool', 'organic', 'bike', 'lamp', 'desk', 'tea', 'ünïcode']
@@ -109,34 +109,6 @@ const logger: ExporterLogger = {
 
 /** The fleet the demo's processes publish to, on REDIS_URL. */
 const FLEET_NAME = 'demo'
-/** Every this many ms, every process of a multi-process demo bursts on the same new key at the same moment. */
-const SHARED_BURST_EVERY_MS = 10_000
-
-/**
- * A stampede across processes: on each wall-clock multiple of `SHARED_BURST_EVERY_MS`, every process sends 15
- * callers for the same new key of the Redis region. One process runs the creator; the others wait for it through the
- * distributed lock, and the fleet view shows it as one incident with each process's waiting callers.
- */
-function sharedBursts(region: CacheRegion): () => void {
-  let timer: NodeJS.Timeout | undefined
-  const schedule = () => {
-    timer = setTimeout(
-      () => {
-        const key = `stock:restock-${Math.round(Date.now() / SHARED_BURST_EVERY_MS)}`
-        for (let i = 0; i < 15; i++) {
-          region
-            .getOrCreate(key, () => new Promise((resolve) => setTimeout(() => resolve({ key, units: 40 }), 300)))
-            .catch(() => undefined)
-        }
-        schedule()
-      },
-      SHARED_BURST_EVERY_MS - (Date.now() % SHARED_BURST_EVERY_MS),
-    )
-  }
-  schedule()
-  return () => clearTimeout(timer)
-}
-
 function readProcesses(redisUrl: string | undefined): number {
   const text = process.env.CORRAL_DEMO_PROCESSES ?? '1'
   const processes = Number(text)
@@ -186,7 +158,9 @@ async function main(): Promise<void> {
   })
   workload.start()
   const inventory = extra[0]
-  const stopSharedBursts = inventory && (processes > 1 || instance > 0) ? sharedBursts(inventory) : () => {}
+  // every process bursts on the same key at once: the fleet view shows one incident with each process's waiters
+  const stopSharedBursts =
+    inventory && (processes > 1 || instance > 0) ? slotBursts(inventory, 'stock:restock-') : () => {}
 
   let exporter: RunningExporter
   let siblings: { children: ChildProcess[]; urls: string[] } = { children: [], urls: [] }

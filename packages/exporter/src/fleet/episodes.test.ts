@@ -1,6 +1,7 @@
 import { RegionRegistry } from '@corral/core'
 import { describe, expect, it } from 'vitest'
 import { EPISODE_GAP_MS, EpisodeLog, MAX_EPISODES } from './episodes.js'
+import { boundedKey } from './snapshot.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -74,6 +75,17 @@ describe('EpisodeLog', () => {
     ])
     expect(log.hasUnclaimedSince(0)).toBe(false)
     expect(log.claim('r', 'k', 9450, 10_004)).toBe(false) // once
+  })
+
+  it('claims a regeneration of a key too long to publish whole, by the bounded key the waits carry', () => {
+    const key = `user:${'x'.repeat(400)}`
+    const published = boundedKey(key)
+    expect(published).not.toBe(key)
+    const log = new EpisodeLog()
+    log.regenerated('r', key, 10_000, 0.6, 'success')
+    expect(log.claim('r', published, 9450, 10_004)).toBe(true)
+    expect(log.recent(10)).toMatchObject([{ region: 'r', key: published, coalesced: 0 }])
+    expect(log.hasUnclaimedSince(0)).toBe(false)
   })
 
   it('is bounded', () => {

@@ -24,7 +24,7 @@ import { boundedKey, type PublishedEpisode } from './snapshot.js'
 export const EPISODE_GAP_MS = 10_000
 export const MATCH_SLACK_MS = 1000
 export const MAX_EPISODES = 200
-export const MAX_REGENERATIONS = 256
+const MAX_REGENERATIONS = 256
 
 type Regeneration = NonNullable<PublishedEpisode['regeneration']>
 
@@ -35,8 +35,11 @@ interface Episode extends PublishedEpisode {
 export class EpisodeLog {
   private readonly episodes: Episode[] = []
   private readonly latest = new Map<string, Episode>()
-  /** regenerations no local caller was coalesced onto, by key (insertion order: oldest first) */
-  private readonly unclaimed = new Map<string, Regeneration & { region: string; key: string }>()
+  /**
+   * Regenerations no local caller was coalesced onto (insertion order: oldest first), by region and published
+   * (bounded) key, since that is the key the waits other processes publish carry. `id` is the episode's own.
+   */
+  private readonly unclaimed = new Map<string, Regeneration & { id: string; region: string; key: string }>()
   private readonly onCoalesced: RegionEventListener<'coalesced'>
   private readonly onRegenerate: RegionEventListener<'regenerate'>
   private attached: RegionRegistry | undefined
@@ -78,14 +81,11 @@ export class EpisodeLog {
     const episode = this.latest.get(id)
     const startedAt = Math.round(at - durationSeconds * 1000)
     const regeneration = { startedAt, at, duration: durationSeconds, outcome }
-    if (
-      episode === undefined ||
-      episode.regeneration !== null ||
-      episode.endedAt < startedAt - MATCH_SLACK_MS ||
-      episode.startedAt > at + MATCH_SLACK_MS
-    ) {
-      this.unclaimed.delete(id)
-      this.unclaimed.set(id, { region, key: boundedKey(key), ...regeneration })
+    if (episode === undefined || episode.regeneration !== null || !overlaps(episode, startedAt, at)) {
+      const published = boundedKey(key)
+      const claimId = episodeId(region, published)
+      this.unclaimed.delete(claimId)
+      this.unclaimed.set(claimId, { id, region, key: published, ...regeneration })
       if (this.unclaimed.size > MAX_REGENERATIONS) this.unclaimed.delete(this.unclaimed.keys().next().value!)
       return
     }
@@ -103,19 +103,16 @@ export class EpisodeLog {
   /**
    * Another process's callers of `key` waited from `startedAt` to `endedAt`: if a regeneration of this process that
    * nobody here was coalesced onto overlaps that time, it is the creator they waited for, and becomes an episode
-   * (with no coalesced caller of its own) that the fleet matches with theirs. True when claimed.
+   * (with no coalesced caller of its own) that the fleet matches with theirs. True when claimed. `key` is as
+   * published (bounded).
    */
   claim(region: string, key: string, startedAt: number, endedAt: number): boolean {
-    const id = episodeId(region, key)
-    const regeneration = this.unclaimed.get(id)
-    if (
-      regeneration === undefined ||
-      endedAt < regeneration.startedAt - MATCH_SLACK_MS ||
-      startedAt > regeneration.at + MATCH_SLACK_MS
-    )
+    const claimId = episodeId(region, boundedKey(key))
+    const regeneration = this.unclaimed.get(claimId)
+    if (regeneration === undefined || !overlaps({ startedAt, endedAt }, regeneration.startedAt, regeneration.at))
       return false
-    this.unclaimed.delete(id)
-    const { at, duration, outcome } = regeneration
+    this.unclaimed.delete(claimId)
+    const { id, at, duration, outcome } = regeneration
     const run = { startedAt: regeneration.startedAt, at, duration, outcome }
     this.add({
       id,
@@ -156,6 +153,11 @@ export class EpisodeLog {
       if (this.latest.get(dropped.id) === dropped) this.latest.delete(dropped.id)
     }
   }
+}
+
+/** Whether `span` and the time from `startedAt` to `endedAt` overlap, within `MATCH_SLACK_MS`. */
+function overlaps(span: { startedAt: number; endedAt: number }, startedAt: number, endedAt: number): boolean {
+  return span.endedAt >= startedAt - MATCH_SLACK_MS && span.startedAt <= endedAt + MATCH_SLACK_MS
 }
 
 function episodeId(region: string, key: string): string {

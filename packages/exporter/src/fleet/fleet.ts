@@ -160,7 +160,7 @@ export class Fleet {
       const recent = Date.now() - INTERVALS_TO_LEAVE * this.intervalMs - EPISODE_GAP_MS
       if (this.episodes.hasUnclaimedSince(recent)) {
         for (const wait of await this.store.readWaits(this.id))
-          if (typeof wait?.key === 'string') this.episodes.claim(wait.region, wait.key, wait.startedAt, wait.endedAt)
+          this.episodes.claim(wait.region, wait.key, wait.startedAt, wait.endedAt)
       }
       const snapshot = await this.snapshot()
       const waits = snapshot.episodes.filter((e) => e.regeneration === null && e.endedAt >= recent)

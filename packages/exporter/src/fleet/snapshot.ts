@@ -69,6 +69,19 @@ export interface InstanceSnapshot {
 const isNumber = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value)
 const isString = (value: unknown): value is string => typeof value === 'string'
 
+/** Whether `e`, read from Redis, has the fields of a published episode that readers rely on. */
+export function isPublishedEpisode(e: unknown): e is PublishedEpisode {
+  if (e === null || typeof e !== 'object') return false
+  const episode = e as Partial<PublishedEpisode>
+  return (
+    isString(episode.region) &&
+    isString(episode.key) &&
+    isNumber(episode.startedAt) &&
+    isNumber(episode.endedAt) &&
+    isNumber(episode.coalesced)
+  )
+}
+
 /**
  * Parses a snapshot read from Redis; undefined for anything that is not one of this version (another program's
  * key, a newer Corral): one bad snapshot never breaks the fleet view.
@@ -97,15 +110,6 @@ export function parseSnapshot(text: string | null): InstanceSnapshot | undefined
       typeof r.hotKeys === 'object' &&
       Array.isArray(r.hotKeys.keys),
   )
-  const episodes = s.episodes.filter(
-    (e): e is PublishedEpisode =>
-      e !== null &&
-      typeof e === 'object' &&
-      isString(e.region) &&
-      isString(e.key) &&
-      isNumber(e.startedAt) &&
-      isNumber(e.endedAt) &&
-      isNumber(e.coalesced),
-  )
+  const episodes = s.episodes.filter(isPublishedEpisode)
   return { ...(s as InstanceSnapshot), regions, episodes }
 }

@@ -16,7 +16,7 @@
 import { createRequire } from 'node:module'
 import { ValidationError } from '@corral/core'
 import type { Redis, Cluster } from 'ioredis'
-import { parseSnapshot, type InstanceSnapshot, type PublishedEpisode } from './snapshot.js'
+import { isPublishedEpisode, parseSnapshot, type InstanceSnapshot, type PublishedEpisode } from './snapshot.js'
 
 /** The ioredis client the fleet talks through: a `Redis` or a `Cluster`. */
 export type FleetRedisClient = Redis | Cluster
@@ -97,7 +97,7 @@ export class FleetStore {
     await this.client.pipeline().del(this.snapshotKey(id)).del(this.waitsKey(id)).zrem(this.indexKey, id).exec()
   }
 
-  /** Every other live instance's waiting episodes. */
+  /** Every other live instance's waiting episodes (those that are not well-formed dropped). */
   async readWaits(except: string): Promise<PublishedEpisode[]> {
     const ids = (await this.client.zrevrange(this.indexKey, 0, MAX_INSTANCES - 1)).filter((id) => id !== except)
     if (ids.length === 0) return []
@@ -106,7 +106,7 @@ export class FleetStore {
       if (text === null) return []
       try {
         const waits: unknown = JSON.parse(text)
-        return Array.isArray(waits) ? (waits as PublishedEpisode[]) : []
+        return Array.isArray(waits) ? waits.filter(isPublishedEpisode) : []
       } catch {
         return []
       }

@@ -53,7 +53,7 @@ export function serializeError(error: unknown): { name: string; message: string;
 }
 
 /** The JSON of an event's `data:` line. */
-export function eventData(payload: Payload): string {
+function eventData(payload: Payload): string {
   return JSON.stringify('error' in payload ? { ...payload, error: serializeError(payload.error) } : payload)
 }
 
@@ -138,13 +138,13 @@ export class EventClient {
     }
     for (let n = 0; n < max && this.size > 0; n++) {
       const id = this.nextId - this.size
-      const event = this.ring[this.head]
+      const event = this.ring[this.head]! // size > 0: the slot holds an event
       this.ring[this.head] = undefined
       this.head = (this.head + 1) % this.capacity
       this.size--
       // a payload that cannot be serialized is skipped, not fatal to the stream
-      const data = event?.data
-      if (event !== undefined && data != null) out += frame(id, event.name, data)
+      const data = event.data
+      if (data !== null) out += frame(id, event.name, data)
     }
     return out
   }
