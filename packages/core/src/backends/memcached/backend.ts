@@ -28,6 +28,7 @@ import {
   OP_INCREMENT,
   OP_SET,
   OP_TOUCH,
+  STATUS_NOT_STORED,
   STATUS_OK,
   deleteCommand,
   deletedBy,
@@ -288,12 +289,16 @@ export class MemcachedBackend implements CacheBackend {
     extras.writeUInt32BE(expiry >>> 0, 16)
     const expiryExtras = Buffer.alloc(4)
     expiryExtras.writeUInt32BE(expiry >>> 0, 0)
-    const [response] = await this.send([
-      { opcode: OP_INCREMENT, key: full, extras, value: EMPTY },
-      { opcode: OP_TOUCH, key: full, extras: expiryExtras, value: EMPTY },
-    ])
-    if (response!.status !== STATUS_OK) throw statusError(OP_INCREMENT, response!.status)
-    return Number(response!.value.readBigUInt64BE(0))
+    for (let attempt = 1; ; attempt++) {
+      const [response] = await this.send([
+        { opcode: OP_INCREMENT, key: full, extras, value: EMPTY },
+        { opcode: OP_TOUCH, key: full, extras: expiryExtras, value: EMPTY },
+      ])
+      if (response!.status === STATUS_OK) return Number(response!.value.readBigUInt64BE(0))
+      // memcached creates a missing counter with an add: when another connection's first increment created it at
+      // the same moment, this one is answered "not stored". The counter exists now, so incrementing again works.
+      if (response!.status !== STATUS_NOT_STORED || attempt === 3) throw statusError(OP_INCREMENT, response!.status)
+    }
   }
 
   async delete(key: string): Promise<void> {
